@@ -1,0 +1,214 @@
+"""Consent and audit: the one place that decides whether a stream, viewer, recording, view or
+export is allowed by the patient's consent, and the append-only audit trail.
+
+Called by mentoring (admission to live sessions), recordings (start, view, export) and the
+pages. Never reaches into other apps' tables except through their services; never logs
+patient identifiers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .models import AuditEvent, ConsentDecision, ConsentForm, ConsentRecord, Purpose
+
+GENESIS = "0" * 64
+
+
+class ConsentError(Exception):
+    """Consent does not cover what was asked. The message names the missing purpose."""
+
+    def __init__(self, message: str, *, purpose: str = "") -> None:
+        super().__init__(message)
+        self.purpose = purpose
+
+
+# ---------------------------------------------------------------- audit trail
+
+
+def _canonical(event: AuditEvent) -> bytes:
+    body = {
+        "at": event.at.isoformat(),
+        "action": event.action,
+        "outcome": event.outcome,
+        "actor": event.actor,
+        "session": event.session_public_id,
+        "target": event.target,
+        "detail": event.detail,
+        "prev": event.prev_hash,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def audit_hash(event: AuditEvent) -> str:
+    return hashlib.sha256(_canonical(event)).hexdigest()
+
+
+def audit_record(
+    *,
+    action: str,
+    actor: str,
+    outcome: str = "allowed",
+    session_public_id: str = "",
+    target: str = "",
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event to the hash chain. Safe under concurrent writers."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # One writer at a time extends the chain; the lock ends with the transaction.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [0x0A0D17])
+        last = AuditEvent.objects.order_by("-id").only("hash").first()
+        event = AuditEvent(
+            at=timezone.now(),
+            action=action,
+            outcome=outcome,
+            actor=actor,
+            session_public_id=session_public_id,
+            target=target,
+            detail=json.loads(json.dumps(detail or {}, default=str)),
+            prev_hash=last.hash if last else GENESIS,
+        )
+        event.hash = audit_hash(event)
+        event.save(force_insert=True)
+        return event
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    event_id: int
+    reason: str
+
+
+def audit_verify() -> ChainBreak | None:
+    """Walk the chain in order; return the first broken link, or None when it is intact."""
+    prev = GENESIS
+    expected_id: int | None = None
+    for event in AuditEvent.objects.order_by("id").iterator(chunk_size=2000):
+        if expected_id is not None and event.id != expected_id:
+            return ChainBreak(expected_id, f"event {expected_id} is missing (next is {event.id})")
+        if event.prev_hash != prev:
+            return ChainBreak(event.id, "does not follow the previous event (removed or reordered)")
+        if audit_hash(event) != event.hash:
+            return ChainBreak(event.id, "its content was changed after it was written")
+        prev = event.hash
+        expected_id = event.id + 1
+    return None
+
+
+# ---------------------------------------------------------------- consent
+
+
+def consent_form_create(*, title: str, version: str, text: str, purposes: list[str]) -> ConsentForm:
+    unknown = sorted(set(purposes) - set(Purpose.values))
+    if unknown:
+        raise ConsentError(f"Unknown purposes {', '.join(unknown)}; use {', '.join(Purpose.values)}.")
+    return ConsentForm.objects.create(title=title, version=version, text=text, purposes=list(purposes))
+
+
+def consent_record(
+    *,
+    session: Any,
+    form: ConsentForm,
+    decisions: dict[str, bool],
+    obtained_by: Any,
+    attestation: str,
+    patient_ref: str = "",
+) -> ConsentRecord:
+    """Record the patient's decision for each purpose of ``form`` (a refusal is recorded too).
+
+    A new record replaces any earlier one in force for the same session.
+    """
+    missing = [p for p in form.purposes if p not in decisions]
+    if missing:
+        raise ConsentError(f"A decision is needed for every purpose on the form: {', '.join(missing)}.")
+    extra = sorted(set(decisions) - set(form.purposes))
+    if extra:
+        raise ConsentError(f"The form {form} does not ask about {', '.join(extra)}.")
+    if not attestation.strip():
+        raise ConsentError("Say who attests the consent and how it was given.")
+    ref = patient_ref or session.patient_ref
+    if not ref:
+        raise ConsentError("The session has no pseudonymous patient reference; set one first.")
+    with transaction.atomic():
+        now = timezone.now()
+        for earlier in ConsentRecord.objects.select_for_update().filter(session=session, withdrawn_at__isnull=True):
+            earlier.withdrawn_at = now
+            earlier.withdrawn_by = obtained_by
+            earlier.withdrawal_reason = "replaced by a newer consent record"
+            earlier.save(update_fields=["withdrawn_at", "withdrawn_by", "withdrawal_reason"])
+        record = ConsentRecord.objects.create(
+            session=session, form=form, patient_ref=ref, obtained_by=obtained_by, attestation=attestation
+        )
+        ConsentDecision.objects.bulk_create(
+            ConsentDecision(record=record, purpose=p, granted=bool(g)) for p, g in decisions.items()
+        )
+        audit_record(
+            action="consent.record",
+            actor=f"user:{obtained_by.pk}",
+            session_public_id=str(session.public_id),
+            target=f"consent:{record.pk}",
+            detail={"decisions": decisions, "form": f"{form.title} v{form.version}"},
+        )
+    return record
+
+
+def consent_in_force(*, session: Any) -> ConsentRecord | None:
+    return (
+        ConsentRecord.objects.filter(session=session, withdrawn_at__isnull=True)
+        .prefetch_related("decisions")
+        .order_by("-obtained_at")
+        .first()
+    )
+
+
+def consent_granted(*, session: Any, purpose: str) -> bool:
+    record = consent_in_force(session=session)
+    if record is None:
+        return False
+    return any(d.purpose == purpose and d.granted for d in record.decisions.all())
+
+
+def consent_require(*, session: Any, purpose: str, actor: str, action: str) -> None:
+    """The consent gate. Raise ConsentError (and audit the refusal) unless ``purpose`` is granted."""
+    if purpose not in Purpose.values:
+        raise ValueError(f"unknown consent purpose {purpose!r}")
+    if consent_granted(session=session, purpose=purpose):
+        return
+    label = Purpose(purpose).label
+    record = consent_in_force(session=session)
+    reason = "no consent is recorded for this procedure" if record is None else f"the patient did not consent to: {label}"
+    audit_record(
+        action=action,
+        actor=actor,
+        outcome="refused",
+        session_public_id=str(session.public_id),
+        detail={"missing_purpose": purpose},
+    )
+    raise ConsentError(f"Not allowed: {reason} ({purpose}).", purpose=purpose)
+
+
+def consent_withdraw(*, record: ConsentRecord, by: Any, reason: str = "") -> ConsentRecord:
+    """Withdraw consent: one action. Live effects (drop viewers, stop recording) follow after commit."""
+    with transaction.atomic():
+        record = ConsentRecord.objects.select_for_update().get(pk=record.pk)
+        if record.withdrawn_at is not None:
+            return record
+        record.withdrawn_at = timezone.now()
+        record.withdrawn_by = by
+        record.withdrawal_reason = reason
+        record.save(update_fields=["withdrawn_at", "withdrawn_by", "withdrawal_reason"])
+        audit_record(
+            action="consent.withdraw",
+            actor=f"user:{by.pk}",
+            session_public_id=str(record.session.public_id),
+            target=f"consent:{record.pk}",
+        )
+    return record

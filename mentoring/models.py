@@ -1,0 +1,162 @@
+"""Rows of the mentoring app: operating rooms, sessions, participants and their join tokens.
+
+Invariants that need several rows (a room is not double-booked) live in mentoring.services.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class OperatingRoom(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    location = models.CharField(max_length=200, blank=True)
+    # An OR cart or hospital may have its own edge; empty means the site's default edge.
+    edge_url = models.URLField(blank=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Session(models.Model):
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        LIVE = "live", "Live"
+        ENDED = "ended", "Ended"
+        CANCELLED = "cancelled", "Cancelled"
+
+    # The public identifier: in URLs, WebSocket paths, calendar UIDs and at the edge.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    procedure = models.CharField(max_length=200, help_text="The procedure, never the patient's name.")
+    room = models.ForeignKey(OperatingRoom, on_delete=models.PROTECT, related_name="sessions")
+    surgeon = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    planned_start = models.DateTimeField()
+    planned_end = models.DateTimeField()
+    time_zone = models.CharField(max_length=64, default="UTC")
+    # A pseudonymous reference to the patient (e.g. a case number); never a name.
+    patient_ref = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
+    notes = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # iCalendar SEQUENCE: bumped on every change sent to invitees.
+    sequence = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["planned_start"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(planned_end__gt=models.F("planned_start")), name="session_end_after_start"),
+        ]
+        indexes = [models.Index(fields=["room", "planned_start"])]
+
+    def __str__(self) -> str:
+        return f"{self.procedure} in {self.room.name} at {self.planned_start:%Y-%m-%d %H:%M} UTC"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (self.Status.SCHEDULED, self.Status.LIVE)
+
+    @property
+    def calendar_uid(self) -> str:
+        return f"{self.public_id}@orstream"
+
+
+class Role(models.TextChoices):
+    SURGEON = "surgeon", "Surgeon / OR console"
+    MENTOR = "mentor", "Mentor"
+    SPECIALIST = "specialist", "Specialist (ad-hoc consultation)"
+    RESIDENT = "resident", "Resident"
+    OBSERVER = "observer", "Observer"
+    DISPLAY = "display", "Conference-room display"
+    COORDINATOR = "coordinator", "Coordinator"
+
+
+class Participant(models.Model):
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="participants")
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    role = models.CharField(max_length=16, choices=Role.choices)
+    display_name = models.CharField(max_length=120)
+    email = models.EmailField(blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="participations"
+    )
+    # From another centre: watching needs the live_external consent purpose.
+    is_external = models.BooleanField(default=False)
+    invited_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["session", "role", "display_name"]
+
+    def __str__(self) -> str:
+        return f"{self.display_name} ({self.get_role_display()})"
+
+
+class JoinToken(models.Model):
+    """A join link's token. Only the SHA-256 of the token is stored."""
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+    one_time = models.BooleanField(default=False)
+    used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"token for {self.participant} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and self.expires_at > timezone.now() and not (self.one_time and self.used_at)
+
+
+class PresenceEvent(models.Model):
+    """Who joined or left a live session, kept for the coordinator's view and the record."""
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="presence")
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8, choices=[("joined", "joined"), ("left", "left")])
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at"]
+
+
+class Annotation(models.Model):
+    """A telestration stroke or a chat line, stored with the media time it refers to."""
+
+    class Kind(models.TextChoices):
+        STROKE = "stroke", "Stroke"
+        CLEAR = "clear", "Clear"
+        CHAT = "chat", "Chat"
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="annotations")
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    # Media timestamp (seconds on the edge's clock) the annotation refers to.
+    media_time = models.FloatField(null=True, blank=True)
+    payload = models.JSONField(default=dict)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at"]

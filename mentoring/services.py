@@ -1,0 +1,528 @@
+"""Mentoring services: scheduling, participants, invitations, join tokens, admission.
+
+Every write and every rule of the mentoring app lives here; views, the API, the consumer and
+tasks call these functions and nothing else. Broadcasts and e-mails leave only after the
+transaction commits. Never logs a join token or a patient reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import zoneinfo
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core import signing
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from consent import services as consent_services
+
+from . import calendar
+from .models import Annotation, JoinToken, OperatingRoom, Participant, PresenceEvent, Role, Session
+
+log = logging.getLogger(__name__)
+
+COORDINATOR_GROUP = "coordinator"
+TOKEN_SALT = "orstream.join"
+
+# Which consent purpose each role's live viewing needs. Surgeons and coordinators are part of the
+# care team in the room; everyone else watches a patient's procedure and needs the patient's word.
+ROLE_PURPOSE = {
+    Role.MENTOR: "live_internal",
+    Role.SPECIALIST: "live_internal",
+    Role.RESIDENT: "live_internal",
+    Role.OBSERVER: "live_internal",
+    Role.DISPLAY: "live_internal",
+}
+
+
+class SchedulingError(Exception):
+    """A scheduling request that cannot be honoured. ``field`` names the form field at fault."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class JoinRefused(Exception):
+    """A join token that does not admit its holder. The message is shown to them as is."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def user_is_coordinator(user: AbstractBaseUser | AnonymousUser) -> bool:
+    if not user.is_authenticated:
+        return False
+    return bool(user.is_superuser or user.groups.filter(name=COORDINATOR_GROUP).exists())  # type: ignore[attr-defined]
+
+
+def _send_after_commit(group: str, message: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    transaction.on_commit(lambda: async_to_sync(layer.group_send)(group, message))
+
+
+def session_group(session: Session) -> str:
+    return f"session.{session.public_id}"
+
+
+# ---------------------------------------------------------------- rooms and sessions
+
+
+def room_create(*, name: str, location: str = "", edge_url: str = "") -> OperatingRoom:
+    if OperatingRoom.objects.filter(name__iexact=name.strip()).exists():
+        raise SchedulingError(f"An operating room called {name!r} already exists.", field="name")
+    return OperatingRoom.objects.create(name=name.strip(), location=location, edge_url=edge_url)
+
+
+def _zone(name: str) -> zoneinfo.ZoneInfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise SchedulingError(
+            f"Unknown time zone {name!r}: use a name such as Europe/Paris or America/New_York.", field="time_zone"
+        ) from None
+
+
+def _check_times(
+    *, room: OperatingRoom, start: datetime, end: datetime, time_zone: str, exclude: Session | None = None
+) -> None:
+    _zone(time_zone)
+    if timezone.is_naive(start) or timezone.is_naive(end):
+        raise SchedulingError("Start and end need a time zone.", field="planned_start")
+    if end <= start:
+        raise SchedulingError("The end must be after the start.", field="planned_end")
+    if start < timezone.now() - timedelta(minutes=5):
+        raise SchedulingError("The start is in the past: choose a time from now on.", field="planned_start")
+    if end - start > timedelta(hours=24):
+        raise SchedulingError("A session lasts at most 24 hours.", field="planned_end")
+    if not room.is_active:
+        raise SchedulingError(f"{room.name} is not in service.", field="room")
+    clash = (
+        Session.objects.select_for_update()
+        .filter(room=room, status__in=[Session.Status.SCHEDULED, Session.Status.LIVE])
+        .filter(planned_start__lt=end, planned_end__gt=start)
+        .exclude(pk=exclude.pk if exclude else None)
+        .order_by("planned_start")
+        .first()
+    )
+    if clash is not None:
+        zone = _zone(clash.time_zone)
+        raise SchedulingError(
+            f"{room.name} is already booked for {clash.procedure} "
+            f"from {clash.planned_start.astimezone(zone):%Y-%m-%d %H:%M} "
+            f"to {clash.planned_end.astimezone(zone):%H:%M} ({clash.time_zone}).",
+            field="room",
+        )
+
+
+def session_schedule(
+    *,
+    room: OperatingRoom,
+    procedure: str,
+    surgeon: Any,
+    planned_start: datetime,
+    planned_end: datetime,
+    time_zone: str,
+    created_by: Any,
+    patient_ref: str = "",
+    notes: str = "",
+) -> Session:
+    """Schedule a session in ``room``. The surgeon becomes its first participant."""
+    if not procedure.strip():
+        raise SchedulingError("Name the procedure.", field="procedure")
+    with transaction.atomic():
+        # Lock the room row so two coordinators cannot book the same slot at once.
+        OperatingRoom.objects.select_for_update().get(pk=room.pk)
+        _check_times(room=room, start=planned_start, end=planned_end, time_zone=time_zone)
+        session = Session.objects.create(
+            room=room,
+            procedure=procedure.strip(),
+            surgeon=surgeon,
+            planned_start=planned_start,
+            planned_end=planned_end,
+            time_zone=time_zone,
+            patient_ref=patient_ref.strip(),
+            notes=notes,
+            created_by=created_by,
+        )
+        Participant.objects.create(
+            session=session,
+            role=Role.SURGEON,
+            display_name=surgeon.get_full_name() or surgeon.get_username(),
+            email=surgeon.email,
+            user=surgeon,
+        )
+    return session
+
+
+def session_reschedule(
+    *, session: Session, planned_start: datetime, planned_end: datetime, time_zone: str | None = None
+) -> Session:
+    """Move a scheduled session; invitees get an updated invitation."""
+    if session.status != Session.Status.SCHEDULED:
+        raise SchedulingError("Only a scheduled session can be moved.")
+    with transaction.atomic():
+        OperatingRoom.objects.select_for_update().get(pk=session.room_id)
+        zone = time_zone or session.time_zone
+        _check_times(room=session.room, start=planned_start, end=planned_end, time_zone=zone, exclude=session)
+        session.planned_start, session.planned_end, session.time_zone = planned_start, planned_end, zone
+        session.sequence += 1
+        session.save(update_fields=["planned_start", "planned_end", "time_zone", "sequence"])
+        for participant in session.participants.filter(removed_at__isnull=True, invited_at__isnull=False):
+            transaction.on_commit(lambda p=participant: _mail_invitation(p, method="REQUEST"))
+    return session
+
+
+def session_cancel(*, session: Session, by: Any) -> Session:
+    """Cancel a scheduled session: invitees get METHOD:CANCEL, every join link stops working."""
+    if session.status not in (Session.Status.SCHEDULED,):
+        raise SchedulingError(f"A {session.get_status_display().lower()} session cannot be cancelled.")
+    with transaction.atomic():
+        session.status = Session.Status.CANCELLED
+        session.sequence += 1
+        session.save(update_fields=["status", "sequence"])
+        JoinToken.objects.filter(participant__session=session, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        for participant in session.participants.filter(invited_at__isnull=False):
+            transaction.on_commit(lambda p=participant: _mail_invitation(p, method="CANCEL"))
+        consent_services.audit_record(
+            action="session.cancel", actor=f"user:{by.pk}", session_public_id=str(session.public_id)
+        )
+    return session
+
+
+def session_start(*, session: Session, by: Any) -> Session:
+    if session.status == Session.Status.LIVE:
+        return session
+    if session.status != Session.Status.SCHEDULED:
+        raise SchedulingError(f"A {session.get_status_display().lower()} session cannot go live.")
+    with transaction.atomic():
+        session.status = Session.Status.LIVE
+        session.started_at = timezone.now()
+        session.save(update_fields=["status", "started_at"])
+        consent_services.audit_record(
+            action="session.start", actor=f"user:{by.pk}", session_public_id=str(session.public_id)
+        )
+        _send_after_commit(session_group(session), {"type": "session.status", "status": session.status})
+    return session
+
+
+def session_end(*, session: Session, by: Any) -> Session:
+    if session.status == Session.Status.ENDED:
+        return session
+    if session.status != Session.Status.LIVE:
+        raise SchedulingError("Only a live session can be ended.")
+    with transaction.atomic():
+        session.status = Session.Status.ENDED
+        session.ended_at = timezone.now()
+        session.save(update_fields=["status", "ended_at"])
+        consent_services.audit_record(
+            action="session.end", actor=f"user:{by.pk}", session_public_id=str(session.public_id)
+        )
+        _send_after_commit(session_group(session), {"type": "session.status", "status": session.status})
+    return session
+
+
+def session_list_for(*, user: Any, include_past: bool = False) -> Any:
+    sessions = Session.objects.select_related("room", "surgeon")
+    if not include_past:
+        sessions = sessions.filter(planned_end__gte=timezone.now() - timedelta(hours=12))
+    if user_is_coordinator(user):
+        return sessions
+    return sessions.filter(Q(surgeon=user) | Q(participants__user=user)).distinct()
+
+
+# ---------------------------------------------------------------- participants and join tokens
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def join_token_mint(
+    *, participant: Participant, valid_for: timedelta | None = None, one_time: bool = False, by: Any = None
+) -> str:
+    """Mint a join token bound to one session, participant and role. Only its hash is stored.
+
+    By default it is valid until the planned end of the session plus the configured margin.
+    """
+    session = participant.session
+    if valid_for is None:
+        expires_at = max(session.planned_end, timezone.now()) + timedelta(hours=settings.JOIN_TOKEN_MAX_AGE_HOURS)
+    else:
+        expires_at = timezone.now() + valid_for
+    claims = {
+        "s": str(session.public_id),
+        "p": str(participant.public_id),
+        "r": participant.role,
+        "e": int(expires_at.timestamp()),
+        "n": secrets.token_urlsafe(12),
+    }
+    token = signing.dumps(claims, salt=TOKEN_SALT, compress=False)
+    JoinToken.objects.create(
+        participant=participant,
+        token_hash=_token_hash(token),
+        expires_at=expires_at,
+        one_time=one_time,
+        created_by=by if by is not None and getattr(by, "is_authenticated", False) else None,
+    )
+    return token
+
+
+def join_url(token: str) -> str:
+    return f"{settings.PUBLIC_URL.rstrip('/')}/join/{token}/"
+
+
+def participant_add(
+    *,
+    session: Session,
+    role: str,
+    display_name: str,
+    email: str = "",
+    user: Any = None,
+    is_external: bool = False,
+    by: Any = None,
+) -> Participant:
+    if role not in Role.values:
+        raise SchedulingError(f"Unknown role {role!r}; choose one of {', '.join(Role.values)}.", field="role")
+    if not session.is_open:
+        raise SchedulingError(f"This session is {session.get_status_display().lower()}: no one can be added.")
+    if not display_name.strip():
+        raise SchedulingError("Give the participant's name as others will see it.", field="display_name")
+    participant = Participant.objects.create(
+        session=session,
+        role=role,
+        display_name=display_name.strip(),
+        email=email.strip(),
+        user=user,
+        is_external=is_external,
+    )
+    if by is not None:
+        consent_services.audit_record(
+            action="participant.add",
+            actor=f"user:{by.pk}",
+            session_public_id=str(session.public_id),
+            target=f"participant:{participant.public_id}",
+            detail={"role": role, "external": is_external},
+        )
+    return participant
+
+
+def invitation_send(*, participant: Participant, by: Any = None) -> str:
+    """Mint a join link for ``participant`` and e-mail it with an iCalendar REQUEST after commit.
+
+    Returns the join URL (shown once to the coordinator; only the token's hash is kept).
+    """
+    if not participant.email:
+        raise SchedulingError("This participant has no e-mail address to invite.", field="email")
+    with transaction.atomic():
+        token = join_token_mint(participant=participant, by=by)
+        participant.invited_at = timezone.now()
+        participant.save(update_fields=["invited_at"])
+        url = join_url(token)
+        transaction.on_commit(lambda: _mail_invitation(participant, method="REQUEST", url=url))
+    return url
+
+
+def _mail_invitation(participant: Participant, *, method: str, url: str = "") -> None:
+    session = Session.objects.select_related("room", "surgeon").get(pk=participant.session_id)
+    zone = _zone(session.time_zone)
+    start = session.planned_start.astimezone(zone)
+    if method == "CANCEL":
+        subject = f"Cancelled: {session.procedure} on {start:%d %b %Y %H:%M}"
+        body = (
+            f"The telementoring session for {session.procedure} in {session.room.name} on "
+            f"{start:%A %d %B %Y at %H:%M} ({session.time_zone}) is cancelled. Your join link no longer works."
+        )
+    else:
+        subject = f"Invitation: {session.procedure} on {start:%d %b %Y %H:%M}"
+        link = f"Join link (personal, do not forward):\n{url}\n\n" if url else ""
+        body = (
+            f"You are invited as {participant.get_role_display()} to the telementoring session for "
+            f"{session.procedure} in {session.room.name} on {start:%A %d %B %Y at %H:%M} ({session.time_zone}).\n\n"
+            f"{link}Open the link in Chrome, Edge or Firefox a few minutes before the start."
+        )
+    ics = calendar.session_ics(session=session, method=method, attendees=[participant])
+    message = EmailMultiAlternatives(subject=subject, body=body, to=[participant.email])
+    message.attach("invite.ics", ics, f"text/calendar; method={method}; charset=utf-8")
+    message.send()
+
+
+def join_token_revoke(*, participant: Participant, by: Any) -> int:
+    """Revoke every active token of ``participant`` and drop their live connection and peer."""
+    with transaction.atomic():
+        count = JoinToken.objects.filter(participant=participant, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        consent_services.audit_record(
+            action="token.revoke",
+            actor=f"user:{by.pk}",
+            session_public_id=str(participant.session.public_id),
+            target=f"participant:{participant.public_id}",
+        )
+        _send_after_commit(
+            session_group(participant.session),
+            {"type": "participant.removed", "participant": str(participant.public_id), "reason": "revoked"},
+        )
+    return count
+
+
+def participant_remove(*, participant: Participant, by: Any) -> Participant:
+    """Remove a participant: their links stop working and their connection drops at once."""
+    with transaction.atomic():
+        participant.removed_at = timezone.now()
+        participant.save(update_fields=["removed_at"])
+        join_token_revoke(participant=participant, by=by)
+    return participant
+
+
+def specialist_link_mint(
+    *, session: Session, by: Any, minutes: int, display_name: str, email: str = "", is_external: bool = True
+) -> tuple[Participant, str]:
+    """A one-time link for an intraoperative consultation, valid for ``minutes``."""
+    if session.status != Session.Status.LIVE:
+        raise SchedulingError("A specialist can only be called in while the session is live.")
+    if not (user_is_coordinator(by) or by.pk == session.surgeon_id):
+        raise SchedulingError("Only the coordinator or the operating surgeon can call in a specialist.")
+    if not 1 <= minutes <= settings.SPECIALIST_LINK_MAX_MINUTES:
+        raise SchedulingError(
+            f"Choose between 1 and {settings.SPECIALIST_LINK_MAX_MINUTES} minutes.", field="minutes"
+        )
+    with transaction.atomic():
+        participant = participant_add(
+            session=session,
+            role=Role.SPECIALIST,
+            display_name=display_name,
+            email=email,
+            is_external=is_external,
+            by=by,
+        )
+        token = join_token_mint(participant=participant, valid_for=timedelta(minutes=minutes), one_time=True, by=by)
+    return participant, join_url(token)
+
+
+@dataclass(frozen=True)
+class Admission:
+    participant: Participant
+    session: Session
+    token: JoinToken
+
+
+def _refuse(message: str, reason: str, *, session_id: str = "", detail: dict[str, Any] | None = None) -> JoinRefused:
+    consent_services.audit_record(
+        action="session.join",
+        actor="anonymous",
+        outcome="refused",
+        session_public_id=session_id,
+        detail={"reason": reason, **(detail or {})},
+    )
+    return JoinRefused(message, reason=reason)
+
+
+def join_token_check(*, token: str, session_public_id: str | None = None, consume: bool = False) -> Admission:
+    """Check a join token: signature, expiry, revocation, session, role, and the consent gate.
+
+    Raises JoinRefused with a message for the person holding the link; every refusal is audited.
+    ``consume`` marks a one-time token used (on the actual connection, not on page load).
+    """
+    try:
+        claims = signing.loads(token, salt=TOKEN_SALT)
+    except signing.BadSignature:
+        raise _refuse(
+            "This link is not valid: it may have been cut or altered. Ask the coordinator for a new one.",
+            "tampered",
+            session_id=session_public_id or "",
+        ) from None
+    sid = str(claims.get("s", ""))
+    if session_public_id is not None and sid != str(session_public_id):
+        raise _refuse(
+            "This link belongs to another session. Open the link from the invitation for this session.",
+            "other_session",
+            session_id=str(session_public_id),
+        )
+    with transaction.atomic():
+        row = (
+            JoinToken.objects.select_for_update()
+            .select_related("participant__session__room")
+            .filter(token_hash=_token_hash(token))
+            .first()
+        )
+        if row is None:
+            raise _refuse("This link is not known. Ask the coordinator for a new one.", "unknown", session_id=sid)
+        participant = row.participant
+        session = participant.session
+        if row.revoked_at is not None or participant.removed_at is not None:
+            raise _refuse(
+                "This link was withdrawn by the coordinator. Contact them if you should still join.",
+                "revoked",
+                session_id=sid,
+            )
+        if row.expires_at <= timezone.now():
+            raise _refuse(
+                "This link has expired. Ask the coordinator for a new one.", "expired", session_id=sid
+            )
+        if row.one_time and row.used_at is not None:
+            raise _refuse(
+                "This one-time link was already used. Ask for a new one.", "used", session_id=sid
+            )
+        if claims.get("r") != participant.role or claims.get("p") != str(participant.public_id):
+            raise _refuse("This link does not match its participant.", "mismatch", session_id=sid)
+        if session.status in (Session.Status.ENDED, Session.Status.CANCELLED):
+            raise _refuse(
+                f"This session is {session.get_status_display().lower()}.", session.status, session_id=sid
+            )
+        purpose = ROLE_PURPOSE.get(Role(participant.role))
+        if purpose is not None:
+            if participant.is_external:
+                purpose = "live_external"
+            try:
+                consent_services.consent_require(
+                    session=session,
+                    purpose=purpose,
+                    actor=f"participant:{participant.public_id}",
+                    action="session.join",
+                )
+            except consent_services.ConsentError as error:
+                raise JoinRefused(
+                    f"You cannot watch this procedure: the patient's consent does not cover it ({error.purpose}). "
+                    "Contact the coordinator if you think this is wrong.",
+                    reason="consent",
+                ) from None
+        if consume and row.one_time:
+            row.used_at = timezone.now()
+            row.save(update_fields=["used_at"])
+    return Admission(participant=participant, session=session, token=row)
+
+
+def presence_record(*, participant: Participant, kind: str) -> None:
+    PresenceEvent.objects.create(session=participant.session, participant=participant, kind=kind)
+    if kind == "joined":
+        consent_services.audit_record(
+            action="session.join",
+            actor=f"participant:{participant.public_id}",
+            session_public_id=str(participant.session.public_id),
+            detail={"role": participant.role},
+        )
+
+
+def annotation_add(*, participant: Participant, kind: str, payload: dict[str, Any], media_time: float | None) -> Annotation:
+    return Annotation.objects.create(
+        session=participant.session, participant=participant, kind=kind, payload=payload, media_time=media_time
+    )
+
+
+def session_ics(*, session: Session) -> bytes:
+    return calendar.session_ics(session=session, method="PUBLISH", attendees=list(session.participants.all()))

@@ -1,0 +1,168 @@
+"""Messages and request signing shared by the control plane and the edge.
+
+Both sides import this module: the control plane's edge client signs requests and checks
+webhooks with it, the edge checks requests and signs webhooks. It is pure Python (no Django,
+no aiortc) so that importing it costs nothing on either side.
+
+Signature scheme (requests to the edge API and webhooks from it)::
+
+    X-Orstream-Timestamp: <unix seconds>
+    X-Orstream-Signature: hex(HMAC-SHA256(secret, "<METHOD>\\n<path>\\n<timestamp>\\n" + sha256_hex(body)))
+
+A request is accepted when the signature matches and the timestamp is within
+``SIGNATURE_MAX_AGE`` seconds of the receiver's clock (both directions).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SIGNATURE_MAX_AGE = 60
+TIMESTAMP_HEADER = "X-Orstream-Timestamp"
+SIGNATURE_HEADER = "X-Orstream-Signature"
+
+# Roles as the edge knows them. The control plane decides the role; the edge only enforces
+# what the role allows on the media path.
+PUBLISHER = "publisher"
+TALK_ROLES = frozenset({"surgeon", "mentor", "specialist", "coordinator"})
+
+
+class SignatureError(Exception):
+    """A request or webhook whose signature is missing, wrong or expired."""
+
+
+def _message(method: str, path: str, timestamp: str, body: bytes) -> bytes:
+    digest = hashlib.sha256(body).hexdigest()
+    return f"{method.upper()}\n{path}\n{timestamp}\n{digest}".encode()
+
+
+def sign(*, secret: str, method: str, path: str, body: bytes, now: float | None = None) -> dict[str, str]:
+    """Headers that authenticate one request (or webhook) of ``method`` to ``path``."""
+    timestamp = str(int(time.time() if now is None else now))
+    mac = hmac.new(secret.encode(), _message(method, path, timestamp, body), hashlib.sha256)
+    return {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: mac.hexdigest()}
+
+
+def verify(
+    *, secret: str, method: str, path: str, body: bytes, headers: Any, now: float | None = None
+) -> None:
+    """Raise SignatureError unless ``headers`` carry a fresh, matching signature."""
+    timestamp = headers.get(TIMESTAMP_HEADER)
+    signature = headers.get(SIGNATURE_HEADER)
+    if not timestamp or not signature:
+        raise SignatureError("missing signature headers")
+    try:
+        ts = int(timestamp)
+    except ValueError:
+        raise SignatureError("malformed timestamp") from None
+    current = time.time() if now is None else now
+    if abs(current - ts) > SIGNATURE_MAX_AGE:
+        raise SignatureError("signature expired")
+    expected = hmac.new(secret.encode(), _message(method, path, timestamp, body), hashlib.sha256)
+    if not hmac.compare_digest(expected.hexdigest(), signature):
+        raise SignatureError("bad signature")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def whip_token_mint(*, secret: str, session_id: str, ttl: int, now: float | None = None) -> str:
+    """A bearer token that lets a WHIP client (e.g. OBS) publish to one session until it expires."""
+    expires = int((time.time() if now is None else now) + ttl)
+    payload = _b64(json.dumps({"s": session_id, "e": expires}, separators=(",", ":")).encode())
+    mac = hmac.new(secret.encode(), b"whip:" + payload.encode(), hashlib.sha256).digest()
+    return f"{payload}.{_b64(mac)}"
+
+
+def whip_token_verify(*, secret: str, token: str, session_id: str, now: float | None = None) -> None:
+    """Raise SignatureError unless ``token`` was minted for ``session_id`` and is unexpired."""
+    try:
+        payload, mac = token.split(".", 1)
+        claims = json.loads(_unb64(payload))
+        given = _unb64(mac)
+    except (ValueError, json.JSONDecodeError):
+        raise SignatureError("malformed token") from None
+    expected = hmac.new(secret.encode(), b"whip:" + payload.encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, given):
+        raise SignatureError("bad token")
+    if claims.get("s") != session_id:
+        raise SignatureError("token is for another session")
+    if (time.time() if now is None else now) > claims.get("e", 0):
+        raise SignatureError("token expired")
+
+
+@dataclass(frozen=True)
+class SessionDescription:
+    sdp: str
+    type: str  # "offer" or "answer"
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ViewerOffer:
+    """POST /sessions/{session_id}/viewers: a viewer's offer; the answer comes back."""
+
+    participant_id: str
+    role: str
+    sdp: str
+    type: str = "offer"
+
+    @property
+    def can_talk(self) -> bool:
+        return self.role in TALK_ROLES
+
+
+@dataclass(frozen=True)
+class PublisherOffer:
+    """POST /sessions/{session_id}/publisher: the OR console's offer."""
+
+    participant_id: str
+    sdp: str
+    type: str = "offer"
+
+
+@dataclass(frozen=True)
+class SourceAttach:
+    """POST /sessions/{session_id}/source: an ingest URL PyAV can open (file, rtsp://, srt://, udp://, v4l2)."""
+
+    url: str
+    loop: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordingStart:
+    """POST /sessions/{session_id}/recording: start a stream-copy recording."""
+
+    recording_id: str
+    segment_seconds: int = 600
+
+
+@dataclass(frozen=True)
+class EdgeEvent:
+    """A webhook from the edge to the control plane.
+
+    type is one of: publisher.up, publisher.down, viewer.joined, viewer.left,
+    recording.started, recording.stopped, segment.closed.
+    """
+
+    type: str
+    session_id: str
+    at: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
