@@ -1,0 +1,75 @@
+"""Edge settings read from the environment, each next to its default.
+
+Read once by ``python -m orstream.edge`` (and by tests that build an edge in-process); the result is
+a frozen object handed to whoever needs it. Nothing else in the edge reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    """A required setting is missing or malformed; the message names it."""
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_secret(name: str) -> str:
+    """A secret given directly or, for container secrets, as a file named by ``NAME_FILE``."""
+    value = os.environ.get(name, "")
+    path = os.environ.get(f"{name}_FILE", "")
+    if not value and path:
+        value = Path(path).read_text().strip()
+    return value
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    secret: str
+    webhook_url: str = ""
+    media_dir: Path = field(default_factory=lambda: Path("var/media"))
+    # Offer 127.0.0.1 as an ICE host candidate: the embedded profile runs browser and edge on one
+    # machine, and aioice leaves loopback out by default.
+    ice_loopback: bool = True
+    # Largest request body the API reads; SDP offers are a few KiB.
+    max_body_bytes: int = 256 * 1024
+    # Bound on pending webhooks; the oldest are dropped (and counted) beyond it.
+    webhook_queue_size: int = 1000
+    edge_id: str = "edge"
+
+    @classmethod
+    def from_env(cls) -> EdgeConfig:
+        secret = env_secret("ORSTREAM_EDGE_SECRET")
+        if not secret:
+            raise ConfigError("ORSTREAM_EDGE_SECRET is required (or ORSTREAM_EDGE_SECRET_FILE)")
+        return cls(
+            secret=secret,
+            webhook_url=env_str("ORSTREAM_EDGE_WEBHOOK_URL"),
+            media_dir=Path(env_str("ORSTREAM_EDGE_MEDIA_DIR", "var/media")),
+            ice_loopback=env_bool("ORSTREAM_EDGE_ICE_LOOPBACK", True),
+            max_body_bytes=env_int("ORSTREAM_EDGE_MAX_BODY_BYTES", 256 * 1024),
+            webhook_queue_size=env_int("ORSTREAM_EDGE_WEBHOOK_QUEUE", 1000),
+            edge_id=env_str("ORSTREAM_EDGE_ID", "edge"),
+        )
