@@ -1,0 +1,108 @@
+"""The consent gate: one place decides, every refusal says what is missing and is audited."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from consent import services
+from consent.models import AuditEvent, ConsentRecord, Purpose
+from mentoring.models import Session
+from tests.conftest import ALL_PURPOSES
+
+
+@pytest.mark.parametrize("purpose", ALL_PURPOSES)
+def test_each_refused_purpose_is_named_in_the_refusal(
+    purpose: str, session: Session, consent_form: Any, alice: Any
+) -> None:
+    services.consent_record(
+        session=session,
+        form=consent_form,
+        decisions={p: p != purpose for p in ALL_PURPOSES},
+        obtained_by=alice,
+        attestation="Signed form",
+    )
+    with pytest.raises(services.ConsentError) as refusal:
+        services.consent_require(session=session, purpose=purpose, actor="user:1", action="test.gate")
+    assert refusal.value.purpose == purpose
+    assert purpose in str(refusal.value)
+    assert Purpose(purpose).label in str(refusal.value)
+    for other in ALL_PURPOSES:
+        if other != purpose:
+            services.consent_require(session=session, purpose=other, actor="user:1", action="test.gate")
+
+
+def test_no_consent_at_all_is_a_refusal_that_says_so(session: Session) -> None:
+    with pytest.raises(services.ConsentError, match="no consent is recorded") as refusal:
+        services.consent_require(session=session, purpose="record", actor="user:1", action="recording.start")
+    assert refusal.value.purpose == "record"
+
+
+def test_a_refusal_is_audited_with_the_missing_purpose(refusing_patient: ConsentRecord, session: Session) -> None:
+    with pytest.raises(services.ConsentError):
+        services.consent_require(session=session, purpose="live_external", actor="participant:x", action="session.join")
+    event = AuditEvent.objects.get(outcome="refused")
+    assert event.action == "session.join"
+    assert event.actor == "participant:x"
+    assert event.session_public_id == str(session.public_id)
+    assert event.detail == {"missing_purpose": "live_external"}
+    assert services.audit_verify() is None
+
+
+def test_an_allowed_check_writes_no_refusal(consenting_patient: ConsentRecord, session: Session) -> None:
+    services.consent_require(session=session, purpose="record", actor="user:1", action="recording.start")
+    assert not AuditEvent.objects.filter(outcome="refused").exists()
+
+
+def test_withdrawal_is_one_action_that_refuses_every_purpose(
+    consenting_patient: ConsentRecord, session: Session, alice: Any
+) -> None:
+    before = AuditEvent.objects.count()
+    services.consent_withdraw(record=consenting_patient, by=alice, reason="patient changed their mind")
+    assert AuditEvent.objects.count() == before + 1
+    withdrawal = AuditEvent.objects.order_by("-id").first()
+    assert withdrawal is not None and withdrawal.action == "consent.withdraw"
+    for purpose in ALL_PURPOSES:
+        assert not services.consent_granted(session=session, purpose=purpose)
+    consenting_patient.refresh_from_db()
+    assert consenting_patient.withdrawn_by == alice
+    assert consenting_patient.withdrawal_reason == "patient changed their mind"
+
+
+def test_withdrawing_twice_changes_nothing_the_second_time(consenting_patient: ConsentRecord, alice: Any, bob: Any) -> None:
+    first = services.consent_withdraw(record=consenting_patient, by=alice)
+    count = AuditEvent.objects.count()
+    second = services.consent_withdraw(record=consenting_patient, by=bob)
+    assert second.withdrawn_at == first.withdrawn_at and second.withdrawn_by == alice
+    assert AuditEvent.objects.count() == count
+
+
+def test_a_newer_record_replaces_an_older_one(
+    refusing_patient: ConsentRecord, session: Session, consent_form: Any, alice: Any
+) -> None:
+    assert not services.consent_granted(session=session, purpose="record")
+    newer = services.consent_record(
+        session=session,
+        form=consent_form,
+        decisions={p: True for p in ALL_PURPOSES},
+        obtained_by=alice,
+        attestation="Patient changed their mind, signed a new form",
+    )
+    refusing_patient.refresh_from_db()
+    assert refusing_patient.withdrawn_at is not None
+    assert refusing_patient.withdrawal_reason == "replaced by a newer consent record"
+    assert services.consent_in_force(session=session) == newer
+    assert services.consent_granted(session=session, purpose="record")
+    assert ConsentRecord.objects.filter(session=session, withdrawn_at__isnull=True).count() == 1
+
+
+def test_a_record_must_decide_every_purpose_on_the_form(session: Session, consent_form: Any, alice: Any) -> None:
+    with pytest.raises(services.ConsentError, match="research"):
+        services.consent_record(
+            session=session,
+            form=consent_form,
+            decisions={p: True for p in ALL_PURPOSES if p != "research"},
+            obtained_by=alice,
+            attestation="Signed form",
+        )
