@@ -97,6 +97,9 @@ class Participant(models.Model):
     invited_at = models.DateTimeField(null=True, blank=True)
     removed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The last glass-to-glass latency the participant's page reported.
+    last_latency_ms = models.FloatField(null=True, blank=True)
+    latency_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["session", "role", "display_name"]

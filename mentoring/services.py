@@ -7,7 +7,9 @@ transaction commits. Never logs a join token or a patient reference.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import logging
 import secrets
 import zoneinfo
@@ -26,8 +28,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from consent import services as consent_services
+from orstream.edge import protocol
 
-from . import calendar
+from . import calendar, edge
 from .models import Annotation, JoinToken, OperatingRoom, Participant, PresenceEvent, Role, Session
 
 log = logging.getLogger(__name__)
@@ -421,15 +424,14 @@ class Admission:
     token: JoinToken
 
 
-def _refuse(message: str, reason: str, *, session_id: str = "", detail: dict[str, Any] | None = None) -> JoinRefused:
+def _audit_refusal(refusal: JoinRefused, *, session_id: str) -> None:
     consent_services.audit_record(
         action="session.join",
         actor="anonymous",
         outcome="refused",
         session_public_id=session_id,
-        detail={"reason": reason, **(detail or {})},
+        detail={"reason": refusal.reason},
     )
-    return JoinRefused(message, reason=reason)
 
 
 def join_token_check(*, token: str, session_public_id: str | None = None, consume: bool = False) -> Admission:
@@ -441,69 +443,72 @@ def join_token_check(*, token: str, session_public_id: str | None = None, consum
     try:
         claims = signing.loads(token, salt=TOKEN_SALT)
     except signing.BadSignature:
-        raise _refuse(
+        refusal = JoinRefused(
             "This link is not valid: it may have been cut or altered. Ask the coordinator for a new one.",
-            "tampered",
-            session_id=session_public_id or "",
-        ) from None
+            reason="tampered",
+        )
+        _audit_refusal(refusal, session_id=session_public_id or "")
+        raise refusal from None
+    sid = str(claims.get("s", "")) if isinstance(claims, dict) else ""
+    try:
+        admission = _admit(token=token, claims=claims, session_public_id=session_public_id)
+        if consume and admission.token.one_time:
+            with transaction.atomic():
+                row = JoinToken.objects.select_for_update().get(pk=admission.token.pk)
+                if row.used_at is not None:
+                    raise JoinRefused("This one-time link was already used. Ask for a new one.", reason="used")
+                row.used_at = timezone.now()
+                row.save(update_fields=["used_at"])
+    except JoinRefused as refusal:
+        # Audited outside any transaction the refusal rolled back, so the record stays.
+        if refusal.reason != "consent":  # the consent gate audits its own refusals
+            _audit_refusal(refusal, session_id=session_public_id or sid)
+        raise
+    return admission
+
+
+def _admit(*, token: str, claims: Any, session_public_id: str | None) -> Admission:
     sid = str(claims.get("s", ""))
     if session_public_id is not None and sid != str(session_public_id):
-        raise _refuse(
+        raise JoinRefused(
             "This link belongs to another session. Open the link from the invitation for this session.",
-            "other_session",
-            session_id=str(session_public_id),
+            reason="other_session",
         )
-    with transaction.atomic():
-        row = (
-            JoinToken.objects.select_for_update()
-            .select_related("participant__session__room")
-            .filter(token_hash=_token_hash(token))
-            .first()
+    row = (
+        JoinToken.objects.select_related("participant__session__room")
+        .filter(token_hash=_token_hash(token))
+        .first()
+    )
+    if row is None:
+        raise JoinRefused("This link is not known. Ask the coordinator for a new one.", reason="unknown")
+    participant = row.participant
+    session = participant.session
+    if row.revoked_at is not None or participant.removed_at is not None:
+        raise JoinRefused(
+            "This link was withdrawn by the coordinator. Contact them if you should still join.", reason="revoked"
         )
-        if row is None:
-            raise _refuse("This link is not known. Ask the coordinator for a new one.", "unknown", session_id=sid)
-        participant = row.participant
-        session = participant.session
-        if row.revoked_at is not None or participant.removed_at is not None:
-            raise _refuse(
-                "This link was withdrawn by the coordinator. Contact them if you should still join.",
-                "revoked",
-                session_id=sid,
+    if row.expires_at <= timezone.now():
+        raise JoinRefused("This link has expired. Ask the coordinator for a new one.", reason="expired")
+    if row.one_time and row.used_at is not None:
+        raise JoinRefused("This one-time link was already used. Ask for a new one.", reason="used")
+    if claims.get("r") != participant.role or claims.get("p") != str(participant.public_id):
+        raise JoinRefused("This link does not match its participant.", reason="mismatch")
+    if session.status in (Session.Status.ENDED, Session.Status.CANCELLED):
+        raise JoinRefused(f"This session is {session.get_status_display().lower()}.", reason=session.status)
+    purpose = ROLE_PURPOSE.get(Role(participant.role))
+    if purpose is not None:
+        if participant.is_external:
+            purpose = "live_external"
+        try:
+            consent_services.consent_require(
+                session=session, purpose=purpose, actor=f"participant:{participant.public_id}", action="session.join"
             )
-        if row.expires_at <= timezone.now():
-            raise _refuse(
-                "This link has expired. Ask the coordinator for a new one.", "expired", session_id=sid
-            )
-        if row.one_time and row.used_at is not None:
-            raise _refuse(
-                "This one-time link was already used. Ask for a new one.", "used", session_id=sid
-            )
-        if claims.get("r") != participant.role or claims.get("p") != str(participant.public_id):
-            raise _refuse("This link does not match its participant.", "mismatch", session_id=sid)
-        if session.status in (Session.Status.ENDED, Session.Status.CANCELLED):
-            raise _refuse(
-                f"This session is {session.get_status_display().lower()}.", session.status, session_id=sid
-            )
-        purpose = ROLE_PURPOSE.get(Role(participant.role))
-        if purpose is not None:
-            if participant.is_external:
-                purpose = "live_external"
-            try:
-                consent_services.consent_require(
-                    session=session,
-                    purpose=purpose,
-                    actor=f"participant:{participant.public_id}",
-                    action="session.join",
-                )
-            except consent_services.ConsentError as error:
-                raise JoinRefused(
-                    f"You cannot watch this procedure: the patient's consent does not cover it ({error.purpose}). "
-                    "Contact the coordinator if you think this is wrong.",
-                    reason="consent",
-                ) from None
-        if consume and row.one_time:
-            row.used_at = timezone.now()
-            row.save(update_fields=["used_at"])
+        except consent_services.ConsentError as error:
+            raise JoinRefused(
+                f"You cannot watch this procedure: the patient's consent does not cover it ({error.purpose}). "
+                "Contact the coordinator if you think this is wrong.",
+                reason="consent",
+            ) from None
     return Admission(participant=participant, session=session, token=row)
 
 
@@ -518,10 +523,197 @@ def presence_record(*, participant: Participant, kind: str) -> None:
         )
 
 
-def annotation_add(*, participant: Participant, kind: str, payload: dict[str, Any], media_time: float | None) -> Annotation:
+class AnnotationError(Exception):
+    """A telestration stroke or chat line that cannot be stored as sent."""
+
+
+STROKE_TOOLS = frozenset({"freehand", "arrow", "circle"})
+STROKE_COLOURS = frozenset({"#ffeb3b", "#00e5ff", "#76ff03", "#ff1744", "#ffffff"})
+MAX_STROKE_POINTS = 2000
+MAX_CHAT_CHARS = 2000
+
+
+def _clean_annotation(kind: str, message: dict[str, Any]) -> dict[str, Any]:
+    if kind == "clear":
+        return {}
+    if kind == "chat":
+        text = message.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise AnnotationError("A chat message needs some text.")
+        if len(text) > MAX_CHAT_CHARS:
+            raise AnnotationError(f"Chat messages are limited to {MAX_CHAT_CHARS} characters.")
+        return {"text": text.strip()}
+    tool = message.get("tool")
+    if tool not in STROKE_TOOLS:
+        raise AnnotationError(f"Strokes use one of the tools {', '.join(sorted(STROKE_TOOLS))}.")
+    colour = str(message.get("color", "")).lower()
+    if colour not in STROKE_COLOURS:
+        raise AnnotationError(f"Strokes use one of the colours {', '.join(sorted(STROKE_COLOURS))}.")
+    points = message.get("points")
+    if not isinstance(points, list) or not 1 <= len(points) <= MAX_STROKE_POINTS:
+        raise AnnotationError(f"A stroke has between 1 and {MAX_STROKE_POINTS} points.")
+    clean: list[list[float]] = []
+    for point in points:
+        if (
+            not isinstance(point, list)
+            or len(point) != 2
+            or not all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in point)
+        ):
+            raise AnnotationError("Stroke points are [x, y] pairs in video coordinates between 0 and 1.")
+        clean.append([round(float(point[0]), 5), round(float(point[1]), 5)])
+    return {"tool": tool, "color": colour, "points": clean, "stroke_id": str(message.get("stroke_id", ""))[:40]}
+
+
+def annotation_add(*, participant: Participant, kind: str, message: dict[str, Any]) -> Annotation:
+    """Store a stroke, clear or chat line with the media time it refers to."""
+    if kind in ("stroke", "clear") and participant.role in (Role.RESIDENT, Role.OBSERVER, Role.DISPLAY):
+        raise AnnotationError("Your role can watch but not draw.")
+    if kind == "chat" and participant.role == Role.DISPLAY:
+        raise AnnotationError("A conference-room display cannot chat.")
+    payload = _clean_annotation(kind, message)
+    media_time = message.get("media_time")
+    if media_time is not None and not isinstance(media_time, (int, float)):
+        raise AnnotationError("media_time is a number of seconds.")
     return Annotation.objects.create(
-        session=participant.session, participant=participant, kind=kind, payload=payload, media_time=media_time
+        session=participant.session,
+        participant=participant,
+        kind=kind,
+        payload=payload,
+        media_time=float(media_time) if media_time is not None else None,
     )
+
+
+def annotation_card(annotation: Annotation) -> dict[str, Any]:
+    return {
+        "id": annotation.pk,
+        "kind": annotation.kind,
+        "from": str(annotation.participant.public_id),
+        "from_name": annotation.participant.display_name,
+        "media_time": annotation.media_time,
+        "at": annotation.at.isoformat(),
+        **annotation.payload,
+    }
+
+
+def annotation_list_for(*, session: Session) -> list[dict[str, Any]]:
+    return [annotation_card(a) for a in session.annotations.select_related("participant")]
+
+
+# ---------------------------------------------------------------- live session state
+
+
+def participant_card(participant: Participant) -> dict[str, Any]:
+    return {
+        "id": str(participant.public_id),
+        "name": participant.display_name,
+        "role": participant.role,
+        "role_label": participant.get_role_display(),
+        "external": participant.is_external,
+    }
+
+
+def session_card(session: Session) -> dict[str, Any]:
+    return {
+        "id": str(session.public_id),
+        "procedure": session.procedure,
+        "room": session.room.name,
+        "status": session.status,
+        "planned_start": session.planned_start.isoformat(),
+        "planned_end": session.planned_end.isoformat(),
+        "time_zone": session.time_zone,
+    }
+
+
+def presence_connected(*, session: Session) -> list[Participant]:
+    """Participants whose last presence event is a join, in the order they joined."""
+    state: dict[int, tuple[str, Participant]] = {}
+    for event in session.presence.select_related("participant").order_by("at", "pk"):
+        state[event.participant_id] = (event.kind, event.participant)
+    return [p for kind, p in state.values() if kind == "joined"]
+
+
+def presence_list(*, session: Session) -> list[dict[str, Any]]:
+    return [participant_card(p) for p in presence_connected(session=session)]
+
+
+def latency_report(*, participant: Participant, ms: float) -> None:
+    Participant.objects.filter(pk=participant.pk).update(last_latency_ms=ms, latency_at=timezone.now())
+
+
+def ice_servers_for(*, participant: Participant) -> list[dict[str, Any]]:
+    """TURN credentials in coturn's REST form: short-lived, derived from the shared secret."""
+    if not settings.TURN_URLS or not settings.TURN_SECRET:
+        return []
+    expires = int(timezone.now().timestamp()) + settings.TURN_TTL_SECONDS
+    username = f"{expires}:{participant.public_id}"
+    credential = base64.b64encode(hmac.new(settings.TURN_SECRET.encode(), username.encode(), "sha1").digest()).decode()
+    return [{"urls": settings.TURN_URLS, "username": username, "credential": credential}]
+
+
+class MediaRefused(Exception):
+    """The edge could not take this participant's media (unreachable, bad SDP, unsupported codec)."""
+
+
+def media_offer(*, participant: Participant, sdp: str) -> dict[str, str]:
+    """Pass a participant's SDP offer to the session's edge and return its answer.
+
+    The surgeon's console publishes; everyone else watches, and the edge makes roles without
+    the right to talk receive-only.
+    """
+    session = participant.session
+    if session.status != Session.Status.LIVE:
+        raise MediaRefused("The session is not live yet: the video starts when the coordinator starts it.")
+    sid = str(session.public_id)
+    edge_url = session.room.edge_url or None
+    try:
+        edge.session_open(sid, edge_url=edge_url)
+        if participant.role == Role.SURGEON:
+            return edge.publisher_offer(
+                sid, protocol.PublisherOffer(participant_id=str(participant.public_id), sdp=sdp), edge_url=edge_url
+            )
+        return edge.viewer_offer(
+            sid,
+            protocol.ViewerOffer(participant_id=str(participant.public_id), role=participant.role, sdp=sdp),
+            edge_url=edge_url,
+        )
+    except edge.EdgeError as failure:
+        raise MediaRefused(str(failure)) from None
+
+
+def session_enforce_consent(*, session: Session) -> list[Participant]:
+    """Drop every connected participant the consent in force no longer covers (after a withdrawal).
+
+    Returns the participants dropped. Their WebSocket closes and the edge drops their peer.
+    """
+    dropped: list[Participant] = []
+    for participant in presence_connected(session=session):
+        purpose = ROLE_PURPOSE.get(Role(participant.role))
+        if purpose is None:
+            continue
+        if participant.is_external:
+            purpose = "live_external"
+        if consent_services.consent_granted(session=session, purpose=purpose):
+            continue
+        dropped.append(participant)
+        consent_services.audit_record(
+            action="session.drop",
+            actor="system",
+            outcome="refused",
+            session_public_id=str(session.public_id),
+            target=f"participant:{participant.public_id}",
+            detail={"missing_purpose": purpose},
+        )
+        layer = get_channel_layer()
+        if layer is not None:
+            async_to_sync(layer.group_send)(
+                session_group(session),
+                {"type": "participant.removed", "participant": str(participant.public_id), "reason": "consent"},
+            )
+        try:
+            edge.participant_remove(str(session.public_id), str(participant.public_id), edge_url=session.room.edge_url or None)
+        except edge.EdgeError as failure:
+            log.warning("edge could not drop a participant of session %s: %s", session.public_id, failure)
+    return dropped
 
 
 def session_ics(*, session: Session) -> bytes:

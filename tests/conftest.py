@@ -127,3 +127,9 @@ def refusing_patient(session: Session, consent_form: ConsentForm, alice: User) -
         obtained_by=alice,
         attestation="Patient declined, witnessed by the ward nurse",
     )
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    # The cast's passwords are test data: hashing them the slow, safe way only costs time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

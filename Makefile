@@ -1,0 +1,41 @@
+# orstream: `make run` starts the demo, `make test` runs the whole suite, `make bench` measures the edge.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+EDGE_PORT ?= 8010
+
+# Tests run on real PostgreSQL and Redis; these defaults match a developer machine and CI.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orstream
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: run test bench venv browser lint typecheck clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Debian's Chromium for the browser tests (never a downloaded browser build).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
+run: venv
+	mkdir -p var
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo
+	PORT=$(PORT) EDGE_PORT=$(EDGE_PORT) $(PY) -m orstream.devserver
+
+test: venv browser
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+	CELERY_TASK_ALWAYS_EAGER=true $(PY) -m pytest
+	$(PY) -m ruff check .
+
+bench: venv
+	$(PY) -m orstream.edge.bench
+
+clean:
+	rm -rf var .pytest_cache

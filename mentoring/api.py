@@ -1,0 +1,221 @@
+"""The JSON API for scheduling (documented at /api/schema/). Same services, validations and
+permissions as the coordinator's pages: each endpoint parses, authorizes, calls one service."""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import services
+from .models import OperatingRoom, Participant, Role, Session
+
+
+class IsCoordinator(permissions.BasePermission):
+    message = "This needs a coordinator: ask your administrator to add you to the coordinator group."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return services.user_is_coordinator(request.user)
+
+
+class RoomSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OperatingRoom
+        fields = ["id", "name", "location", "is_active"]
+        read_only_fields = ["id", "is_active"]
+
+
+class ParticipantSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+
+    class Meta:
+        model = Participant
+        fields = ["id", "role", "display_name", "email", "is_external", "invited_at", "removed_at"]
+        read_only_fields = ["id", "invited_at", "removed_at"]
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    room = serializers.PrimaryKeyRelatedField(queryset=OperatingRoom.objects.all())
+    surgeon = serializers.PrimaryKeyRelatedField(queryset=User.objects.filter(is_active=True))
+    participants = ParticipantSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Session
+        fields = [
+            "id", "procedure", "room", "surgeon", "planned_start", "planned_end", "time_zone",
+            "patient_ref", "notes", "status", "participants",
+        ]
+        read_only_fields = ["id", "status", "participants"]
+
+    def validate_time_zone(self, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise serializers.ValidationError(f"Unknown time zone {value!r}: use a name such as Europe/Paris.") from None
+        return value
+
+
+class InviteSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=[r.value for r in Role if r != Role.SURGEON])
+    display_name = serializers.CharField(max_length=120)
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    is_external = serializers.BooleanField(default=False)
+    send_invitation = serializers.BooleanField(default=True)
+
+
+class SpecialistSerializer(serializers.Serializer):
+    display_name = serializers.CharField(max_length=120)
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    minutes = serializers.IntegerField(min_value=1)
+    is_external = serializers.BooleanField(default=True)
+
+
+class JoinLinkSerializer(serializers.Serializer):
+    participant = ParticipantSerializer()
+    join_url = serializers.CharField()
+
+
+def _scheduling_error(error: services.SchedulingError) -> Response:
+    return Response({error.field or "non_field_errors": [str(error)]}, status=status.HTTP_400_BAD_REQUEST)
+
+
+def _session(public_id: Any) -> Session:
+    return get_object_or_404(Session.objects.select_related("room"), public_id=public_id)
+
+
+class RoomList(APIView):
+    def get_permissions(self) -> list[Any]:
+        return [permissions.IsAuthenticated()] if self.request.method == "GET" else [IsCoordinator()]
+
+    @extend_schema(responses=RoomSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(RoomSerializer(OperatingRoom.objects.all(), many=True).data)
+
+    @extend_schema(request=RoomSerializer, responses={201: RoomSerializer})
+    def post(self, request: Request) -> Response:
+        data = RoomSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            room = services.room_create(name=data.validated_data["name"], location=data.validated_data.get("location", ""))
+        except services.SchedulingError as error:
+            return _scheduling_error(error)
+        return Response(RoomSerializer(room).data, status=status.HTTP_201_CREATED)
+
+
+class SessionList(APIView):
+    def get_permissions(self) -> list[Any]:
+        return [permissions.IsAuthenticated()] if self.request.method == "GET" else [IsCoordinator()]
+
+    @extend_schema(responses=SessionSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        sessions = services.session_list_for(user=request.user, include_past=request.query_params.get("past") == "1")
+        return Response(SessionSerializer(sessions.prefetch_related("participants"), many=True).data)
+
+    @extend_schema(request=SessionSerializer, responses={201: SessionSerializer})
+    def post(self, request: Request) -> Response:
+        data = SessionSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            session = services.session_schedule(created_by=request.user, **data.validated_data)
+        except services.SchedulingError as error:
+            return _scheduling_error(error)
+        return Response(SessionSerializer(session).data, status=status.HTTP_201_CREATED)
+
+
+class SessionDetail(APIView):
+    @extend_schema(responses=SessionSerializer)
+    def get(self, request: Request, public_id: Any) -> Response:
+        session = _session(public_id)
+        if not (services.user_is_coordinator(request.user) or session.surgeon_id == request.user.pk
+                or session.participants.filter(user=request.user).exists()):
+            return Response({"detail": "You are not part of this session."}, status=status.HTTP_403_FORBIDDEN)
+        return Response(SessionSerializer(session).data)
+
+
+class SessionAction(APIView):
+    permission_classes = [IsCoordinator]
+    actions = {"start": services.session_start, "end": services.session_end, "cancel": services.session_cancel}
+
+    @extend_schema(request=None, responses=SessionSerializer)
+    def post(self, request: Request, public_id: Any, action: str) -> Response:
+        act = self.actions.get(action)
+        if act is None:
+            return Response({"detail": f"Unknown action {action!r}; use start, end or cancel."}, status=404)
+        try:
+            session = act(session=_session(public_id), by=request.user)
+        except services.SchedulingError as error:
+            return _scheduling_error(error)
+        return Response(SessionSerializer(session).data)
+
+
+class ParticipantList(APIView):
+    permission_classes = [IsCoordinator]
+
+    @extend_schema(request=InviteSerializer, responses={201: JoinLinkSerializer})
+    def post(self, request: Request, public_id: Any) -> Response:
+        session = _session(public_id)
+        data = InviteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        try:
+            participant = services.participant_add(
+                session=session, role=v["role"], display_name=v["display_name"], email=v["email"],
+                is_external=v["is_external"], by=request.user,
+            )
+            if v["send_invitation"] and v["email"]:
+                url = services.invitation_send(participant=participant, by=request.user)
+            else:
+                url = services.join_url(services.join_token_mint(participant=participant, by=request.user))
+        except services.SchedulingError as error:
+            return _scheduling_error(error)
+        return Response({"participant": ParticipantSerializer(participant).data, "join_url": url}, status=201)
+
+
+class ParticipantRevoke(APIView):
+    permission_classes = [IsCoordinator]
+
+    @extend_schema(request=None, responses={200: None})
+    def post(self, request: Request, participant_id: Any) -> Response:
+        participant = get_object_or_404(Participant, public_id=participant_id)
+        return Response({"revoked": services.join_token_revoke(participant=participant, by=request.user)})
+
+
+class ParticipantDetail(APIView):
+    permission_classes = [IsCoordinator]
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, participant_id: Any) -> Response:
+        participant = get_object_or_404(Participant, public_id=participant_id)
+        services.participant_remove(participant=participant, by=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SpecialistLink(APIView):
+    @extend_schema(request=SpecialistSerializer, responses={201: JoinLinkSerializer})
+    def post(self, request: Request, public_id: Any) -> Response:
+        data = SpecialistSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            participant, url = services.specialist_link_mint(session=_session(public_id), by=request.user, **data.validated_data)
+        except services.SchedulingError as error:
+            return _scheduling_error(error)
+        return Response({"participant": ParticipantSerializer(participant).data, "join_url": url}, status=201)
+
+
+class SessionCalendar(APIView):
+    @extend_schema(responses={(200, "text/calendar"): str})
+    def get(self, request: Request, public_id: Any) -> HttpResponse:
+        session = _session(public_id)
+        if not (services.user_is_coordinator(request.user) or session.surgeon_id == request.user.pk
+                or session.participants.filter(user=request.user).exists()):
+            return Response({"detail": "You are not part of this session."}, status=status.HTTP_403_FORBIDDEN)
+        return HttpResponse(services.session_ics(session=session), content_type="text/calendar; charset=utf-8")

@@ -1,0 +1,251 @@
+"""Coordinator pages, join links and the edge's webhook. Each view parses, authorizes, calls one
+service and shapes the reply; the rules live in mentoring.services."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from orstream.edge import protocol
+
+from . import events, services
+from .forms import COMMON_ZONES, ParticipantForm, RoomForm, SessionForm, SpecialistForm
+from .models import Participant, Session
+
+log = logging.getLogger(__name__)
+
+
+def refused(request: HttpRequest, message: str, *, title: str = "You cannot open this page", status: int = 403) -> HttpResponse:
+    return render(request, "mentoring/refused.html", {"title": title, "message": message}, status=status)
+
+
+def coordinator_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @wraps(view)
+    @login_required
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not services.user_is_coordinator(request.user):
+            return refused(request, "This page is for coordinators. Ask your administrator to add you to the coordinator group.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _session(public_id: Any) -> Session:
+    return get_object_or_404(Session.objects.select_related("room", "surgeon"), public_id=public_id)
+
+
+def _may_manage(request: HttpRequest, session: Session) -> bool:
+    return services.user_is_coordinator(request.user) or request.user.pk == session.surgeon_id
+
+
+@login_required
+def session_list(request: HttpRequest) -> HttpResponse:
+    sessions = services.session_list_for(user=request.user, include_past=request.GET.get("past") == "1")
+    return render(
+        request,
+        "mentoring/session_list.html",
+        {"sessions": sessions, "is_coordinator": services.user_is_coordinator(request.user)},
+    )
+
+
+@coordinator_required
+def session_new(request: HttpRequest) -> HttpResponse:
+    form = SessionForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            session = services.session_schedule(created_by=request.user, **form.cleaned_data)
+        except services.SchedulingError as error:
+            form.add_error(error.field if error.field in form.fields else None, str(error))
+        else:
+            messages.success(request, "Session scheduled. Add participants and send invitations below.")
+            return redirect("mentoring:session_detail", session.public_id)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "mentoring/session_form.html", {"form": form, "zones": COMMON_ZONES}, status=status)
+
+
+@login_required
+def session_detail(request: HttpRequest, public_id: Any) -> HttpResponse:
+    session = _session(public_id)
+    if not _may_manage(request, session):
+        return refused(request, "Only the coordinator and the operating surgeon can manage this session.")
+    return render(
+        request,
+        "mentoring/session_detail.html",
+        {
+            "session": session,
+            "participants": session.participants.filter(removed_at__isnull=True).select_related("user"),
+            "connected": {p.pk for p in services.presence_connected(session=session)},
+            "participant_form": ParticipantForm(),
+            "specialist_form": SpecialistForm(),
+            "is_coordinator": services.user_is_coordinator(request.user),
+        },
+    )
+
+
+@require_POST
+@coordinator_required
+def session_action(request: HttpRequest, public_id: Any, action: str) -> HttpResponse:
+    session = _session(public_id)
+    act = {"start": services.session_start, "end": services.session_end, "cancel": services.session_cancel}.get(action)
+    if act is None:
+        return refused(request, "Unknown action.", status=404)
+    try:
+        act(session=session, by=request.user)
+    except services.SchedulingError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"Session {session.get_status_display().lower()}.")
+    return redirect("mentoring:session_detail", session.public_id)
+
+
+@require_POST
+@coordinator_required
+def participant_invite(request: HttpRequest, public_id: Any) -> HttpResponse:
+    session = _session(public_id)
+    form = ParticipantForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return redirect("mentoring:session_detail", session.public_id)
+    data = form.cleaned_data
+    try:
+        participant = services.participant_add(
+            session=session,
+            role=data["role"],
+            display_name=data["display_name"],
+            email=data["email"],
+            is_external=data["is_external"],
+            by=request.user,
+        )
+        if data["send_invitation"] and data["email"]:
+            url = services.invitation_send(participant=participant, by=request.user)
+        else:
+            url = services.join_url(services.join_token_mint(participant=participant, by=request.user))
+    except services.SchedulingError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"Join link for {participant.display_name} (shown once): {url}")
+    return redirect("mentoring:session_detail", session.public_id)
+
+
+@require_POST
+@coordinator_required
+def participant_revoke(request: HttpRequest, participant_id: Any) -> HttpResponse:
+    participant = get_object_or_404(Participant.objects.select_related("session"), public_id=participant_id)
+    count = services.join_token_revoke(participant=participant, by=request.user)
+    messages.success(request, f"{count} link(s) of {participant.display_name} revoked; their connection was dropped.")
+    return redirect("mentoring:session_detail", participant.session.public_id)
+
+
+@require_POST
+@coordinator_required
+def participant_remove(request: HttpRequest, participant_id: Any) -> HttpResponse:
+    participant = get_object_or_404(Participant.objects.select_related("session"), public_id=participant_id)
+    services.participant_remove(participant=participant, by=request.user)
+    messages.success(request, f"{participant.display_name} was removed from the session.")
+    return redirect("mentoring:session_detail", participant.session.public_id)
+
+
+@require_POST
+@login_required
+def specialist_link(request: HttpRequest, public_id: Any) -> HttpResponse:
+    session = _session(public_id)
+    form = SpecialistForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return redirect("mentoring:session_detail", session.public_id)
+    try:
+        participant, url = services.specialist_link_mint(session=session, by=request.user, **form.cleaned_data)
+    except services.SchedulingError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"One-time link for {participant.display_name}, valid {form.cleaned_data['minutes']} min: {url}")
+    return redirect("mentoring:session_detail", session.public_id)
+
+
+@login_required
+def session_calendar(request: HttpRequest, public_id: Any) -> HttpResponse:
+    session = _session(public_id)
+    if not (_may_manage(request, session) or session.participants.filter(user=request.user).exists()):
+        return refused(request, "You are not part of this session.")
+    response = HttpResponse(services.session_ics(session=session), content_type="text/calendar; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="orstream-{session.public_id}.ics"'
+    return response
+
+
+@coordinator_required
+def room_new(request: HttpRequest) -> HttpResponse:
+    form = RoomForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.room_create(**form.cleaned_data)
+        except services.SchedulingError as error:
+            form.add_error("name", str(error))
+        else:
+            messages.success(request, "Operating room added.")
+            return redirect("mentoring:session_list")
+    return render(request, "mentoring/room_form.html", {"form": form})
+
+
+def join(request: HttpRequest, token: str) -> HttpResponse:
+    """A join link: refuses with a clear 403 page, or opens the page for the participant's role."""
+    try:
+        admission = services.join_token_check(token=token)
+    except services.JoinRefused as refusal:
+        return refused(request, str(refusal), title="This link cannot be used")
+    participant, session = admission.participant, admission.session
+    page = {
+        "surgeon": "frontend/console.html",
+        "display": "frontend/display.html",
+        "coordinator": "frontend/live.html",
+    }.get(participant.role, "frontend/mentor.html")
+    context = {
+        "session": session,
+        "participant": participant,
+        "bootstrap": {
+            "session": services.session_card(session),
+            "participant": services.participant_card(participant),
+            "ws_path": f"/ws/sessions/{session.public_id}/",
+            "token": token,
+        },
+    }
+    response = render(request, page, context)
+    # The token is in this URL: keep it out of referrers and caches.
+    response["Referrer-Policy"] = "no-referrer"
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@csrf_exempt
+@require_POST
+def edge_events(request: HttpRequest) -> HttpResponse:
+    """Signed webhooks from the edge: publisher up/down, viewers, recording segments."""
+    try:
+        protocol.verify(
+            secret=settings.EDGE_SECRET, method="POST", path=request.path, body=request.body, headers=request.headers
+        )
+    except protocol.SignatureError as error:
+        log.warning("edge webhook refused: %s", error)
+        return JsonResponse({"error": f"signature refused: {error}"}, status=403)
+    try:
+        body = json.loads(request.body)
+        event = protocol.EdgeEvent(
+            type=str(body["type"]), session_id=str(body["session_id"]), at=float(body["at"]), data=dict(body.get("data") or {})
+        )
+    except (ValueError, KeyError, TypeError):
+        return JsonResponse({"error": "expected JSON with type, session_id, at and data"}, status=400)
+    try:
+        events.edge_event_handle(event=event)
+    except events.EventError as error:
+        return JsonResponse({"error": str(error)}, status=404)
+    return JsonResponse({"ok": True})
