@@ -1,0 +1,638 @@
+"""One live session on the edge: its source or publisher, its viewers, talkback and recording.
+
+``Edge`` (bottom of this module) holds the hubs of one edge process; the API and the benchmark
+call it. A ``SessionHub`` receives encoded frames from a ``PyAVSource`` or from a WebRTC
+publisher, packetizes each once, keeps the current GOP so a new viewer starts on a keyframe at
+once, and offers each frame to every viewer's feeds without waiting on any of them. Keyframe
+requests from viewers are relayed to the publisher at most once per ``KEYFRAME_INTERVAL`` for
+all viewers together. Talkback from viewers allowed to talk goes to the publisher and to the
+other viewers, never back to the talker, one talker at a time.
+
+Never decodes or encodes video; never blocks on a viewer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .frames import AUDIO_CLOCK, VIDEO_CLOCK, EncodedFrame
+from .h264 import NAL_SPS, nal_type, profile_level_id, split_nal_units
+from .ingest import PyAVSource, SourceError
+from .peer import (
+    EdgePeerConnection,
+    SdpError,
+    VideoChoice,
+    choose_publisher_video,
+    choose_viewer_video,
+    offer_media_kinds,
+    restore_answer_profile,
+)
+from .protocol import PublisherOffer, RecordingStart, SourceAttach, ViewerOffer
+from .receive import PassthroughReceiver
+from .send import FrameFeed, PacketizedFrame, RtpStreamSender, packetize
+
+logger = logging.getLogger(__name__)
+
+EventEmitter = Callable[[str, dict[str, Any]], None]
+
+# Upstream keyframe requests, all viewers together: an encoder asked for an IDR every few
+# hundred ms by a crowd of viewers would spend its whole bitrate on keyframes.
+KEYFRAME_INTERVAL = 2.0
+# The cached GOP is dropped beyond these (a source with a very long GOP), and viewers then wait
+# for the next keyframe instead.
+GOP_CACHE_MAX_FRAMES = 600
+GOP_CACHE_MAX_BYTES = 64 * 1024 * 1024
+# A talker holds the floor until this much silence.
+TALK_FLOOR_RELEASE = 0.5
+OPUS_FRAME = 960
+
+
+class HubError(Exception):
+    """A request the hub refuses; ``status`` is the HTTP status the API answers with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class _Epoch:
+    """Keeps a kind's pts continuous when the source changes (publisher reconnect, new URL)."""
+
+    clock_rate: int
+    offset: int | None = None
+    last_out: int | None = None
+    last_wall: float = 0.0
+
+    def reset(self) -> None:
+        self.offset = None
+
+    def map(self, pts: int, wall: float) -> int:
+        if self.offset is None:
+            if self.last_out is None:
+                self.offset = -pts
+            else:
+                # Continue from where the previous source stopped, plus the time that passed.
+                gap = max(1, round((wall - self.last_wall) * self.clock_rate))
+                self.offset = self.last_out + gap - pts
+        out = pts + self.offset
+        self.last_out, self.last_wall = out, wall
+        return out
+
+
+@dataclass
+class Viewer:
+    participant_id: str
+    role: str
+    pc: EdgePeerConnection
+    can_talk: bool
+    video: FrameFeed | None = None
+    audio: FrameFeed | None = None
+    talkback: FrameFeed | None = None
+    talk_receiver: PassthroughReceiver | None = None
+    joined_at: float = field(default_factory=time.time)
+    active: bool = False
+    last_bytes: int = 0
+    last_sample: float = field(default_factory=time.monotonic)
+
+    def feeds(self) -> list[FrameFeed]:
+        return [f for f in (self.video, self.audio, self.talkback) if f is not None]
+
+
+@dataclass
+class Publisher:
+    participant_id: str
+    pc: EdgePeerConnection
+    video_receiver: PassthroughReceiver | None = None
+    audio_receiver: PassthroughReceiver | None = None
+    talkback: FrameFeed | None = None
+    up: bool = False
+
+
+@dataclass
+class HubCounters:
+    video_frames: int = 0
+    audio_frames: int = 0
+    keyframes: int = 0
+    keyframe_requests_relayed: int = 0
+    keyframe_requests_suppressed: int = 0
+    talkback_frames: int = 0
+    viewers_joined: int = 0
+    viewers_left: int = 0
+
+
+class SessionHub:
+    """Everything live about one session on this edge."""
+
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        emit: EventEmitter,
+        ice_loopback: bool = True,
+        media_dir: Path | None = None,
+        viewer_queue_frames: int = 120,
+        profile_wait: float = 5.0,
+    ) -> None:
+        self.session_id = session_id
+        self.emit = emit
+        self.ice_loopback = ice_loopback
+        self.media_dir = media_dir or Path("var/media")
+        self.viewer_queue_frames = viewer_queue_frames
+        self.profile_wait = profile_wait
+        self.source: PyAVSource | None = None
+        self.publisher: Publisher | None = None
+        self.viewers: dict[str, Viewer] = {}
+        self.recorder: Any = None
+        self.recording_id: str | None = None
+        self.counters = HubCounters()
+        self.video_profile_level_id: str | None = None
+        self._profile_known = asyncio.Event()
+        self._gop: list[PacketizedFrame] = []
+        self._gop_bytes = 0
+        self._gop_valid = False
+        self._last_keyframe_request = -KEYFRAME_INTERVAL
+        self._epochs = {"video": _Epoch(VIDEO_CLOCK), "audio": _Epoch(AUDIO_CLOCK)}
+        # One RTP timestamp origin per kind for all viewers, so one clock mapping serves them all.
+        self.rtp_origin = {"video": random.getrandbits(31), "audio": random.getrandbits(31)}
+        self._last = {"video": (0, 0.0), "audio": (0, 0.0)}  # (pts, ingest_time)
+        self._talker: str | None = None
+        self._talker_last = 0.0
+        self._talk_offset = 0
+        self._talk_last_out: int | None = None
+        self._talk_last_wall = 0.0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.closed = False
+
+    # --- frames in -----------------------------------------------------------------------
+
+    def on_frame(self, frame: EncodedFrame) -> None:
+        """A frame from the source or the publisher: fan out to everyone, record it."""
+        if self.closed:
+            return
+        pts = self._epochs[frame.kind].map(frame.pts, frame.ingest_time or time.time())
+        if pts != frame.pts:
+            frame = EncodedFrame(frame.kind, frame.data, pts, frame.keyframe, frame.ingest_time)
+        self._last[frame.kind] = (pts, frame.ingest_time)
+        packetized = packetize(frame)
+        if frame.kind == "video":
+            self.counters.video_frames += 1
+            if frame.keyframe:
+                self.counters.keyframes += 1
+                self._note_profile(frame)
+                self._gop = [packetized]
+                self._gop_bytes = len(frame.data)
+                self._gop_valid = True
+            elif self._gop_valid:
+                self._gop.append(packetized)
+                self._gop_bytes += len(frame.data)
+                if len(self._gop) > GOP_CACHE_MAX_FRAMES or self._gop_bytes > GOP_CACHE_MAX_BYTES:
+                    self._gop, self._gop_bytes, self._gop_valid = [], 0, False
+            for viewer in self.viewers.values():
+                if viewer.active and viewer.video is not None:
+                    viewer.video.offer(packetized)
+        else:
+            self.counters.audio_frames += 1
+            for viewer in self.viewers.values():
+                if viewer.active and viewer.audio is not None:
+                    viewer.audio.offer(packetized)
+        if self.recorder is not None:
+            try:
+                self.recorder.write(frame)
+            except Exception:  # a recorder failure must not stop the live stream
+                logger.exception("session %s: recorder failed; recording stopped", self.session_id)
+                self._spawn(self.stop_recording())
+
+    def _note_profile(self, frame: EncodedFrame) -> None:
+        for unit in split_nal_units(frame.data):
+            if nal_type(unit) == NAL_SPS:
+                self.video_profile_level_id = profile_level_id(unit)
+                self._profile_known.set()
+                return
+
+    def request_keyframe(self) -> None:
+        """A viewer needs a keyframe: ask the publisher, at most once per KEYFRAME_INTERVAL."""
+        now = time.monotonic()
+        if now - self._last_keyframe_request < KEYFRAME_INTERVAL:
+            self.counters.keyframe_requests_suppressed += 1
+            return
+        self._last_keyframe_request = now
+        self.counters.keyframe_requests_relayed += 1
+        publisher = self.publisher
+        if publisher is not None and publisher.video_receiver is not None:
+            publisher.video_receiver.request_keyframe()
+        # A file or camera source cannot be asked; its next natural keyframe serves.
+
+    # --- source --------------------------------------------------------------------------
+
+    async def attach_source(self, attach: SourceAttach) -> None:
+        if self.publisher is not None:
+            raise HubError("the session has a WebRTC publisher; drop it before attaching a source", 409)
+        source = PyAVSource(
+            url=attach.url,
+            on_frame=self.on_frame,
+            loop_file=attach.loop,
+            options=dict(attach.options),
+            on_state=self._on_source_state,
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            # Opening blocks (network sources can take seconds): keep it off the event loop.
+            await loop.run_in_executor(None, source.probe)
+        except SourceError as exc:
+            raise HubError(str(exc), 422) from None
+        await self.detach_source()
+        self._epochs["video"].reset()
+        self._epochs["audio"].reset()
+        self.source = source
+        source.start()
+
+    async def detach_source(self) -> None:
+        source, self.source = self.source, None
+        if source is not None:
+            await source.stop()
+            self.emit("publisher.down", {"kind": "source", "url": _redact(source.url)})
+
+    def _on_source_state(self, state: str) -> None:
+        if self.source is None:
+            return
+        if state == "playing":
+            self.emit("publisher.up", {"kind": "source", "url": _redact(self.source.url)})
+        elif state in ("ended", "failed"):
+            self.emit("publisher.down", {"kind": "source", "state": state, "error": self.source.stats.last_error})
+
+    # --- publisher -----------------------------------------------------------------------
+
+    async def add_publisher(self, offer: PublisherOffer) -> str:
+        if self.source is not None:
+            raise HubError("the session has an ingest source; detach it before publishing", 409)
+        munged, choice = choose_publisher_video(_checked_sdp(offer.sdp))
+        if choice is None:
+            raise HubError("the publisher's offer has no video", 400)
+        pc = EdgePeerConnection(ice_loopback=self.ice_loopback)
+        directions = ["recvonly" if kind == "video" else "sendrecv" for kind in offer_media_kinds(munged)]
+        try:
+            answer = await pc.answer(munged, directions=directions)
+        except SdpError as exc:
+            await pc.close()
+            raise HubError(str(exc), 400) from None
+        if self.publisher is not None:
+            await self.remove_participant(self.publisher.participant_id)
+        publisher = Publisher(participant_id=offer.participant_id, pc=pc)
+        for transceiver in pc.getTransceivers():
+            receiver = transceiver.receiver
+            if isinstance(receiver, PassthroughReceiver):
+                receiver.on_frame = self.on_frame
+                if transceiver.kind == "video" and publisher.video_receiver is None:
+                    publisher.video_receiver = receiver
+                elif transceiver.kind == "audio" and publisher.audio_receiver is None:
+                    publisher.audio_receiver = receiver
+                    sender = transceiver.sender
+                    assert isinstance(sender, RtpStreamSender)
+                    publisher.talkback = FrameFeed(sender=sender, rtp_origin=random.getrandbits(31), gated=False)
+                    publisher.talkback.start()
+        self._epochs["video"].reset()
+        self._epochs["audio"].reset()
+        self.publisher = publisher
+        self._watch(pc, offer.participant_id)
+        self._spawn(self._publisher_up(publisher))
+        return restore_answer_profile(answer, choice)
+
+    async def _publisher_up(self, publisher: Publisher) -> None:
+        receiver = publisher.video_receiver
+        while receiver is not None and receiver.stats.frames == 0:
+            await asyncio.sleep(0.05)
+        if self.publisher is publisher:
+            publisher.up = True
+            self.emit("publisher.up", {"kind": "webrtc", "participant_id": publisher.participant_id})
+
+    # --- viewers -------------------------------------------------------------------------
+
+    async def add_viewer(self, offer: ViewerOffer) -> str:
+        sdp = _checked_sdp(offer.sdp)
+        if offer.participant_id in self.viewers:
+            await self.remove_participant(offer.participant_id)
+        profile = await self._wait_profile()
+        munged, choice = choose_viewer_video(sdp, profile)
+        kinds = offer_media_kinds(munged)
+        directions: list[str] = []
+        audio_seen = 0
+        for kind in kinds:
+            if kind == "video":
+                directions.append("sendonly")
+            elif kind == "audio":
+                # First audio: the room's sound, plus the viewer's voice if its role may talk.
+                # Second audio: other people's talkback.
+                directions.append("sendrecv" if audio_seen == 0 and offer.can_talk else "sendonly")
+                audio_seen += 1
+            else:
+                directions.append("inactive")
+        pc = EdgePeerConnection(ice_loopback=self.ice_loopback)
+        try:
+            answer = await pc.answer(munged, directions=directions)
+        except SdpError as exc:
+            await pc.close()
+            raise HubError(str(exc), 400) from None
+        viewer = Viewer(participant_id=offer.participant_id, role=offer.role, pc=pc, can_talk=offer.can_talk)
+        audio_index = 0
+        for transceiver in pc.getTransceivers():
+            sender = transceiver.sender
+            if not isinstance(sender, RtpStreamSender):
+                continue
+            if transceiver.kind == "video" and viewer.video is None:
+                sender.on_keyframe_request = self.request_keyframe
+                viewer.video = FrameFeed(
+                    sender=sender,
+                    rtp_origin=self.rtp_origin["video"],
+                    gated=True,
+                    capacity=self.viewer_queue_frames,
+                    on_need_keyframe=self.request_keyframe,
+                )
+            elif transceiver.kind == "audio":
+                if audio_index == 0:
+                    viewer.audio = FrameFeed(sender=sender, rtp_origin=self.rtp_origin["audio"], gated=False)
+                    if offer.can_talk and isinstance(transceiver.receiver, PassthroughReceiver):
+                        viewer.talk_receiver = transceiver.receiver
+                        pid = offer.participant_id
+                        transceiver.receiver.on_frame = lambda frame, pid=pid: self.on_talkback(pid, frame)
+                else:
+                    viewer.talkback = FrameFeed(sender=sender, rtp_origin=random.getrandbits(31), gated=False)
+                audio_index += 1
+        self.viewers[offer.participant_id] = viewer
+        for feed in viewer.feeds():
+            feed.start()
+        self._watch(pc, offer.participant_id)
+        self._spawn(self._activate(viewer))
+        self.counters.viewers_joined += 1
+        self.emit("viewer.joined", {"participant_id": offer.participant_id, "role": offer.role})
+        return restore_answer_profile(answer, choice)
+
+    async def _wait_profile(self) -> str:
+        if self.video_profile_level_id is None:
+            try:
+                await asyncio.wait_for(self._profile_known.wait(), timeout=self.profile_wait)
+            except TimeoutError:
+                raise HubError("the session has no video yet; try again when the source is up", 409) from None
+        assert self.video_profile_level_id is not None
+        return self.video_profile_level_id
+
+    async def _activate(self, viewer: Viewer) -> None:
+        """Once the viewer's media path is up: current GOP at once, then live frames."""
+        senders = [f.sender for f in viewer.feeds()]
+        await asyncio.gather(*(s.ready.wait() for s in senders))
+        if self.viewers.get(viewer.participant_id) is not viewer:
+            return
+        if viewer.video is not None:
+            if self._gop_valid and self._gop:
+                # The burst must fit: room for the whole cached GOP plus the usual margin.
+                viewer.video.capacity = max(self.viewer_queue_frames, len(self._gop) + self.viewer_queue_frames // 2)
+                viewer.video.offer_many(self._gop)
+            else:
+                self.request_keyframe()
+        viewer.active = True
+
+    # --- talkback ------------------------------------------------------------------------
+
+    def on_talkback(self, participant_id: str, frame: EncodedFrame) -> None:
+        now = time.time()
+        if self._talker is not None and self._talker != participant_id:
+            if now - self._talker_last < TALK_FLOOR_RELEASE:
+                return  # someone else has the floor (push-to-talk: one voice at a time)
+        if self._talker != participant_id:
+            # Floor changes hands: the outgoing talkback stream continues without a jump back.
+            gap = max(OPUS_FRAME, round((now - self._talk_last_wall) * AUDIO_CLOCK)) if self._talk_last_out else 0
+            base = (self._talk_last_out or 0) + gap
+            self._talk_offset = base - frame.pts
+            self._talker = participant_id
+        self._talker_last = now
+        out = EncodedFrame("audio", frame.data, frame.pts + self._talk_offset, False, frame.ingest_time)
+        self._talk_last_out, self._talk_last_wall = out.pts, now
+        self.counters.talkback_frames += 1
+        packetized = packetize(out)
+        if self.publisher is not None and self.publisher.talkback is not None:
+            self.publisher.talkback.offer(packetized)
+        for viewer in self.viewers.values():
+            if viewer.participant_id != participant_id and viewer.active and viewer.talkback is not None:
+                viewer.talkback.offer(packetized)
+
+    # --- participants --------------------------------------------------------------------
+
+    def _watch(self, pc: EdgePeerConnection, participant_id: str) -> None:
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self._drop_pc(pc, participant_id)
+
+    async def _drop_pc(self, pc: EdgePeerConnection, participant_id: str) -> None:
+        viewer = self.viewers.get(participant_id)
+        if viewer is not None and viewer.pc is pc:
+            await self.remove_participant(participant_id)
+        elif self.publisher is not None and self.publisher.pc is pc:
+            await self.remove_participant(participant_id)
+        else:
+            await pc.close()
+
+    async def remove_participant(self, participant_id: str) -> bool:
+        """Drop a viewer or the publisher at once; False when nobody has that id."""
+        viewer = self.viewers.pop(participant_id, None)
+        if viewer is not None:
+            viewer.active = False
+            for feed in viewer.feeds():
+                await feed.stop()
+            await viewer.pc.close()
+            self.counters.viewers_left += 1
+            if self._talker == participant_id:
+                self._talker = None
+            self.emit("viewer.left", {"participant_id": participant_id})
+            return True
+        publisher = self.publisher
+        if publisher is not None and publisher.participant_id == participant_id:
+            self.publisher = None
+            if publisher.talkback is not None:
+                await publisher.talkback.stop()
+            await publisher.pc.close()
+            self.emit("publisher.down", {"kind": "webrtc", "participant_id": participant_id})
+            return True
+        return False
+
+    # --- recording -----------------------------------------------------------------------
+
+    async def start_recording(self, start: RecordingStart) -> Path:
+        if self.recorder is not None:
+            raise HubError(f"recording {self.recording_id} is already running", 409)
+        try:
+            from .record import Recorder
+        except ImportError:
+            raise HubError("recording is not available on this edge", 503) from None
+        if not start.recording_id or "/" in start.recording_id or start.recording_id.startswith("."):
+            raise HubError("recording_id must be a plain identifier", 400)
+        directory = self.media_dir / "recordings" / start.recording_id
+        directory.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        recording_id = start.recording_id
+
+        def segment_closed(info: dict[str, Any]) -> None:
+            # The recorder may call from its own thread.
+            loop.call_soon_threadsafe(self.emit, "segment.closed", {"recording_id": recording_id, **info})
+
+        self.recorder = Recorder(directory, segment_seconds=float(start.segment_seconds), on_segment_closed=segment_closed)
+        self.recording_id = recording_id
+        self.emit("recording.started", {"recording_id": recording_id, "directory": str(directory)})
+        return directory
+
+    async def stop_recording(self) -> bool:
+        recorder, self.recorder = self.recorder, None
+        recording_id, self.recording_id = self.recording_id, None
+        if recorder is None:
+            return False
+        await asyncio.get_running_loop().run_in_executor(None, recorder.close)
+        self.emit("recording.stopped", {"recording_id": recording_id})
+        return True
+
+    # --- reports -------------------------------------------------------------------------
+
+    def clock(self) -> dict[str, Any]:
+        """RTP timestamp <-> ingest wall-clock of the latest frame of each kind, for all viewers."""
+        out: dict[str, Any] = {"session_id": self.session_id, "now": time.time()}
+        for kind, rate in (("video", VIDEO_CLOCK), ("audio", AUDIO_CLOCK)):
+            pts, wall = self._last[kind]
+            out[kind] = {
+                "clock_rate": rate,
+                "rtp_timestamp": (self.rtp_origin[kind] + pts) & 0xFFFFFFFF,
+                "ingest_time": wall,
+            }
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        now = time.monotonic()
+        viewers = []
+        for viewer in self.viewers.values():
+            sent = sum(f.sender.stats.bytes_sent for f in viewer.feeds())
+            elapsed = max(now - viewer.last_sample, 1e-6)
+            bitrate = (sent - viewer.last_bytes) * 8 / elapsed
+            viewer.last_bytes, viewer.last_sample = sent, now
+            video = viewer.video
+            viewers.append(
+                {
+                    "participant_id": viewer.participant_id,
+                    "role": viewer.role,
+                    "connection": viewer.pc.connectionState,
+                    "active": viewer.active,
+                    "bitrate_bps": round(bitrate),
+                    "bytes_sent": sent,
+                    "packets_sent": sum(f.sender.stats.packets_sent for f in viewer.feeds()),
+                    "loss": video.sender.stats.fraction_lost if video else 0.0,
+                    "packets_lost": video.sender.stats.packets_lost if video else 0,
+                    "rtt": video.sender.stats.rtt if video else None,
+                    "lag_ms": round(video.stats.lag_avg * 1000, 1) if video else None,
+                    "lag_max_ms": round(video.stats.lag_max * 1000, 1) if video else None,
+                    "queued_frames": video.queued if video else 0,
+                    "overflows": video.stats.overflows if video else 0,
+                    "waiting_for_keyframe": video.waiting_for_keyframe if video else False,
+                    "nacks": video.sender.stats.nacks_received if video else 0,
+                    "retransmits": video.sender.stats.retransmits if video else 0,
+                }
+            )
+        publisher = None
+        if self.publisher is not None:
+            receiver = self.publisher.video_receiver
+            publisher = {
+                "participant_id": self.publisher.participant_id,
+                "connection": self.publisher.pc.connectionState,
+                "video": dict(receiver.stats.__dict__) if receiver else None,
+            }
+        return {
+            "session_id": self.session_id,
+            "profile_level_id": self.video_profile_level_id,
+            "source": self.source.stats.to_dict() if self.source else None,
+            "publisher": publisher,
+            "recording_id": self.recording_id,
+            "counters": dict(self.counters.__dict__),
+            "gop_cached_frames": len(self._gop) if self._gop_valid else 0,
+            "viewers": viewers,
+        }
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Stop the source, drop every peer, close the recording; the hub is unusable after."""
+        if self.closed:
+            return
+        await self.stop_recording()
+        self.closed = True
+        await self.detach_source()
+        for participant_id in list(self.viewers):
+            await self.remove_participant(participant_id)
+        if self.publisher is not None:
+            await self.remove_participant(self.publisher.participant_id)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _checked_sdp(sdp: str) -> str:
+    if not isinstance(sdp, str) or not sdp.startswith("v=0") or "\nm=" not in sdp.replace("\r\n", "\n"):
+        raise HubError("sdp is not a session description", 400)
+    return sdp
+
+
+def _redact(url: str) -> str:
+    """A URL fit for logs and webhooks: no credentials."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+class Edge:
+    """The sessions of one edge process; what the API (and the benchmark) drive."""
+
+    def __init__(self, *, emit_event: Callable[[str, str, dict[str, Any]], None], ice_loopback: bool = True,
+                 media_dir: Path | None = None, viewer_queue_frames: int = 120) -> None:
+        self.emit_event = emit_event
+        self.ice_loopback = ice_loopback
+        self.media_dir = media_dir or Path("var/media")
+        self.viewer_queue_frames = viewer_queue_frames
+        self.sessions: dict[str, SessionHub] = {}
+
+    def session_create(self, session_id: str) -> SessionHub:
+        """The hub for session_id, created if new (idempotent: the control plane may retry)."""
+        hub = self.sessions.get(session_id)
+        if hub is None:
+            hub = SessionHub(
+                session_id,
+                emit=lambda type_, data, sid=session_id: self.emit_event(type_, sid, data),
+                ice_loopback=self.ice_loopback,
+                media_dir=self.media_dir,
+                viewer_queue_frames=self.viewer_queue_frames,
+            )
+            self.sessions[session_id] = hub
+        return hub
+
+    def session_get(self, session_id: str) -> SessionHub:
+        hub = self.sessions.get(session_id)
+        if hub is None:
+            raise HubError(f"unknown session {session_id}", 404)
+        return hub
+
+    async def session_close(self, session_id: str) -> None:
+        hub = self.sessions.pop(session_id, None)
+        if hub is None:
+            raise HubError(f"unknown session {session_id}", 404)
+        await hub.close()
+
+    async def close(self) -> None:
+        for session_id in list(self.sessions):
+            await self.session_close(session_id)

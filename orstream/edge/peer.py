@@ -1,0 +1,299 @@
+"""WebRTC peers as the edge needs them: aiortc for ICE, DTLS and SDP; the edge's own RTP paths.
+
+The hub calls ``EdgePeerConnection`` for publishers and viewers. Its transceivers carry the
+edge's pass-through receiver (receive.py, never decodes) and its packetize-once sender (send.py,
+never encodes) instead of aiortc's decoding receiver and encoding sender. The swap happens per
+peer connection, so any other aiortc user in the same process keeps stock behaviour.
+
+SDP helpers here choose the H.264 payload type that matches what the source really sends (its
+profile-level-id, read from the SPS) rather than aiortc's fixed Constrained Baseline 3.1.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import aioice.ice
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver
+from aiortc.mediastreams import MediaStreamTrack
+
+from .receive import PassthroughReceiver
+from .send import RtpStreamSender
+
+logger = logging.getLogger(__name__)
+
+# Large enough for a 4K keyframe burst (~1,100 packets, up to 1.5 MB): the kernel default and
+# aioice's 256 KiB lose a tenth of the packets of a 26 Mbit/s stream.
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+
+# What aiortc's own H.264 codec entries say; a payload type rewritten to this matches them.
+AIORTC_H264_PROFILE = "42e01f"
+# Level 5.2: the most a publisher may send us (4K60), announced in the publisher's answer.
+MAX_RECEIVE_LEVEL = "34"
+
+
+class SdpError(ValueError):
+    """An offer the edge cannot answer; the message says why, for the caller's 4xx."""
+
+
+# --- SDP munging --------------------------------------------------------------------------
+
+
+@dataclass
+class _Section:
+    lines: list[str]
+
+    @property
+    def kind(self) -> str:
+        return self.lines[0][2:].split(" ", 1)[0]
+
+    def payload_types(self) -> list[int]:
+        parts = self.lines[0].split(" ")
+        return [int(p) for p in parts[3:] if p.isdigit()]
+
+    def rtpmap(self) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for line in self.lines:
+            if line.startswith("a=rtpmap:"):
+                pt, _, rest = line[len("a=rtpmap:") :].partition(" ")
+                out[int(pt)] = rest.split("/")[0].lower()
+        return out
+
+    def fmtp(self) -> dict[int, dict[str, str]]:
+        out: dict[int, dict[str, str]] = {}
+        for line in self.lines:
+            if line.startswith("a=fmtp:"):
+                pt, _, rest = line[len("a=fmtp:") :].partition(" ")
+                params: dict[str, str] = {}
+                for item in rest.split(";"):
+                    key, _, value = item.strip().partition("=")
+                    if key:
+                        params[key.lower()] = value
+                out[int(pt)] = params
+        return out
+
+    def keep_only(self, keep: set[int]) -> None:
+        head = self.lines[0].split(" ")
+        self.lines[0] = " ".join(head[:3] + [p for p in head[3:] if not p.isdigit() or int(p) in keep])
+        kept = [self.lines[0]]
+        for line in self.lines[1:]:
+            for prefix in ("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"):
+                if line.startswith(prefix):
+                    pt = line[len(prefix) :].split(" ", 1)[0]
+                    if pt.isdigit() and int(pt) not in keep:
+                        break
+            else:
+                kept.append(line)
+        self.lines = kept
+
+    def set_fmtp(self, pt: int, params: dict[str, str]) -> None:
+        text = f"a=fmtp:{pt} " + ";".join(f"{k}={v}" for k, v in params.items())
+        for i, line in enumerate(self.lines):
+            if line.startswith(f"a=fmtp:{pt} "):
+                self.lines[i] = text
+                return
+        self.lines.append(text)
+
+
+def _split(sdp: str) -> tuple[list[str], list[_Section]]:
+    lines = [line for line in sdp.replace("\r\n", "\n").split("\n") if line]
+    session: list[str] = []
+    sections: list[_Section] = []
+    for line in lines:
+        if line.startswith("m="):
+            sections.append(_Section([line]))
+        elif sections:
+            sections[-1].lines.append(line)
+        else:
+            session.append(line)
+    return session, sections
+
+
+def _join(session: list[str], sections: list[_Section]) -> str:
+    lines = session + [line for s in sections for line in s.lines]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _profile_rank(profile_level_id: str) -> int:
+    """Higher is a superset for decoding: High (100) > Main (77) > Baseline/Constrained (66)."""
+    try:
+        profile_idc = int(profile_level_id[:2], 16)
+    except ValueError:
+        return -1
+    return {66: 1, 77: 2, 100: 3}.get(profile_idc, 0)
+
+
+def _h264_candidates(section: _Section) -> list[tuple[int, str]]:
+    names = section.rtpmap()
+    params = section.fmtp()
+    out = []
+    for pt in section.payload_types():
+        if names.get(pt) != "h264":
+            continue
+        p = params.get(pt, {})
+        if p.get("packetization-mode", "0") != "1":
+            continue  # FU-A is needed for any frame larger than one packet
+        out.append((pt, p.get("profile-level-id", "42e01f").lower()))
+    return out
+
+
+def _rtx_for(section: _Section, pt: int) -> set[int]:
+    names = section.rtpmap()
+    return {rtx for rtx, p in section.fmtp().items() if names.get(rtx) == "rtx" and p.get("apt") == str(pt)}
+
+
+@dataclass(frozen=True)
+class VideoChoice:
+    """The H.264 payload type chosen in an offer and the profile-level-id the answer must carry."""
+
+    payload_type: int
+    answer_profile_level_id: str
+
+
+def choose_viewer_video(offer_sdp: str, source_profile_level_id: str) -> tuple[str, VideoChoice | None]:
+    """Keep, in a viewer's offer, the one H.264 payload type able to decode the source.
+
+    Returns the offer rewritten for aiortc (that payload type labelled with aiortc's profile so
+    its negotiation accepts it) and the choice, or no choice when the offer has no video.
+    """
+    session, sections = _split(offer_sdp)
+    choice: VideoChoice | None = None
+    source_rank = _profile_rank(source_profile_level_id)
+    for section in sections:
+        if section.kind != "video":
+            continue
+        if choice is not None:
+            raise SdpError("only one video section is supported")
+        candidates = _h264_candidates(section)
+        if not candidates:
+            raise SdpError("the viewer's offer has no H.264 with packetization-mode=1")
+        exact = [c for c in candidates if c[1][:4] == source_profile_level_id[:4]]
+        able = sorted(
+            (c for c in candidates if _profile_rank(c[1]) >= source_rank), key=lambda c: _profile_rank(c[1])
+        )
+        picked = (exact or able or [None])[0]
+        if picked is None:
+            raise SdpError(f"the viewer cannot decode H.264 profile-level-id {source_profile_level_id}")
+        pt = picked[0]
+        section.keep_only({pt} | _rtx_for(section, pt))
+        fmtp = section.fmtp().get(pt, {})
+        fmtp["profile-level-id"] = AIORTC_H264_PROFILE
+        section.set_fmtp(pt, fmtp)
+        choice = VideoChoice(payload_type=pt, answer_profile_level_id=source_profile_level_id)
+    return _join(session, sections), choice
+
+
+def choose_publisher_video(offer_sdp: str) -> tuple[str, VideoChoice | None]:
+    """Pick the richest H.264 profile a publisher offers; the answer lets it send up to level 5.2."""
+    session, sections = _split(offer_sdp)
+    choice: VideoChoice | None = None
+    for section in sections:
+        if section.kind != "video":
+            continue
+        if choice is not None:
+            raise SdpError("only one video section is supported")
+        candidates = _h264_candidates(section)
+        if not candidates:
+            raise SdpError("the publisher's offer has no H.264 with packetization-mode=1")
+        pt, profile = max(candidates, key=lambda c: _profile_rank(c[1]))
+        section.keep_only({pt} | _rtx_for(section, pt))
+        fmtp = section.fmtp().get(pt, {})
+        fmtp["profile-level-id"] = AIORTC_H264_PROFILE
+        section.set_fmtp(pt, fmtp)
+        choice = VideoChoice(payload_type=pt, answer_profile_level_id=profile[:4] + MAX_RECEIVE_LEVEL)
+    return _join(session, sections), choice
+
+
+def restore_answer_profile(answer_sdp: str, choice: VideoChoice | None) -> str:
+    """Put the true profile-level-id back on the chosen payload type in the edge's answer."""
+    if choice is None:
+        return answer_sdp
+    session, sections = _split(answer_sdp)
+    for section in sections:
+        if section.kind == "video" and choice.payload_type in section.payload_types():
+            fmtp = section.fmtp().get(choice.payload_type, {})
+            fmtp["level-asymmetry-allowed"] = "1"
+            fmtp["packetization-mode"] = "1"
+            fmtp["profile-level-id"] = choice.answer_profile_level_id
+            section.set_fmtp(choice.payload_type, fmtp)
+    return _join(session, sections)
+
+
+def offer_media_kinds(offer_sdp: str) -> list[str]:
+    return [s.kind for s in _split(offer_sdp)[1]]
+
+
+# --- peer connection -----------------------------------------------------------------------
+
+
+class EdgePeerConnection(RTCPeerConnection):
+    """An RTCPeerConnection whose transceivers use the edge's own RTP sender and receiver."""
+
+    def __init__(self, *, ice_loopback: bool = True, configuration: RTCConfiguration | None = None) -> None:
+        # No STUN by default: aiortc would otherwise contact a public server the edge may not reach.
+        super().__init__(configuration or RTCConfiguration(iceServers=[]))
+        self.ice_loopback = ice_loopback
+
+    # aiortc creates every transceiver in this (name-mangled) method; overriding it here swaps
+    # in the edge's sender and receiver for this connection only.
+    def _RTCPeerConnection__createTransceiver(  # noqa: N802
+        self, direction: str, kind: str, sender_track: MediaStreamTrack | None = None
+    ) -> RTCRtpTransceiver:
+        create = super()._RTCPeerConnection__createTransceiver  # type: ignore[misc]
+        transceiver: RTCRtpTransceiver = create(direction=direction, kind=kind, sender_track=sender_track)
+        stock_sender = transceiver.sender
+        dtls = transceiver.receiver.transport
+        sender = RtpStreamSender(kind=kind, transport=dtls)
+        sender._stream_id = stock_sender._stream_id
+        receiver = PassthroughReceiver(kind=kind, transport=dtls)
+        receiver._set_rtcp_ssrc(sender._ssrc)
+        transceiver._RTCRtpTransceiver__sender = sender  # type: ignore[attr-defined]
+        transceiver._RTCRtpTransceiver__receiver = receiver  # type: ignore[attr-defined]
+        return transceiver
+
+    async def answer(self, offer_sdp: str, *, directions: list[str]) -> str:
+        """Apply an offer, set each transceiver's direction (in m-line order), return the answer."""
+        from aiortc import RTCSessionDescription
+
+        try:
+            await self.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except SdpError:
+            raise
+        except Exception as exc:  # aiortc raises ValueError, OperationError, KeyError... on bad SDP
+            raise SdpError(f"cannot apply the offer: {exc}") from None
+        transceivers = self.getTransceivers()
+        for transceiver, direction in zip(transceivers, directions, strict=False):
+            transceiver.direction = direction
+        answer = await self.createAnswer()
+        await self._prepare_ice()
+        await self.setLocalDescription(answer)
+        return self.localDescription.sdp
+
+    async def _prepare_ice(self) -> None:
+        """Gather host candidates ourselves: loopback included when asked, big socket buffers.
+
+        aioice leaves 127.0.0.1 out and sizes receive buffers at 256 KiB. Gathering here, before
+        aiortc does, marks the gathering as done so aiortc's own call is a no-op.
+        """
+        for transceiver in self.getTransceivers():
+            gatherer = transceiver.receiver.transport.transport.iceGatherer
+            connection: Any = gatherer._connection
+            if connection._local_candidates_start:
+                continue
+            addresses = aioice.ice.get_host_addresses(use_ipv4=connection._use_ipv4, use_ipv6=connection._use_ipv6)
+            if self.ice_loopback and "127.0.0.1" not in addresses:
+                addresses.append("127.0.0.1")
+            connection._local_candidates_start = True
+            for component in connection._components:
+                connection._local_candidates += await connection.get_component_candidates(
+                    component=component, addresses=addresses
+                )
+            connection._local_candidates_end = True
+            for protocol in connection._protocols:
+                sock = protocol.transport.get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)

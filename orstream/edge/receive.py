@@ -1,0 +1,394 @@
+"""Receiving WebRTC media as encoded frames: the publisher's camera and viewers' talkback.
+
+``PassthroughReceiver`` takes the place of aiortc's RTCRtpReceiver on the edge's transceivers
+(see peer.py). Where aiortc would jitter-buffer, then decode in a thread, this one reassembles
+each frame as soon as its marker packet and every packet before it are in, and hands the
+encoded frame to ``on_frame``. It asks for lost packets (NACK) at once, gives up on a frame that
+stays incomplete, and then drops everything up to the next keyframe while asking for one (PLI):
+nothing downstream ever gets a frame that refers to a frame it did not get.
+
+Never decodes. Sends RTCP receiver reports so the remote sender sees loss and RTT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import clock
+from aiortc.codecs import depayload, is_rtx
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtp import (
+    RTCP_PSFB_PLI,
+    AnyRtcpPacket,
+    RtcpByePacket,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    unwrap_rtx,
+)
+from aiortc.rtp import RTCP_RTPFB_NACK as NACK_FMT
+from aiortc.stats import RTCInboundRtpStreamStats, RTCStatsReport
+
+from .frames import EncodedFrame
+from .h264 import ParameterSetKeeper, has_idr, join_nal_units, split_nal_units
+
+logger = logging.getLogger(__name__)
+
+# How long an incomplete frame may wait for retransmissions before it is given up.
+REORDER_WAIT = 0.25
+# Frames in reassembly at once; a 4K keyframe is one frame of ~1,100 packets, so this bounds
+# memory, not packets.
+MAX_PENDING_FRAMES = 64
+# Minimum spacing of our own PLIs upstream.
+PLI_INTERVAL = 0.5
+
+FrameCallback = Callable[[EncodedFrame], None]
+
+
+@dataclass
+class ReceiverStats:
+    packets: int = 0
+    bytes: int = 0
+    frames: int = 0
+    keyframes: int = 0
+    frames_dropped: int = 0
+    nacks_sent: int = 0
+    plis_sent: int = 0
+    last_sr_ntp: int = 0
+    last_sr_rtp: int = 0
+    last_sr_wall: float = 0.0
+
+
+class _PartialFrame:
+    __slots__ = ("timestamp", "parts", "marker_seq", "first_seen")
+
+    def __init__(self, timestamp: int, now: float) -> None:
+        self.timestamp = timestamp
+        self.parts: dict[int, bytes] = {}
+        self.marker_seq: int | None = None
+        self.first_seen = now
+
+
+class _Unwrapper:
+    """32-bit RTP timestamps to an ever-increasing count from the first one."""
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+        self.last = 0
+        self.cycles = 0
+
+    def unwrap(self, timestamp: int) -> int:
+        if self.first is None:
+            self.first = self.last = timestamp
+        if timestamp < self.last and self.last - timestamp > 0x80000000:
+            self.cycles += 1 << 32
+        elif timestamp > self.last and timestamp - self.last > 0x80000000:
+            return timestamp - self.first + self.cycles - (1 << 32)  # a late packet from before a wrap
+        self.last = timestamp
+        return timestamp - self.first + self.cycles
+
+
+def _seq_lt(a: int, b: int) -> bool:
+    return a != b and ((b - a) & 0xFFFF) < 0x8000
+
+
+class PassthroughReceiver:
+    """The edge's receiver for one m-line of one peer (takes aiortc RTCRtpReceiver's place)."""
+
+    def __init__(self, *, kind: str, transport: RTCDtlsTransport) -> None:
+        self.kind = kind
+        self._enabled = True
+        self._track: Any = None
+        self._transport = transport
+        self.on_frame: FrameCallback | None = None
+        self.stats = ReceiverStats()
+        self._codecs: dict[int, RTCRtpCodecParameters] = {}
+        self._rtx_ssrc: dict[int, int] = {}
+        self._rtcp_ssrc: int | None = None
+        self._media_ssrc: int | None = None
+        self._started = False
+        self._rtcp_task: asyncio.Task[None] | None = None
+        self._streams: dict[int, StreamStatistics] = {}
+        self._nack = NackGenerator() if kind == "video" else None
+        self._unwrapper = _Unwrapper()
+        self._pending: dict[int, _PartialFrame] = {}  # by unwrapped timestamp, insertion order
+        self._recent_markers: set[int] = set()
+        self._marker_order: list[int] = []
+        self._last_emitted_ts: int | None = None
+        self._last_audio_seq: int | None = None
+        self._need_keyframe = True
+        self._last_pli = 0.0
+        self._keeper = ParameterSetKeeper()
+        self._lsr: dict[int, int] = {}
+        self._lsr_time: dict[int, float] = {}
+        self.profile_level_id: str | None = None
+
+    # --- what aiortc calls ---------------------------------------------------------------
+
+    @property
+    def track(self) -> Any:
+        return self._track
+
+    @property
+    def transport(self) -> RTCDtlsTransport:
+        return self._transport
+
+    def setTransport(self, transport: RTCDtlsTransport) -> None:  # noqa: N802
+        self._transport = transport
+
+    def _set_rtcp_ssrc(self, ssrc: int) -> None:
+        self._rtcp_ssrc = ssrc
+
+    async def receive(self, parameters: RTCRtpReceiveParameters) -> None:
+        if self._started:
+            return
+        self._started = True
+        for codec in parameters.codecs:
+            self._codecs[codec.payloadType] = codec
+        for encoding in parameters.encodings:
+            if encoding.rtx:
+                self._rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
+        self._transport._register_rtp_receiver(self, parameters)
+        self._rtcp_task = asyncio.ensure_future(self._run_rtcp())
+        if self.kind == "video":
+            self.request_keyframe()
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        self._transport._unregister_rtp_receiver(self)
+        if self._rtcp_task is not None:
+            self._rtcp_task.cancel()
+            try:
+                await self._rtcp_task
+            except asyncio.CancelledError:
+                pass
+            self._rtcp_task = None
+
+    def _handle_disconnect(self) -> None:
+        pass
+
+    async def getStats(self) -> RTCStatsReport:  # noqa: N802
+        report = RTCStatsReport()
+        for ssrc, stream in self._streams.items():
+            report.add(
+                RTCInboundRtpStreamStats(
+                    timestamp=clock.current_datetime(),
+                    type="inbound-rtp",
+                    id=f"inbound-rtp_{id(self)}_{ssrc}",
+                    ssrc=ssrc,
+                    kind=self.kind,
+                    transportId=self._transport._stats_id,
+                    packetsReceived=stream.packets_received,
+                    packetsLost=stream.packets_lost,
+                    jitter=stream.jitter,
+                )
+            )
+        return report
+
+    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpSrPacket):
+            info = packet.sender_info
+            self._lsr[packet.ssrc] = (info.ntp_timestamp >> 16) & 0xFFFFFFFF
+            self._lsr_time[packet.ssrc] = time.time()
+            self.stats.last_sr_ntp = info.ntp_timestamp
+            self.stats.last_sr_rtp = info.rtp_timestamp
+            self.stats.last_sr_wall = time.time()
+        elif isinstance(packet, RtcpByePacket):
+            pass
+
+    async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        if not self._enabled:
+            return
+        codec = self._codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        stream = self._streams.get(packet.ssrc)
+        if stream is None:
+            stream = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stream.add(packet)
+        if is_rtx(codec):
+            original_ssrc = self._rtx_ssrc.get(packet.ssrc)
+            apt = codec.parameters.get("apt")
+            if original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int) or apt not in self._codecs:
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+            codec = self._codecs[apt]
+        self._media_ssrc = packet.ssrc
+        self.stats.packets += 1
+        self.stats.bytes += len(packet.payload)
+        if self._nack is not None and self._nack.add(packet):
+            self._send_nack(packet.ssrc, sorted(self._nack.missing))
+        if self.kind == "audio":
+            self._handle_audio(packet)
+        else:
+            self._handle_video(packet, codec)
+
+    # --- frames --------------------------------------------------------------------------
+
+    def _emit(self, frame: EncodedFrame) -> None:
+        self.stats.frames += 1
+        if frame.keyframe:
+            self.stats.keyframes += 1
+        if self.on_frame is not None:
+            self.on_frame(frame)
+
+    def _handle_audio(self, packet: RtpPacket) -> None:
+        # One Opus packet per RTP packet; a late one is useless to a live listener.
+        if self._last_audio_seq is not None and not _seq_lt(self._last_audio_seq, packet.sequence_number):
+            return
+        self._last_audio_seq = packet.sequence_number
+        if not packet.payload:
+            return
+        pts = self._unwrapper.unwrap(packet.timestamp)
+        self._emit(EncodedFrame(kind="audio", data=packet.payload, pts=pts, ingest_time=time.time()))
+
+    def _handle_video(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+        ts = self._unwrapper.unwrap(packet.timestamp)
+        if self._last_emitted_ts is not None and ts <= self._last_emitted_ts:
+            return  # a retransmission for a frame already out, or given up
+        now = time.time()
+        partial = self._pending.get(ts)
+        if partial is None:
+            partial = self._pending[ts] = _PartialFrame(ts, now)
+        try:
+            partial.parts[packet.sequence_number] = depayload(codec, packet.payload) if packet.payload else b""
+        except ValueError:
+            return
+        if packet.marker:
+            partial.marker_seq = packet.sequence_number
+            self._remember_marker(packet.sequence_number)
+        self._release(now)
+
+    def _remember_marker(self, seq: int) -> None:
+        self._recent_markers.add(seq)
+        self._marker_order.append(seq)
+        if len(self._marker_order) > 256:
+            self._recent_markers.discard(self._marker_order.pop(0))
+
+    def _complete(self, partial: _PartialFrame) -> bool:
+        if partial.marker_seq is None:
+            return False
+        marker = partial.marker_seq
+        # the earliest packet is the one farthest behind the marker, modulo 2^16
+        span = max((marker - s) & 0xFFFF for s in partial.parts)
+        first = (marker - span) & 0xFFFF
+        count = span + 1
+        if count != len(partial.parts):
+            return False
+        # Only when the packet before the first one ended a frame do we know the start is here.
+        return ((first - 1) & 0xFFFF) in self._recent_markers
+
+    def _release(self, now: float) -> None:
+        """Emit, in timestamp order, every frame at the head that is complete or given up."""
+        while self._pending:
+            ts = min(self._pending)
+            partial = self._pending[ts]
+            if self._complete(partial):
+                del self._pending[ts]
+                self._last_emitted_ts = ts
+                self._deliver(partial)
+                continue
+            newer_waiting = len(self._pending) > 1
+            too_old = now - partial.first_seen > REORDER_WAIT
+            if (newer_waiting and too_old) or len(self._pending) > MAX_PENDING_FRAMES:
+                del self._pending[ts]
+                self._last_emitted_ts = ts
+                self.stats.frames_dropped += 1
+                self._need_keyframe = True
+                self.request_keyframe()
+                continue
+            break
+
+    def _deliver(self, partial: _PartialFrame) -> None:
+        marker = partial.marker_seq
+        assert marker is not None
+        order = sorted(partial.parts, key=lambda s: -((marker - s) & 0xFFFF))
+        data = b"".join(partial.parts[s] for s in order)
+        units = self._keeper.fix(split_nal_units(data))
+        if self._keeper.profile_level_id:
+            self.profile_level_id = self._keeper.profile_level_id
+        keyframe = has_idr(units)
+        if self._need_keyframe and not keyframe:
+            self.stats.frames_dropped += 1
+            self.request_keyframe()
+            return
+        self._need_keyframe = False
+        self._emit(
+            EncodedFrame(
+                kind="video", data=join_nal_units(units), pts=partial.timestamp, keyframe=keyframe, ingest_time=time.time()
+            )
+        )
+
+    # --- RTCP ----------------------------------------------------------------------------
+
+    def request_keyframe(self) -> None:
+        """Ask the remote encoder for a keyframe (PLI), at most every PLI_INTERVAL."""
+        now = time.monotonic()
+        if self._media_ssrc is None or self._rtcp_ssrc is None or now - self._last_pli < PLI_INTERVAL:
+            return
+        self._last_pli = now
+        self.stats.plis_sent += 1
+        self._send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc, media_ssrc=self._media_ssrc))
+
+    def _send_nack(self, media_ssrc: int, lost: list[int]) -> None:
+        if self._rtcp_ssrc is None or not lost:
+            return
+        packet = RtcpRtpfbPacket(fmt=NACK_FMT, ssrc=self._rtcp_ssrc, media_ssrc=media_ssrc)
+        packet.lost = lost
+        self.stats.nacks_sent += 1
+        self._send_rtcp(packet)
+
+    def _send_rtcp(self, packet: Any) -> None:
+        dtls = self._transport
+        if dtls.state != "connected":
+            return
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None or pair.protocol.transport is None:
+            return
+        pair.protocol.transport.sendto(dtls._tx_srtp.protect_rtcp(bytes(packet)), pair.remote_addr)
+
+    async def _run_rtcp(self) -> None:
+        tick = 0
+        while True:
+            await asyncio.sleep(0.05)
+            tick += 1
+            # Frames stuck behind a lost packet are given up even if nothing newer arrives.
+            if self._pending:
+                self._release(time.time())
+            if self._need_keyframe and self.kind == "video":
+                self.request_keyframe()
+            if tick % 20:
+                continue  # receiver reports about once a second
+            reports = []
+            for ssrc, stream in self._streams.items():
+                lsr = self._lsr.get(ssrc, 0)
+                dlsr = 0
+                if ssrc in self._lsr_time:
+                    delay = time.time() - self._lsr_time[ssrc]
+                    if 0 < delay < 65536:
+                        dlsr = int(delay * 65536)
+                reports.append(
+                    RtcpReceiverInfo(
+                        ssrc=ssrc,
+                        fraction_lost=stream.fraction_lost,
+                        packets_lost=stream.packets_lost,
+                        highest_sequence=stream.max_seq,
+                        jitter=stream.jitter,
+                        lsr=lsr,
+                        dlsr=dlsr,
+                    )
+                )
+            if self._rtcp_ssrc is not None and reports:
+                self._send_rtcp(RtcpRrPacket(ssrc=self._rtcp_ssrc, reports=reports))
