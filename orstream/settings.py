@@ -189,6 +189,16 @@ EDGE_WEBHOOK_PATH = "/edge/events/"
 JOIN_TOKEN_MAX_AGE_HOURS = env_int("ORSTREAM_JOIN_TOKEN_MAX_AGE_HOURS", 24)
 SPECIALIST_LINK_MAX_MINUTES = env_int("ORSTREAM_SPECIALIST_LINK_MAX_MINUTES", 120)
 
+# Recordings: the spool the edges write segments to (shared with the control plane), the folders
+# exports may write to (network shares, removable media mount points), retention in days, and a
+# pause between files when erasing so a large erasure does not starve a live recorder's disk.
+RECORDINGS_SPOOL_DIR = Path(env("ORSTREAM_RECORDINGS_SPOOL_DIR", str(VAR_DIR / "spool")))
+EXPORT_DESTINATIONS = env_list("ORSTREAM_EXPORT_DESTINATIONS", "")
+RETENTION_DAYS = env_int("ORSTREAM_RETENTION_DAYS", 3650)
+RETENTION_TRAINING_DAYS = env_int("ORSTREAM_RETENTION_TRAINING_DAYS", 5 * 365)
+RETENTION_RESEARCH_DAYS = env_int("ORSTREAM_RETENTION_RESEARCH_DAYS", 10 * 365)
+RECORDINGS_ERASE_PAUSE_SECONDS = float(env("ORSTREAM_RECORDINGS_ERASE_PAUSE_SECONDS", "0"))
+
 # TURN: coturn's REST API (time-limited credentials derived from a shared secret).
 TURN_URLS = env_list("ORSTREAM_TURN_URLS", "")
 TURN_SECRET = env_secret("ORSTREAM_TURN_SECRET")

@@ -1,0 +1,169 @@
+"""Rows of the recordings app: recordings, their segments, export jobs and retention policies.
+
+A recording is what the edge wrote for one session between a start and a stop: a series of
+fragmented-MP4 segments on the spool, verified and archived by the Celery pipeline. Paths are
+relative and pseudonymous (the recording's public id and a segment number): never patient data.
+Rules that touch several rows or other apps live in recordings.services.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class RetentionPurpose(models.TextChoices):
+    CLINICAL = "clinical", "Clinical record"
+    TRAINING = "training", "Training only"
+    RESEARCH = "research", "Research"
+
+
+class Recording(models.Model):
+    class Status(models.TextChoices):
+        RECORDING = "recording", "Recording"
+        FINALIZING = "finalizing", "Finalizing"
+        AVAILABLE = "available", "Available"
+        # Consent withdrawn: kept (it may be under legal hold) but nobody may view or export it.
+        RESTRICTED = "restricted", "Restricted (consent withdrawn)"
+        FAILED = "failed", "Failed verification"
+        ERASING = "erasing", "Erasing"
+        ERASED = "erased", "Erased"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    session = models.ForeignKey("mentoring.Session", on_delete=models.PROTECT, related_name="recordings")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECORDING)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # Set when the edge says how many segments it closed; finalize waits until all are registered.
+    expected_segments = models.PositiveIntegerField(null=True, blank=True)
+
+    retention_purpose = models.CharField(
+        max_length=16, choices=RetentionPurpose.choices, default=RetentionPurpose.CLINICAL
+    )
+    retain_until = models.DateField(null=True, blank=True)
+    legal_hold = models.BooleanField(default=False)
+    legal_hold_reason = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+
+    duration = models.FloatField(null=True, blank=True, help_text="Seconds, from the decoded segments.")
+    video_codec = models.CharField(max_length=32, blank=True)
+    audio_codec = models.CharField(max_length=32, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    fps = models.FloatField(null=True, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+
+    # Keys in Django's default storage (FileSystemStorage under MEDIA_ROOT, or S3).
+    storage_key = models.CharField(max_length=200, blank=True, help_text="Prefix of the archived segments.")
+    thumbnail = models.CharField(max_length=200, blank=True)
+    contact_sheet = models.CharField(max_length=200, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+
+    restricted_at = models.DateTimeField(null=True, blank=True)
+    erase_started_at = models.DateTimeField(null=True, blank=True)
+    erased_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, help_text="Why finalizing failed, in words the records office can act on.")
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            # One live recording per session: the edge records one stream-copy at a time.
+            models.UniqueConstraint(
+                fields=["session"], condition=models.Q(status="recording"), name="recording_one_live_per_session"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "retain_until"])]
+
+    def __str__(self) -> str:
+        return f"recording {self.public_id} ({self.status})"
+
+    @property
+    def prefix(self) -> str:
+        """The pseudonymous folder of this recording, on the spool and in storage."""
+        return str(self.public_id)
+
+
+class Segment(models.Model):
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="segments")
+    index = models.PositiveIntegerField()
+    # Relative to the spool (as written by the edge) and, once archived, to the storage prefix.
+    path = models.CharField(max_length=200)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    duration = models.FloatField()
+    video_frames = models.PositiveIntegerField()
+    audio_frames = models.PositiveIntegerField()
+    video_codec = models.CharField(max_length=32)
+    audio_codec = models.CharField(max_length=32, blank=True)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    fps = models.FloatField()
+    registered_at = models.DateTimeField(default=timezone.now)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    archived_key = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["recording", "index"]
+        constraints = [models.UniqueConstraint(fields=["recording", "index"], name="segment_index_once")]
+
+    def __str__(self) -> str:
+        return f"segment {self.index} of {self.recording.public_id}"
+
+
+class ExportJob(models.Model):
+    class Kind(models.TextChoices):
+        DOWNLOAD = "download", "Download"
+        COPY = "copy", "Copy to a destination"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        COPYING = "copying", "Copying"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    recording = models.ForeignKey(Recording, on_delete=models.PROTECT, related_name="exports")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.COPY)
+    destination = models.CharField(max_length=500, blank=True, help_text="The folder written to (copy only).")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    bytes_total = models.PositiveBigIntegerField(default=0)
+    bytes_copied = models.PositiveBigIntegerField(default=0)
+    sha256_verified = models.BooleanField(default=False)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(progress__lte=100), name="export_progress_percent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.recording.public_id} ({self.status}, {self.progress}%)"
+
+
+class RetentionPolicy(models.Model):
+    """How long recordings kept for a purpose live. Without a row, the settings' default applies."""
+
+    purpose = models.CharField(max_length=16, choices=RetentionPurpose.choices, unique=True)
+    days = models.PositiveIntegerField()
+    note = models.CharField(max_length=200, blank=True, help_text="The rule or law this follows.")
+
+    class Meta:
+        ordering = ["purpose"]
+        verbose_name_plural = "retention policies"
+
+    def __str__(self) -> str:
+        return f"{self.get_purpose_display()}: {self.days} days"

@@ -1,0 +1,852 @@
+"""Recordings services: start and stop under consent, segment registration, verification,
+archiving, export, restriction, erasure and retention.
+
+Called by views (download), the edge webhook view (segment_register, recording_stopped), tasks
+(one per long job, same names), consent.services (restriction when consent is withdrawn) and
+the admin. Every view, download, export and erasure is audited through consent.services, refusals
+too. Never holds a database transaction across a call to the edge or a long file operation; never
+writes a patient identifier into a path, a log line or a progress message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from fractions import Fraction
+from pathlib import Path
+from typing import IO, Any
+
+import av
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.files.base import ContentFile, File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from consent import services as consent_services
+from mentoring import edge
+from mentoring.models import Role, Session
+from orstream.edge import protocol
+
+from .models import ExportJob, Recording, RetentionPolicy, RetentionPurpose, Segment
+
+log = logging.getLogger(__name__)
+
+FACULTY_GROUP = "faculty"
+CHUNK = 1024 * 1024
+# A segment path as the edge writes it: "<recording public id>/<file name>", nothing else.
+SEGMENT_PATH = re.compile(r"^(?P<prefix>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/[A-Za-z0-9_.-]{1,80}$")
+CONTACT_SHEET_COLUMNS = 4
+CONTACT_SHEET_ROWS = 3
+CONTACT_SHEET_TILE_WIDTH = 320
+THUMBNAIL_WIDTH = 640
+# An erasure that has not progressed for this long is taken to be dead and is resumed by retention.
+ERASE_STALE_AFTER = timedelta(minutes=15)
+# Decoded duration may differ from the edge's by at most this (one frame at 24 fps, plus rounding).
+DURATION_TOLERANCE = 0.05
+
+Progress = Callable[[str, int], None]
+
+
+class RecordingError(Exception):
+    """A recording request that cannot be honoured; the message says what to do about it."""
+
+
+class RecordingNotReady(RecordingError):
+    """Segments the edge announced are not registered yet: finalizing is retried later."""
+
+
+class RecordingAccessDenied(RecordingError):
+    """A view, download or export refused to this person (already audited)."""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _actor(by: Any) -> str:
+    if by is None:
+        return "system"
+    if getattr(by, "is_authenticated", False):
+        return f"user:{by.pk}"
+    return "anonymous"
+
+
+def _audit(recording: Recording, action: str, by: Any, *, outcome: str = "allowed", **detail: Any) -> None:
+    consent_services.audit_record(
+        action=action,
+        actor=_actor(by),
+        outcome=outcome,
+        session_public_id=str(recording.session.public_id),
+        target=f"recording:{recording.public_id}",
+        detail=detail,
+    )
+
+
+def recording_group(recording: Recording) -> str:
+    return f"recording.{recording.public_id}"
+
+
+def recording_progress_send(*, recording: Recording, stage: str, percent: int) -> None:
+    """Push progress to the recording's Channels group (the library page and the coordinator).
+
+    Sent at once, not after a commit: progress is about work outside any transaction.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "recording.progress", "stage": stage, "percent": int(percent)}
+    try:
+        async_to_sync(layer.group_send)(recording_group(recording), message)
+    except Exception:  # Progress is a courtesy: a busy channel layer must not fail the job.
+        log.warning("progress for recording %s not sent", recording.public_id, exc_info=True)
+
+
+def _progress_for(recording: Recording, stage: str) -> Progress:
+    last = {"percent": -1}
+
+    def report(stage_now: str, percent: int) -> None:
+        if percent != last["percent"]:
+            last["percent"] = percent
+            recording_progress_send(recording=recording, stage=stage_now or stage, percent=percent)
+
+    return report
+
+
+def _sha256_file(handle: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: handle.read(CHUNK), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _spool_path(segment: Segment) -> Path:
+    return Path(settings.RECORDINGS_SPOOL_DIR) / segment.path
+
+
+def _segment_open(segment: Segment) -> IO[bytes]:
+    """The segment's bytes: from storage once archived, from the spool before."""
+    if segment.archived_key:
+        return default_storage.open(segment.archived_key, "rb")
+    return _spool_path(segment).open("rb")
+
+
+def _segment_local_path(segment: Segment) -> str:
+    """A path PyAV can open. For storage that is not on this disk (S3), a URL PyAV can stream."""
+    if segment.archived_key:
+        try:
+            return default_storage.path(segment.archived_key)
+        except NotImplementedError:
+            return default_storage.url(segment.archived_key)
+    return str(_spool_path(segment))
+
+
+def user_is_coordinator(user: Any) -> bool:
+    from mentoring.services import user_is_coordinator as is_coordinator
+
+    return is_coordinator(user)
+
+
+# ---------------------------------------------------------------- start, stop, segments
+
+
+def recording_start(*, session: Session, by: Any) -> Recording:
+    """Start recording ``session`` on its edge. Asks the consent gate for "record" first.
+
+    Raises ConsentError (naming the purpose, audited) when the patient did not consent, and
+    RecordingError when the session is not live, one is already running, or the edge refuses.
+    """
+    if not (user_is_coordinator(by) or by.pk == session.surgeon_id):
+        consent_services.audit_record(
+            action="recording.start", actor=_actor(by), outcome="refused",
+            session_public_id=str(session.public_id), detail={"reason": "not coordinator or surgeon"},
+        )
+        raise RecordingError("Only the coordinator or the operating surgeon can start a recording.")
+    # Outside any transaction so that a refusal's audit event is kept.
+    consent_services.consent_require(session=session, purpose="record", actor=_actor(by), action="recording.start")
+    if session.status != Session.Status.LIVE:
+        raise RecordingError("The session is not live: start the session, then the recording.")
+    with transaction.atomic():
+        if Recording.objects.select_for_update().filter(session=session, status=Recording.Status.RECORDING).exists():
+            raise RecordingError("This session is already being recorded.")
+        recording = Recording.objects.create(
+            session=session, started_by=by, retain_until=None, retention_purpose=RetentionPurpose.CLINICAL
+        )
+        _audit(recording, "recording.start", by)
+    try:
+        edge.recording_start(
+            str(session.public_id),
+            protocol.RecordingStart(recording_id=str(recording.public_id)),
+            edge_url=session.room.edge_url or None,
+        )
+    except edge.EdgeError as failure:
+        with transaction.atomic():
+            recording.status = Recording.Status.FAILED
+            recording.ended_at = timezone.now()
+            recording.error = f"The media server did not start recording: {failure}"
+            recording.save(update_fields=["status", "ended_at", "error"])
+            _audit(recording, "recording.start", by, outcome="refused", reason="edge", error=str(failure))
+        raise RecordingError(f"The media server did not start recording ({failure}). Try again.") from None
+    return recording
+
+
+def recording_stop(*, recording: Recording, by: Any) -> Recording:
+    """Stop a live recording at the edge; finalizing starts after commit. Idempotent."""
+    if recording.status != Recording.Status.RECORDING:
+        return recording
+    session = recording.session
+    reply = edge.recording_stop(str(session.public_id), edge_url=session.room.edge_url or None)
+    segments = reply.get("segments") if isinstance(reply, dict) else None
+    with transaction.atomic():
+        recording = Recording.objects.select_for_update().get(pk=recording.pk)
+        if recording.status != Recording.Status.RECORDING:
+            return recording
+        recording.status = Recording.Status.FINALIZING
+        recording.ended_at = timezone.now()
+        if isinstance(segments, int):
+            recording.expected_segments = segments
+        recording.save(update_fields=["status", "ended_at", "expected_segments"])
+        _audit(recording, "recording.stop", by)
+        _enqueue("recording_finalize", recording.pk)
+    return recording
+
+
+def recording_stopped(*, recording_public_id: str, segments: int | None) -> Recording:
+    """The edge's "recording.stopped" webhook: it closed ``segments`` segments in all."""
+    with transaction.atomic():
+        recording = Recording.objects.select_for_update().get(public_id=recording_public_id)
+        if segments is not None:
+            recording.expected_segments = segments
+        if recording.status == Recording.Status.RECORDING:
+            # Stopped at the edge (publisher gone, disk full): finalize what was written.
+            recording.status = Recording.Status.FINALIZING
+            recording.ended_at = timezone.now()
+            _enqueue("recording_finalize", recording.pk)
+        recording.save(update_fields=["expected_segments", "status", "ended_at"])
+    return recording
+
+
+def segment_register(
+    *,
+    recording_public_id: str,
+    index: int,
+    path: str,
+    sha256: str,
+    size: int,
+    duration: float,
+    video_frames: int,
+    audio_frames: int,
+    width: int,
+    height: int,
+    fps: float,
+    video_codec: str,
+    audio_codec: str = "",
+) -> Segment:
+    """Register a segment the edge closed. Idempotent on (recording, index): a repeated webhook
+    with the same content returns the existing row; different content for the same index is refused.
+    """
+    match = SEGMENT_PATH.match(path)
+    if match is None or match["prefix"] != str(recording_public_id):
+        raise RecordingError(
+            f"Segment path {path!r} must be '<recording id>/<file>' under the spool with the recording's own id."
+        )
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise RecordingError("sha256 must be 64 lowercase hex digits.")
+    if index < 0 or size < 0 or duration < 0 or video_frames < 0 or audio_frames < 0:
+        raise RecordingError("Segment numbers must not be negative.")
+    recording = Recording.objects.filter(public_id=recording_public_id).first()
+    if recording is None:
+        raise RecordingError(f"No recording {recording_public_id}: the edge recorded something never started here.")
+    if recording.status in (Recording.Status.ERASING, Recording.Status.ERASED):
+        raise RecordingError("This recording was erased; its segments are not taken any more.")
+    fields = {
+        "path": path, "sha256": sha256, "size": size, "duration": duration, "video_frames": video_frames,
+        "audio_frames": audio_frames, "width": width, "height": height, "fps": fps,
+        "video_codec": video_codec, "audio_codec": audio_codec,
+    }
+    with transaction.atomic():
+        segment, created = Segment.objects.get_or_create(recording=recording, index=index, defaults=fields)
+    if not created and any(getattr(segment, k) != v for k, v in fields.items() if k in ("path", "sha256", "size")):
+        raise RecordingError(f"Segment {index} is already registered with other content; the edge must not rewrite it.")
+    return segment
+
+
+# ---------------------------------------------------------------- finalize
+
+
+@dataclass
+class _Decoded:
+    video_frames: int
+    audio_frames: int
+    duration: float
+    width: int
+    height: int
+    fps: float
+    video_codec: str
+    audio_codec: str
+
+
+def _jpeg(frame: av.VideoFrame, width: int) -> bytes:
+    """Encode one frame as a JPEG with FFmpeg's MJPEG encoder (no Pillow needed)."""
+    height = max(2, round(frame.height * width / frame.width / 2) * 2)
+    context = av.CodecContext.create("mjpeg", "w")
+    context.width, context.height = width, height
+    context.pix_fmt = "yuvj420p"
+    context.time_base = Fraction(1, 25)
+    context.options = {"qscale": "3"}
+    image = frame.reformat(width=width, height=height, format="yuvj420p")
+    image.pts = 0
+    packets = list(context.encode(image)) + list(context.encode(None))
+    return b"".join(bytes(p) for p in packets)
+
+
+def _contact_sheet(frames: list[av.VideoFrame]) -> bytes:
+    """Tile small frames into one JPEG with FFmpeg's tile filter (row by row, in time order)."""
+    first = frames[0]
+    graph = av.filter.Graph()
+    source = graph.add_buffer(width=first.width, height=first.height, format=first.format.name, time_base=Fraction(1, 25))
+    tile = graph.add("tile", f"{CONTACT_SHEET_COLUMNS}x{CONTACT_SHEET_ROWS}:padding=4:margin=4")
+    sink = graph.add("buffersink")
+    source.link_to(tile)
+    tile.link_to(sink)
+    graph.configure()
+    for number, frame in enumerate(frames):
+        frame.pts = number
+        graph.push(frame)
+    graph.push(None)
+    sheet = graph.pull()
+    assert isinstance(sheet, av.VideoFrame)
+    return _jpeg(sheet, sheet.width)
+
+
+def _decode(
+    segment: Segment, *, grab_at: list[float], grabbed: list[av.VideoFrame], offset: float
+) -> _Decoded:
+    """Decode every packet of the segment. Grabs small frames at ``grab_at`` recording times."""
+    video_frames = audio_frames = 0
+    end = 0.0
+    with av.open(_segment_local_path(segment)) as container:
+        video = container.streams.video[0]
+        video.thread_type = "AUTO"
+        audio = container.streams.audio[0] if container.streams.audio else None
+        streams = [video] + ([audio] if audio is not None else [])
+        for packet in container.demux(*streams):
+            for frame in packet.decode():
+                if frame.pts is not None and frame.time_base is not None:
+                    end = max(end, float(frame.pts * frame.time_base) + (
+                        float(packet.duration * packet.time_base) if packet.duration else 0.0
+                    ))
+                if isinstance(frame, av.VideoFrame):
+                    video_frames += 1
+                    at = offset + float(frame.pts * frame.time_base) if frame.pts is not None else offset
+                    if grab_at and at >= grab_at[0]:
+                        grab_at.pop(0)
+                        height = max(2, round(frame.height * CONTACT_SHEET_TILE_WIDTH / frame.width / 2) * 2)
+                        grabbed.append(frame.reformat(width=CONTACT_SHEET_TILE_WIDTH, height=height, format="yuv420p"))
+                else:
+                    audio_frames += 1
+        start = float(video.start_time * video.time_base) if video.start_time is not None else 0.0
+        rate = video.average_rate or video.base_rate or video.guessed_rate
+        return _Decoded(
+            video_frames=video_frames,
+            audio_frames=audio_frames,
+            duration=max(0.0, end - start),
+            width=video.codec_context.width,
+            height=video.codec_context.height,
+            fps=float(rate) if rate else 0.0,
+            video_codec=video.codec_context.name,
+            audio_codec=audio.codec_context.name if audio is not None else "",
+        )
+
+
+def _first_frame(segment: Segment) -> av.VideoFrame:
+    with av.open(_segment_local_path(segment)) as container:
+        for frame in container.decode(video=0):
+            return frame
+    raise RecordingError(f"Segment {segment.index} has no picture.")
+
+
+def _check(segment: Segment, decoded: _Decoded) -> list[str]:
+    problems = []
+    if decoded.video_frames != segment.video_frames:
+        problems.append(f"{decoded.video_frames} video frames decoded, the edge wrote {segment.video_frames}")
+    if decoded.audio_frames != segment.audio_frames:
+        problems.append(f"{decoded.audio_frames} audio frames decoded, the edge wrote {segment.audio_frames}")
+    frame_time = 1 / segment.fps if segment.fps else 0.0
+    if abs(decoded.duration - segment.duration) > DURATION_TOLERANCE + frame_time:
+        problems.append(f"lasts {decoded.duration:.3f} s, the edge reported {segment.duration:.3f} s")
+    if (decoded.width, decoded.height) != (segment.width, segment.height):
+        problems.append(f"is {decoded.width}x{decoded.height}, the edge reported {segment.width}x{segment.height}")
+    return problems
+
+
+def _fail(recording: Recording, message: str) -> RecordingError:
+    with transaction.atomic():
+        Recording.objects.filter(pk=recording.pk, status=Recording.Status.FINALIZING).update(
+            status=Recording.Status.FAILED, error=message
+        )
+        _audit(recording, "recording.finalize", None, outcome="refused", error=message)
+    log.error("recording %s failed verification: %s", recording.public_id, message)
+    return RecordingError(message)
+
+
+def recording_finalize(*, recording: Recording, progress: Progress | None = None) -> Recording:
+    """Verify every segment and make the thumbnail and contact sheet; then the recording is available.
+
+    Each segment is decoded end to end with PyAV; frame counts, duration and size are checked
+    against what the edge registered and the SHA-256 is recomputed. A mismatch marks the
+    recording failed (nothing is deleted) and raises RecordingError naming the segment.
+    Idempotent: an available, restricted or erased recording is returned as it is.
+    """
+    recording = Recording.objects.select_related("session").get(pk=recording.pk)
+    if recording.status != Recording.Status.FINALIZING:
+        return recording
+    report = progress or _progress_for(recording, "finalize")
+    segments = list(recording.segments.order_by("index"))
+    if recording.expected_segments is not None and len(segments) < recording.expected_segments:
+        raise RecordingNotReady(
+            f"{len(segments)} of {recording.expected_segments} segments are registered; waiting for the edge."
+        )
+    if not segments:
+        raise _fail(recording, "The edge registered no segment: nothing was recorded.")
+    if [s.index for s in segments] != list(range(len(segments))):
+        raise _fail(recording, f"Segments are missing: registered {[s.index for s in segments]}.")
+    total = sum(s.duration for s in segments) or 1.0
+    grab_at = [total * (n + 0.5) / (CONTACT_SHEET_COLUMNS * CONTACT_SHEET_ROWS) for n in range(CONTACT_SHEET_COLUMNS * CONTACT_SHEET_ROWS)]
+    grabbed: list[av.VideoFrame] = []
+    offset = 0.0
+    decoded_all: list[_Decoded] = []
+    report("finalize", 0)
+    for number, segment in enumerate(segments):
+        try:
+            with _segment_open(segment) as handle:
+                digest = _sha256_file(handle)
+            decoded = _decode(segment, grab_at=grab_at, grabbed=grabbed, offset=offset)
+        except FileNotFoundError:
+            raise _fail(recording, f"Segment {segment.index} ({segment.path}) is missing from the spool.") from None
+        except av.FFmpegError as broken:
+            raise _fail(recording, f"Segment {segment.index} ({segment.path}) does not decode: {broken}.") from None
+        problems = _check(segment, decoded)
+        if digest != segment.sha256:
+            problems.insert(0, "its SHA-256 differs from the edge's: the file changed after it was written")
+        if problems:
+            raise _fail(
+                recording,
+                f"Segment {segment.index} ({segment.path}) {'; '.join(problems)}. The files are kept; "
+                "compare with the edge's copy before erasing anything.",
+            )
+        Segment.objects.filter(pk=segment.pk).update(verified_at=timezone.now())
+        decoded_all.append(decoded)
+        offset += segment.duration
+        report("finalize", round(90 * (number + 1) / len(segments)))
+    thumbnail_key = default_storage.save(f"recordings/{recording.prefix}/thumbnail.jpg", ContentFile(_jpeg(_first_frame(segments[0]), THUMBNAIL_WIDTH)))
+    sheet_key = default_storage.save(f"recordings/{recording.prefix}/contact-sheet.jpg", ContentFile(_contact_sheet(grabbed))) if grabbed else ""
+    first = decoded_all[0]
+    with transaction.atomic():
+        recording = Recording.objects.select_for_update().get(pk=recording.pk)
+        recording.duration = sum(d.duration for d in decoded_all)
+        recording.video_codec, recording.audio_codec = first.video_codec, first.audio_codec
+        recording.width, recording.height, recording.fps = first.width, first.height, first.fps
+        recording.size = sum(s.size for s in segments)
+        recording.thumbnail, recording.contact_sheet = thumbnail_key, sheet_key
+        recording.verified_at = timezone.now()
+        if recording.retain_until is None:
+            recording.retain_until = retention_until(purpose=recording.retention_purpose, start=recording.started_at.date())
+        # Consent may have been withdrawn while we verified: then it stays restricted.
+        if recording.status == Recording.Status.FINALIZING:
+            recording.status = Recording.Status.AVAILABLE
+        recording.save()
+        _audit(recording, "recording.finalize", None, segments=len(segments), duration=round(recording.duration, 3))
+        _enqueue("recording_archive", recording.pk)
+    report("finalize", 100)
+    return recording
+
+
+# ---------------------------------------------------------------- archive
+
+
+def recording_archive(*, recording: Recording, progress: Progress | None = None) -> Recording:
+    """Copy verified segments from the spool into Django storage, check each copy's SHA-256,
+    then free the spool. Idempotent: segments already archived are skipped.
+    """
+    recording = Recording.objects.select_related("session").get(pk=recording.pk)
+    if recording.status in (Recording.Status.ERASING, Recording.Status.ERASED, Recording.Status.FAILED):
+        return recording
+    if recording.verified_at is None:
+        raise RecordingError("Finalize (verify) the recording before archiving it.")
+    report = progress or _progress_for(recording, "archive")
+    segments = list(recording.segments.order_by("index"))
+    for number, segment in enumerate(segments):
+        if segment.archived_key:
+            continue
+        name = Path(segment.path).name
+        with _spool_path(segment).open("rb") as source:
+            key = default_storage.save(f"recordings/{recording.prefix}/{name}", File(source, name=name))
+        with default_storage.open(key, "rb") as copy:
+            if _sha256_file(copy) != segment.sha256:
+                default_storage.delete(key)
+                raise RecordingError(f"The archived copy of segment {segment.index} differs from the original; retry.")
+        Segment.objects.filter(pk=segment.pk).update(archived_key=key)
+        _spool_path(segment).unlink(missing_ok=True)
+        report("archive", round(100 * (number + 1) / len(segments)))
+    with transaction.atomic():
+        Recording.objects.filter(pk=recording.pk).update(storage_key=f"recordings/{recording.prefix}/", archived_at=timezone.now())
+    recording.refresh_from_db()
+    return recording
+
+
+# ---------------------------------------------------------------- access
+
+
+def recording_access_check(*, recording: Recording, user: Any, action: str) -> None:
+    """Allow or refuse ``user`` to view/download ``recording``, auditing a refusal.
+
+    Coordinators, the session's surgeon and faculty may view an available recording; the
+    session's residents (or users in the resident group) only if the patient consented to
+    training use (archive_training). Nobody views a restricted, failed or erased one.
+    """
+    session = recording.session
+    if not getattr(user, "is_authenticated", False):
+        _audit(recording, action, user, outcome="refused", reason="not signed in")
+        raise RecordingAccessDenied("Sign in to view recordings.")
+    if recording.status != Recording.Status.AVAILABLE:
+        _audit(recording, action, user, outcome="refused", reason=f"status {recording.status}")
+        if recording.status == Recording.Status.RESTRICTED:
+            raise RecordingAccessDenied("This recording is restricted: the patient withdrew consent.")
+        raise RecordingAccessDenied(f"This recording is {recording.get_status_display().lower()} and cannot be viewed.")
+    if user_is_coordinator(user) or user.pk == session.surgeon_id or user.groups.filter(name=FACULTY_GROUP).exists():
+        return
+    is_resident = (
+        session.participants.filter(user=user, role=Role.RESIDENT, removed_at__isnull=True).exists()
+        or user.groups.filter(name="resident").exists()
+    )
+    if is_resident:
+        try:
+            consent_services.consent_require(session=session, purpose="archive_training", actor=_actor(user), action=action)
+        except consent_services.ConsentError as refusal:
+            raise RecordingAccessDenied(
+                f"You cannot view this recording: the patient did not consent to its use for training ({refusal.purpose})."
+            ) from None
+        return
+    _audit(recording, action, user, outcome="refused", reason="no role in this recording")
+    raise RecordingAccessDenied("You have no access to this recording. Ask the coordinator if you should.")
+
+
+def recording_get(*, public_id: Any) -> Recording | None:
+    return Recording.objects.select_related("session", "session__room").filter(public_id=public_id).first()
+
+
+@dataclass
+class MediaFile:
+    handle: IO[bytes]
+    size: int
+    name: str
+
+
+def recording_media_open(*, recording: Recording, index: int, user: Any, audit: bool = True) -> MediaFile:
+    """Open segment ``index`` of ``recording`` for ``user`` (checked and audited)."""
+    recording_access_check(recording=recording, user=user, action="recording.view")
+    segment = recording.segments.filter(index=index).first()
+    if segment is None:
+        raise RecordingError(f"This recording has no part {index}.")
+    if audit:
+        _audit(recording, "recording.view", user, segment=index)
+    return MediaFile(handle=_segment_open(segment), size=segment.size, name=f"{recording.prefix}-{index:05d}.mp4")
+
+
+# ---------------------------------------------------------------- export
+
+
+def export_destination_check(destination: Path) -> Path:
+    """``destination`` resolved, when it is inside one of ORSTREAM_EXPORT_DESTINATIONS."""
+    allowed = [Path(d).resolve() for d in settings.EXPORT_DESTINATIONS]
+    target = Path(destination).resolve()
+    if not any(target == root or target.is_relative_to(root) for root in allowed):
+        choices = ", ".join(str(a) for a in allowed) or "none configured (ORSTREAM_EXPORT_DESTINATIONS)"
+        raise RecordingError(f"Exports may only be written under: {choices}.")
+    return target
+
+
+def export_request(*, recording: Recording, destination: Path, by: Any) -> ExportJob:
+    """Queue a verified copy of ``recording`` to ``destination`` (checked against the allow-list)."""
+    if not user_is_coordinator(by):
+        _audit(recording, "recording.export", by, outcome="refused", reason="not coordinator")
+        raise RecordingAccessDenied("Only the records office (coordinators) can export recordings.")
+    target = export_destination_check(destination)
+    with transaction.atomic():
+        job = ExportJob.objects.create(
+            recording=recording, kind=ExportJob.Kind.COPY, destination=str(target), requested_by=by
+        )
+        _enqueue("recording_export", job.pk)
+    return job
+
+
+def recording_export(*, job: ExportJob, progress: Progress | None = None) -> ExportJob:
+    """Copy the recording's segments and a SHA256SUMS manifest into ``<destination>/<recording id>/``.
+
+    Each copy is read back and its SHA-256 compared with the registered one. Progress is in
+    bytes. Refused (and audited) when the recording is not available: consent withdrawn, erased.
+    Idempotent: a finished job is returned as it is; a re-run copies again over a partial copy.
+    """
+    job = ExportJob.objects.select_related("recording__session", "requested_by").get(pk=job.pk)
+    if job.status == ExportJob.Status.DONE:
+        return job
+    recording, by = job.recording, job.requested_by
+    if recording.status != Recording.Status.AVAILABLE:
+        message = f"The recording is {recording.get_status_display().lower()}: it cannot be exported."
+        ExportJob.objects.filter(pk=job.pk).update(status=ExportJob.Status.FAILED, error=message, finished_at=timezone.now())
+        _audit(recording, "recording.export", by, outcome="refused", reason=f"status {recording.status}")
+        raise RecordingError(message)
+    try:
+        consent_services.consent_require(session=recording.session, purpose="record", actor=_actor(by), action="recording.export")
+    except consent_services.ConsentError as refusal:
+        ExportJob.objects.filter(pk=job.pk).update(status=ExportJob.Status.FAILED, error=str(refusal), finished_at=timezone.now())
+        raise RecordingError(str(refusal)) from None
+    target = export_destination_check(Path(job.destination)) / recording.prefix
+    report = progress or _progress_for(recording, "export")
+    segments = list(recording.segments.order_by("index"))
+    total = sum(s.size for s in segments)
+    ExportJob.objects.filter(pk=job.pk).update(status=ExportJob.Status.COPYING, bytes_total=total, bytes_copied=0, progress=0)
+    _audit(recording, "recording.export", by, destination=str(target), export=str(job.public_id))
+    target.mkdir(parents=True, exist_ok=True)
+    copied = 0
+    lines = []
+    try:
+        for segment in segments:
+            name = Path(segment.path).name
+            partial = target / f".{name}.part"
+            digest = hashlib.sha256()
+            with _segment_open(segment) as source, partial.open("wb") as sink:
+                for chunk in iter(lambda: source.read(CHUNK), b""):
+                    digest.update(chunk)
+                    sink.write(chunk)
+                    copied += len(chunk)
+                    percent = min(99, round(100 * copied / total)) if total else 99
+                    ExportJob.objects.filter(pk=job.pk).update(bytes_copied=copied, progress=percent)
+                    report("export", percent)
+                sink.flush()
+            if digest.hexdigest() != segment.sha256:
+                raise RecordingError(f"Segment {segment.index} read back with another SHA-256: the archive is damaged.")
+            with partial.open("rb") as written:
+                if _sha256_file(written) != segment.sha256:
+                    raise RecordingError(f"The copy of segment {segment.index} at the destination is corrupt; retry the export.")
+            partial.replace(target / name)
+            lines.append(f"{segment.sha256}  {name}\n")
+        (target / "SHA256SUMS").write_text("".join(lines))
+        (target / "recording.json").write_text(json.dumps(_manifest(recording, segments), indent=2))
+    except (OSError, RecordingError) as failure:
+        ExportJob.objects.filter(pk=job.pk).update(status=ExportJob.Status.FAILED, error=str(failure), finished_at=timezone.now())
+        _audit(recording, "recording.export", by, outcome="refused", reason="copy failed", error=str(failure))
+        raise
+    ExportJob.objects.filter(pk=job.pk).update(
+        status=ExportJob.Status.DONE, progress=100, bytes_copied=copied, sha256_verified=True, finished_at=timezone.now(), error=""
+    )
+    report("export", 100)
+    job.refresh_from_db()
+    return job
+
+
+def _manifest(recording: Recording, segments: list[Segment]) -> dict[str, Any]:
+    """What travels with an export: pseudonymous ids, technical facts, checksums; no patient data."""
+    return {
+        "recording": str(recording.public_id),
+        "session": str(recording.session.public_id),
+        "procedure": recording.session.procedure,
+        "started_at": recording.started_at.isoformat(),
+        "ended_at": recording.ended_at.isoformat() if recording.ended_at else None,
+        "duration": recording.duration,
+        "video": {"codec": recording.video_codec, "width": recording.width, "height": recording.height, "fps": recording.fps},
+        "audio": {"codec": recording.audio_codec},
+        "segments": [{"index": s.index, "file": Path(s.path).name, "size": s.size, "sha256": s.sha256, "duration": s.duration} for s in segments],
+    }
+
+
+# ---------------------------------------------------------------- restriction, erasure, retention
+
+
+def recording_restrict_for_session(*, session: Session, reason: str, by: Any = None) -> list[Recording]:
+    """Consent was withdrawn: restrict every recording of the session at once (no one may view or
+    export them). Runs in the caller's transaction; returns the recordings restricted now.
+    """
+    restricted = []
+    with transaction.atomic():
+        for recording in Recording.objects.select_for_update().select_related("session").filter(
+            session=session,
+            status__in=[Recording.Status.RECORDING, Recording.Status.FINALIZING, Recording.Status.AVAILABLE],
+        ):
+            recording_restrict(recording=recording, reason=reason, by=by)
+            restricted.append(recording)
+    return restricted
+
+
+def recording_restrict(*, recording: Recording, reason: str, by: Any = None) -> Recording:
+    """Make one recording unavailable to everyone at once. A live one keeps its state until the
+    edge stops: its status becomes restricted and finalizing leaves it so.
+    """
+    with transaction.atomic():
+        Recording.objects.filter(pk=recording.pk).update(status=Recording.Status.RESTRICTED, restricted_at=timezone.now())
+        _audit(recording, "recording.restrict", by, reason=reason)
+    recording.refresh_from_db()
+    return recording
+
+
+def recording_legal_hold(*, recording: Recording, hold: bool, reason: str, by: Any) -> Recording:
+    """Put a recording under legal hold (never erased, even past retention) or release it."""
+    if not user_is_coordinator(by):
+        raise RecordingAccessDenied("Only the records office (coordinators) can change a legal hold.")
+    if hold and not reason.strip():
+        raise RecordingError("Say why the recording is held (case or request reference).")
+    with transaction.atomic():
+        Recording.objects.filter(pk=recording.pk).update(legal_hold=hold, legal_hold_reason=reason if hold else "")
+        _audit(recording, "recording.legal_hold", by, hold=hold, reason=reason)
+    recording.refresh_from_db()
+    return recording
+
+
+def erase_request(*, recording: Recording, by: Any, reason: str) -> Recording:
+    """A person asks for erasure: checked here, carried out by the recording_erase task after commit."""
+    if not user_is_coordinator(by):
+        _audit(recording, "recording.erase", by, outcome="refused", reason="not coordinator")
+        raise RecordingAccessDenied("Only the records office (coordinators) can erase recordings.")
+    if recording.legal_hold:
+        _audit(recording, "recording.erase", by, outcome="refused", reason="legal hold")
+        raise RecordingError("This recording is under legal hold: release the hold before erasing it.")
+    with transaction.atomic():
+        _mark_erasing(recording, by=by, reason=reason)
+        _enqueue("recording_erase", recording.pk)
+    recording.refresh_from_db()
+    return recording
+
+
+def _mark_erasing(recording: Recording, *, by: Any, reason: str) -> bool:
+    updated = Recording.objects.filter(pk=recording.pk).exclude(status__in=[Recording.Status.ERASING, Recording.Status.ERASED]).update(
+        status=Recording.Status.ERASING, erase_started_at=timezone.now()
+    )
+    if updated:
+        _audit(recording, "recording.erase", by, step="started", reason=reason)
+    return bool(updated)
+
+
+def _recording_files(recording: Recording) -> Iterator[tuple[str, Callable[[], None]]]:
+    """(description, delete) for every file of the recording; each delete tolerates a missing file."""
+    for segment in recording.segments.order_by("index"):
+        spool = _spool_path(segment)
+        yield f"spool segment {segment.index}", lambda p=spool: p.unlink(missing_ok=True)
+        if segment.archived_key:
+            yield f"archived segment {segment.index}", lambda k=segment.archived_key: default_storage.delete(k)
+    for key in (recording.thumbnail, recording.contact_sheet):
+        if key:
+            yield "picture", lambda k=key: default_storage.delete(k)
+
+
+def recording_erase(*, recording: Recording, by: Any = None, reason: str = "") -> Recording:
+    """Erase a recording's media. Safe to run twice and after a worker died half-way.
+
+    Marks the recording erasing (and audits it) before touching a file, deletes every file
+    (a missing file counts as deleted), then marks it erased and audits that. A legal hold stops
+    it before anything is deleted. Rows stay, with checksums and sizes, as the record of what was
+    erased; the files themselves are gone.
+    """
+    recording = Recording.objects.select_related("session").get(pk=recording.pk)
+    if recording.status == Recording.Status.ERASED:
+        return recording
+    if recording.legal_hold:
+        _audit(recording, "recording.erase", by, outcome="refused", reason="legal hold")
+        raise RecordingError("This recording is under legal hold: release the hold before erasing it.")
+    if recording.status == Recording.Status.RECORDING:
+        raise RecordingError("Stop the recording before erasing it.")
+    with transaction.atomic():
+        if not _mark_erasing(recording, by=by, reason=reason):
+            _audit(recording, "recording.erase", by, step="resumed")
+    pause = settings.RECORDINGS_ERASE_PAUSE_SECONDS
+    deleted = 0
+    for _, delete in _recording_files(recording):
+        delete()
+        deleted += 1
+        # Keeps "erase_started_at" fresh so retention does not resume an erasure that is alive.
+        if deleted % 50 == 0:
+            Recording.objects.filter(pk=recording.pk).update(erase_started_at=timezone.now())
+        if pause:
+            time.sleep(pause)
+    folder = Path(settings.RECORDINGS_SPOOL_DIR) / recording.prefix
+    shutil.rmtree(folder, ignore_errors=True)
+    with transaction.atomic():
+        Recording.objects.filter(pk=recording.pk).update(
+            status=Recording.Status.ERASED, erased_at=timezone.now(), thumbnail="", contact_sheet="", storage_key=""
+        )
+        Segment.objects.filter(recording=recording).update(archived_key="")
+        _audit(recording, "recording.erase", by, step="completed", files=deleted)
+    recording.refresh_from_db()
+    return recording
+
+
+def retention_until(*, purpose: str, start: date) -> date:
+    """The last day a recording kept for ``purpose`` and started on ``start`` is kept."""
+    policy = RetentionPolicy.objects.filter(purpose=purpose).first()
+    if policy is not None:
+        days = policy.days
+    else:
+        days = {
+            RetentionPurpose.CLINICAL: settings.RETENTION_DAYS,
+            RetentionPurpose.TRAINING: settings.RETENTION_TRAINING_DAYS,
+            RetentionPurpose.RESEARCH: settings.RETENTION_RESEARCH_DAYS,
+        }[RetentionPurpose(purpose)]
+    return start + timedelta(days=days)
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    erased: list[str]
+    held: list[str]
+    resumed: list[str]
+
+
+def retention_apply(*, today: date | None = None) -> RetentionResult:
+    """Erase recordings past their retain_until date, except those under legal hold; resume
+    erasures whose worker died (erasing and untouched for ERASE_STALE_AFTER). Run daily by beat.
+    """
+    today = today or timezone.localdate()
+    due = Recording.objects.filter(retain_until__lt=today).exclude(
+        status__in=[Recording.Status.RECORDING, Recording.Status.FINALIZING, Recording.Status.ERASING, Recording.Status.ERASED]
+    )
+    held = [str(r.public_id) for r in due.filter(legal_hold=True)]
+    erased = []
+    for recording in due.filter(legal_hold=False):
+        try:
+            recording_erase(recording=recording, reason=f"retention ended {recording.retain_until}")
+        except RecordingError:
+            # Held in the meantime: the next run looks again.
+            log.warning("retention could not erase recording %s", recording.public_id, exc_info=True)
+            continue
+        erased.append(str(recording.public_id))
+    resumed = []
+    stale = Recording.objects.filter(
+        status=Recording.Status.ERASING, legal_hold=False, erase_started_at__lt=timezone.now() - ERASE_STALE_AFTER
+    )
+    for recording in stale:
+        recording_erase(recording=recording, reason="resuming an interrupted erasure")
+        resumed.append(str(recording.public_id))
+    return RetentionResult(erased=erased, held=held, resumed=resumed)
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def _enqueue(name: str, pk: int) -> None:
+    """Queue the task of the same name after the current transaction commits."""
+
+    def send() -> None:
+        from . import tasks
+
+        getattr(tasks, name).delay(pk)
+
+    transaction.on_commit(send)
