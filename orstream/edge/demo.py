@@ -89,7 +89,7 @@ def generate(
     path.parent.mkdir(parents=True, exist_ok=True)
     total_frames = round(seconds * fps)
     total_samples = round(seconds * AUDIO_RATE)
-    flash_frames = {round(t * fps) for t in flash_at}
+    flash_frames = {math.floor(t * fps + 0.5) for t in flash_at}  # nearest frame, halves up
     beep_starts = sorted(round(t * AUDIO_RATE) for t in beep_at)
     gop = max(1, round(gop_seconds * fps))
 

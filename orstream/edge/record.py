@@ -1,0 +1,549 @@
+"""Crash-safe recording of one session's encoded frames into rotating fragmented-MP4 segments.
+
+The hub calls `Recorder.write` with every `EncodedFrame` it receives from the publisher (video
+H.264 Annex-B and Opus audio) and `Recorder.close` when the session ends; the callback
+`on_segment_closed` reports each finished file (path, SHA-256, size, duration, counts) so the
+control plane can register it for consented archiving.
+
+What it never does: decode or encode media (stream copy only; the H.264 parser reads the
+picture size, nothing is decoded), import Django, hold more than about one fragment of media in
+memory, or put anything but a counter in a file name (no patient data).
+
+Crash safety: each segment is a fragmented MP4 (`empty_moov`, a fragment at every keyframe and at
+least every `fragment_seconds`) written through an unbuffered file: each finished fragment is
+handed to the kernel at once, so after `kill -9` (or a crash of the process) the file plays up to
+the last fragment, i.e. at most about `fragment_seconds` plus the muxer's interleaving window
+(`INTERLEAVE_SECONDS`) is lost. (Surviving a power cut as well would take an fsync per fragment;
+segments are fsynced when they close.) The SHA-256 is computed while the bytes are written: the
+output is written strictly sequentially (the writer offers no seek), so the digest of the stream
+is the digest of the file and closing a 10-minute 4K segment does not stall on rereading ~2 GB.
+
+Timing assumption (A/V sync): the edge stamps each kind with its own RTP clock (`pts`, 90 kHz
+video, 48 kHz audio, unrelated origins, unwrapped and continuous) and with `ingest_time`, the
+wall clock at arrival. The first frame of each kind maps its clock to wall-clock time
+(`ingest_time - pts / clock`); after that, timing follows pts only, so arrival jitter of later
+frames does not move them. Recording time 0 is the first recorded video keyframe. The residual
+A/V error is the difference between the network/ingest delays of those two first frames (RTCP
+sender reports would remove it; the edge does not hand them over yet). If `ingest_time` is 0
+(not set), both clocks are taken to share their origin, as in a file demuxed by ingest.
+
+Opus is muxed with a pre-skip of 0: decoded audio is then placed exactly at its packet's pts, as
+a WebRTC receiver plays it (the sender's codec delay is not known on the receiving side).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import logging
+import os
+import pathlib
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import av
+
+from orstream.edge.frames import AUDIO_CLOCK, VIDEO_CLOCK, EncodedFrame
+
+log = logging.getLogger(__name__)
+
+VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK)
+AUDIO_TIME_BASE = Fraction(1, AUDIO_CLOCK)
+SEGMENT_NAME = "seg-{index:05d}.mp4"
+_SEGMENT_PATTERN = re.compile(r"^seg-(\d{5,})\.mp4$")
+# How long the muxer may hold packets to interleave the two tracks (default is 10 s, which would
+# defeat crash safety when audio stops). Arrival order is already nearly interleaved.
+INTERLEAVE_SECONDS = 0.5
+# Audio that arrives before the first video keyframe is kept this long so the recording has
+# sound from its first picture on; bounded like every queue on the edge.
+PREROLL_AUDIO_PACKETS = 100
+# The Opus track is declared stereo (what WebRTC negotiates); mono packets decode fine in it.
+OPUS_CHANNELS = 2
+# An access unit delimiter ends the parser's look-ahead so it reports the picture size at once.
+_H264_NAL_SPS = 7
+_H264_NAL_PPS = 8
+_H264_VCL_NALS = (1, 5)
+_HASH_CHUNK = 1 << 20
+
+
+class RecordError(Exception):
+    """Writing a segment failed (disk full, muxer refused a packet); the segment is abandoned
+    (what reached the disk stays playable) and the next keyframe opens a new one."""
+
+
+@dataclass
+class _HashingWriter:
+    """A write-only, non-seekable file for the muxer: unbuffered writes, SHA-256 on the fly.
+
+    Having no `seek` makes libavformat write strictly sequentially, which is also what keeps the
+    running digest equal to the file's digest.
+    """
+
+    raw: io.FileIO
+    digest: Any = field(default_factory=hashlib.sha256)
+    size: int = 0
+
+    def write(self, data: bytes | memoryview) -> int:
+        view = memoryview(data)
+        total = len(view)
+        written = 0
+        # FileIO.write may write less than asked; the muxer must never see a short write.
+        while written < total:
+            written += self.raw.write(view[written:]) or 0
+        self.digest.update(view)
+        self.size += total
+        return total
+
+
+@dataclass
+class _Segment:
+    index: int
+    path: pathlib.Path
+    writer: _HashingWriter
+    container: Any  # av.container.OutputContainer
+    video: Any  # av.stream.Stream
+    audio: Any  # av.audio.stream.AudioStream
+    width: int
+    height: int
+    parameter_sets: bytes
+    video_origin: int  # recording time of this segment's first keyframe, 90 kHz ticks
+    audio_origin: int  # the same instant in 48 kHz ticks
+    video_frames: int = 0
+    audio_frames: int = 0
+    last_video_dts: int = -1
+    last_frame_interval: int = 0
+    last_audio_end: int = 0
+
+
+class Recorder:
+    """Records one session into `directory`/seg-00001.mp4, seg-00002.mp4, ...
+
+    Not thread-safe: call `write` and `close` from one thread (the edge's event loop).
+    `write` costs a packet copy and a mux call per frame; segment rotation costs one SPS parse
+    and, at close, an fsync and the callback.
+    """
+
+    def __init__(
+        self,
+        directory: pathlib.Path,
+        *,
+        segment_seconds: float = 600.0,
+        fragment_seconds: float = 2.0,
+        on_segment_closed: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        if segment_seconds <= 0 or fragment_seconds <= 0:
+            raise ValueError("segment_seconds and fragment_seconds must be positive")
+        self.directory = pathlib.Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.segment_seconds = segment_seconds
+        self.fragment_seconds = fragment_seconds
+        self.on_segment_closed = on_segment_closed
+        self._segment_ticks = round(segment_seconds * VIDEO_CLOCK)
+        # A restarted recorder in the same directory continues the numbering: never overwrite.
+        self._next_index = _highest_segment_index(self.directory) + 1
+        self._segment: _Segment | None = None
+        self._closed = False
+        # Clock mapping: wall-clock time of pts 0 of each kind, from the first frame of the kind.
+        self._video_epoch: float | None = None
+        self._audio_epoch: float | None = None
+        # pts of recording time 0 in each clock (the first recorded keyframe).
+        self._video_zero: int | None = None
+        self._audio_zero: int | None = None
+        self._preroll: collections.deque[EncodedFrame] = collections.deque(maxlen=PREROLL_AUDIO_PACKETS)
+        self._segments_closed = 0
+        self._video_frames_written = 0
+        self._audio_frames_written = 0
+        self._frames_dropped = 0
+        self._timestamps_repaired = 0
+        self._bytes_closed = 0
+
+    # -- stats ---------------------------------------------------------------------------------
+
+    @property
+    def segments_closed(self) -> int:
+        return self._segments_closed
+
+    @property
+    def frames_written(self) -> int:
+        """Video and audio frames handed to the muxer, all segments."""
+        return self._video_frames_written + self._audio_frames_written
+
+    @property
+    def video_frames_written(self) -> int:
+        return self._video_frames_written
+
+    @property
+    def audio_frames_written(self) -> int:
+        return self._audio_frames_written
+
+    @property
+    def frames_dropped(self) -> int:
+        """Frames not recorded: before the first keyframe, audio before recording time 0 or
+        overlapping already recorded audio, and frames of an abandoned segment's GOP."""
+        return self._frames_dropped
+
+    @property
+    def timestamps_repaired(self) -> int:
+        """Video frames whose pts did not increase and were moved one tick after the previous."""
+        return self._timestamps_repaired
+
+    @property
+    def bytes_written(self) -> int:
+        current = self._segment.writer.size if self._segment else 0
+        return self._bytes_closed + current
+
+    @property
+    def current_path(self) -> pathlib.Path | None:
+        return self._segment.path if self._segment else None
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def write(self, frame: EncodedFrame) -> None:
+        """Record one frame. Raises RecordError if the segment could not be written."""
+        if self._closed:
+            self._frames_dropped += 1
+            return
+        if frame.kind == "video":
+            self._write_video(frame)
+        elif frame.kind == "audio":
+            self._write_audio(frame)
+        else:
+            self._frames_dropped += 1
+
+    def close(self) -> None:
+        """Finish the current segment (trailer, fsync, callback). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._close_segment()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write_video(self, frame: EncodedFrame) -> None:
+        if self._video_epoch is None:
+            self._video_epoch = _epoch(frame)
+        segment = self._segment
+        if segment is None:
+            if not frame.keyframe:
+                # Only an IDR can start a file that decodes on its own.
+                self._frames_dropped += 1
+                return
+            if self._video_zero is None:
+                self._video_zero = frame.pts
+            segment = self._open_segment(frame)
+            if segment is None:
+                self._frames_dropped += 1
+                return
+            self._mux_video(segment, frame)
+            self._flush_preroll()
+            return
+        if frame.keyframe and self._should_rotate(segment, frame):
+            self._close_segment()
+            segment = self._open_segment(frame)
+            if segment is None:
+                self._frames_dropped += 1
+                return
+        self._mux_video(segment, frame)
+
+    def _write_audio(self, frame: EncodedFrame) -> None:
+        if self._audio_epoch is None:
+            self._audio_epoch = _epoch(frame)
+        if self._segment is None:
+            # Until a keyframe arrives there is no recording time yet: keep a short pre-roll.
+            if self._video_zero is None:
+                self._preroll.append(frame)
+            self._frames_dropped += 1
+            return
+        self._mux_audio(self._segment, frame)
+
+    def _flush_preroll(self) -> None:
+        preroll, self._preroll = self._preroll, collections.deque(maxlen=PREROLL_AUDIO_PACKETS)
+        for frame in preroll:
+            if self._segment is None:
+                return
+            # Counted as dropped when buffered; undo that for those that make it in.
+            self._frames_dropped -= 1
+            self._mux_audio(self._segment, frame)
+
+    def _should_rotate(self, segment: _Segment, frame: EncodedFrame) -> bool:
+        assert self._video_zero is not None
+        elapsed = frame.pts - self._video_zero - segment.video_origin
+        if elapsed >= self._segment_ticks:
+            return True
+        # New SPS/PPS (the source changed resolution or encoder): a file keeps one set.
+        parameter_sets = _parameter_sets(frame.data)
+        return bool(parameter_sets) and parameter_sets != segment.parameter_sets
+
+    def _mux_video(self, segment: _Segment, frame: EncodedFrame) -> None:
+        assert self._video_zero is not None
+        dts = frame.pts - self._video_zero - segment.video_origin
+        if dts <= segment.last_video_dts:
+            # No B-frames are expected, so pts == dts; a repeated or late pts must still give the
+            # muxer strictly increasing dts.
+            dts = segment.last_video_dts + 1
+            self._timestamps_repaired += 1
+        if segment.last_video_dts >= 0:
+            segment.last_frame_interval = dts - segment.last_video_dts
+        packet = av.Packet(frame.data)  # a fresh packet each time: muxing rewrites it in place
+        packet.stream = segment.video
+        packet.time_base = VIDEO_TIME_BASE
+        packet.pts = dts
+        packet.dts = dts
+        packet.duration = segment.last_frame_interval or VIDEO_CLOCK // 30
+        packet.is_keyframe = frame.keyframe
+        self._mux(segment, packet)
+        segment.last_video_dts = dts
+        segment.video_frames += 1
+        self._video_frames_written += 1
+
+    def _mux_audio(self, segment: _Segment, frame: EncodedFrame) -> None:
+        if self._audio_zero is None:
+            self._audio_zero = self._audio_pts_at_recording_start()
+        dts = frame.pts - self._audio_zero - segment.audio_origin
+        samples = opus_packet_samples(frame.data)
+        if dts < segment.last_audio_end or samples == 0:
+            # Before this segment's first picture, a duplicate, or not a valid Opus packet.
+            self._frames_dropped += 1
+            return
+        packet = av.Packet(frame.data)
+        packet.stream = segment.audio
+        packet.time_base = AUDIO_TIME_BASE
+        packet.pts = dts
+        packet.dts = dts
+        packet.duration = samples
+        self._mux(segment, packet)
+        segment.last_audio_end = dts + samples
+        segment.audio_frames += 1
+        self._audio_frames_written += 1
+
+    def _audio_pts_at_recording_start(self) -> int:
+        """The audio pts that plays at the same wall-clock instant as the first keyframe."""
+        assert self._video_zero is not None and self._video_epoch is not None
+        assert self._audio_epoch is not None
+        start_wall = self._video_epoch + self._video_zero / VIDEO_CLOCK
+        return round((start_wall - self._audio_epoch) * AUDIO_CLOCK)
+
+    def _mux(self, segment: _Segment, packet: av.Packet) -> None:
+        try:
+            segment.container.mux(packet)
+        except (av.FFmpegError, OSError, ValueError) as error:
+            self._abandon_segment(segment)
+            raise RecordError(f"could not write {segment.path.name}: {error}") from error
+
+    # -- segments ------------------------------------------------------------------------------
+
+    def _open_segment(self, keyframe: EncodedFrame) -> _Segment | None:
+        assert self._video_zero is not None
+        width, height = _picture_size(keyframe.data)
+        if not width or not height:
+            log.warning("keyframe without a readable SPS; waiting for the next one")
+            return None
+        index = self._next_index
+        self._next_index += 1
+        path = self.directory / SEGMENT_NAME.format(index=index)
+        raw = io.FileIO(path, "w")
+        writer = _HashingWriter(raw)
+        try:
+            container = av.open(
+                writer,
+                "w",
+                format="mp4",
+                options={
+                    # empty_moov: the header is complete before any sample, so each fragment
+                    # (moof + mdat) appended after it is playable on its own. delay_moov: the
+                    # moov waits for the first fragment, so it can carry an edit list when the
+                    # audio track starts after the first picture (else its start would be lost).
+                    "movflags": "frag_keyframe+empty_moov+delay_moov+default_base_moof",
+                    # GOPs longer than a fragment are cut by time as well.
+                    "frag_duration": str(round(self.fragment_seconds * 1_000_000)),
+                    "flush_packets": "1",
+                    "max_interleave_delta": str(round(INTERLEAVE_SECONDS * 1_000_000)),
+                    # Edit lists in audio samples, so the audio start offset is exact.
+                    "movie_timescale": str(AUDIO_CLOCK),
+                },
+            )
+            # A mux-only stream: PyAV takes SPS/PPS for the avcC box from the first packet (the
+            # IDR) with the extract_extradata filter; nothing is decoded.
+            video = container.add_mux_stream("h264", width=width, height=height, time_base=VIDEO_TIME_BASE)
+            audio = container.add_stream("libopus", rate=AUDIO_CLOCK)
+            audio.codec_context.layout = "stereo"
+            audio.time_base = AUDIO_TIME_BASE
+            # The encoder is opened only so the stream has Opus parameters; it never encodes.
+            # Its OpusHead carries libopus' own pre-skip: replace it with ours (pre-skip 0).
+            audio.codec_context.open()
+            audio.codec_context.extradata = _opus_head(OPUS_CHANNELS)
+        except Exception:
+            raw.close()
+            raise
+        segment = _Segment(
+            index=index,
+            path=path,
+            writer=writer,
+            container=container,
+            video=video,
+            audio=audio,
+            width=width,
+            height=height,
+            parameter_sets=_parameter_sets(keyframe.data),
+            video_origin=keyframe.pts - self._video_zero,
+            audio_origin=round((keyframe.pts - self._video_zero) * AUDIO_CLOCK / VIDEO_CLOCK),
+        )
+        self._segment = segment
+        log.info("recording to %s (%dx%d)", path, width, height)
+        return segment
+
+    def _close_segment(self) -> None:
+        segment = self._segment
+        if segment is None:
+            return
+        self._segment = None
+        try:
+            segment.container.close()  # writes the last fragment and the mfra index
+            os.fsync(segment.writer.raw.fileno())
+        finally:
+            segment.writer.raw.close()
+        self._segments_closed += 1
+        self._bytes_closed += segment.writer.size
+        report = self._report(segment)
+        if self.on_segment_closed is not None:
+            try:
+                self.on_segment_closed(report)
+            except Exception:
+                # The recording goes on; the callback's owner logs its own failure too.
+                log.exception("on_segment_closed failed for %s", segment.path.name)
+
+    def _abandon_segment(self, segment: _Segment) -> None:
+        if self._segment is segment:
+            self._segment = None
+        try:
+            segment.container.close()
+        except Exception:
+            log.exception("closing abandoned segment %s", segment.path.name)
+        finally:
+            segment.writer.raw.close()
+        self._bytes_closed += segment.writer.size
+
+    def _report(self, segment: _Segment) -> dict[str, Any]:
+        video_end = segment.last_video_dts + segment.last_frame_interval if segment.video_frames else 0
+        duration = max(video_end / VIDEO_CLOCK, segment.last_audio_end / AUDIO_CLOCK)
+        fps = (
+            round((segment.video_frames - 1) * VIDEO_CLOCK / segment.last_video_dts, 3)
+            if segment.video_frames > 1 and segment.last_video_dts > 0
+            else 0.0
+        )
+        return {
+            "path": str(segment.path),
+            "index": segment.index,
+            "sha256": segment.writer.digest.hexdigest(),
+            "size": segment.writer.size,
+            "duration": round(duration, 6),
+            "video_frames": segment.video_frames,
+            "audio_frames": segment.audio_frames,
+            "width": segment.width,
+            "height": segment.height,
+            "fps": fps,
+            "video_codec": "h264",
+            "audio_codec": "opus",
+        }
+
+
+def file_sha256(path: pathlib.Path) -> str:
+    """SHA-256 of a file read in 1 MiB chunks (bounded memory); for checking segments."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def opus_packet_samples(packet: bytes) -> int:
+    """Duration of an Opus packet in 48 kHz samples, from its TOC byte (RFC 6716, 3.1); 0 if
+    the packet is malformed."""
+    if not packet:
+        return 0
+    toc = packet[0]
+    config = toc >> 3
+    if config < 12:  # SILK: 10, 20, 40, 60 ms
+        frame = (480, 960, 1920, 2880)[config % 4]
+    elif config < 16:  # hybrid: 10, 20 ms
+        frame = (480, 960)[config % 2]
+    else:  # CELT: 2.5, 5, 10, 20 ms
+        frame = (120, 240, 480, 960)[config % 4]
+    code = toc & 0x03
+    if code == 0:
+        count = 1
+    elif code in (1, 2):
+        count = 2
+    else:
+        if len(packet) < 2:
+            return 0
+        count = packet[1] & 0x3F
+    samples = frame * count
+    return samples if samples <= 5760 else 0  # at most 120 ms per packet
+
+
+def _epoch(frame: EncodedFrame) -> float:
+    """Wall-clock time at which this frame's clock read 0."""
+    if frame.ingest_time <= 0:
+        return 0.0
+    return frame.ingest_time - frame.pts / frame.clock_rate
+
+
+def _opus_head(channels: int) -> bytes:
+    # RFC 7845 5.1: magic, version 1, channels, pre-skip, input rate, gain 0, mapping family 0.
+    return b"OpusHead" + struct.pack("<BBHIhB", 1, channels, 0, AUDIO_CLOCK, 0, 0)
+
+
+def _nal_units(access_unit: bytes):  # type: ignore[no-untyped-def]
+    """Yield (nal_type, payload) for each Annex-B NAL unit, stopping at the first slice."""
+    position = access_unit.find(b"\x00\x00\x01")
+    while position != -1:
+        start = position + 3
+        if start >= len(access_unit):
+            return
+        nal_type = access_unit[start] & 0x1F
+        following = access_unit.find(b"\x00\x00\x01", start)
+        end = len(access_unit) if following == -1 else following
+        yield nal_type, access_unit[start:end]
+        if nal_type in _H264_VCL_NALS:
+            return
+        position = following
+
+
+def _parameter_sets(access_unit: bytes) -> bytes:
+    """The SPS and PPS NAL units that precede the first slice, concatenated."""
+    return b"".join(
+        # A 4-byte start code leaves its leading zero at the end of the previous unit.
+        payload.rstrip(b"\x00")
+        for nal_type, payload in _nal_units(access_unit)
+        if nal_type in (_H264_NAL_SPS, _H264_NAL_PPS)
+    )
+
+
+def _picture_size(access_unit: bytes) -> tuple[int, int]:
+    """Width and height from the SPS, via FFmpeg's H.264 parser (bitstream only, no decode)."""
+    context = av.CodecContext.create("h264", "r")
+    try:
+        context.parse(access_unit)
+        context.parse(None)  # the parser reports a frame only once it knows the frame ended
+    except av.FFmpegError:
+        return 0, 0
+    return context.width, context.height
+
+
+def _highest_segment_index(directory: pathlib.Path) -> int:
+    highest = 0
+    for entry in directory.iterdir():
+        match = _SEGMENT_PATTERN.match(entry.name)
+        if match:
+            highest = max(highest, int(match.group(1)))
+    return highest
