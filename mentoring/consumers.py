@@ -111,14 +111,24 @@ class SessionConsumer(WebsocketConsumer):
         )
 
     def disconnect(self, code: int) -> None:
-        if self.participant is None:
+        self.leave()
+
+    def leave(self) -> None:
+        """Leave the session's group and tell the others; safe to call more than once."""
+        participant, self.participant = self.participant, None
+        if participant is None:
             return
         async_to_sync(self.channel_layer.group_discard)(self.group, self.channel_name)
-        services.presence_record(participant=self.participant, kind="left")
+        services.presence_record(participant=participant, kind="left")
         async_to_sync(self.channel_layer.group_send)(
             self.group,
-            {"type": "presence.event", "event": "left", "participant": services.participant_card(self.participant)},
+            {"type": "presence.event", "event": "left", "participant": services.participant_card(participant)},
         )
+
+    def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        # Leave at once: the peer may take its time to complete the closing handshake.
+        self.leave()
+        super().close(code=code, reason=reason)
 
     # ------------------------------------------------------------ client messages
 
