@@ -465,6 +465,61 @@ def file_sha256(path: pathlib.Path) -> str:
     return digest.hexdigest()
 
 
+def recover_segment(path: pathlib.Path) -> dict[str, Any] | None:
+    """Make a segment left behind by a crash end cleanly, and describe it.
+
+    A killed recorder leaves at most a partial last fragment after the complete ones; players
+    show everything before it, but Chromium reports a decode error when it reaches the torn part.
+    This truncates the file after its last complete top-level box that is not a dangling `moof`
+    (ftyp, moov, then moof+mdat pairs), so the file plays to its end, and returns
+    {"path", "index", "sha256", "size", "truncated_bytes"}; or None when not even the header and
+    one fragment made it to disk (nothing playable). Call it only on a file no recorder is
+    writing, e.g. when an edge restarts and finds segments it never reported.
+    """
+    path = pathlib.Path(path)
+    match = _SEGMENT_PATTERN.match(path.name)
+    total = path.stat().st_size
+    good_end = 0
+    pending_moof = False
+    fragments = 0
+    with open(path, "r+b") as handle:
+        position = 0
+        while position + 8 <= total:
+            handle.seek(position)
+            header = handle.read(16)
+            size, kind = struct.unpack(">I4s", header[:8])
+            if size == 1 and len(header) == 16:
+                size = struct.unpack(">Q", header[8:16])[0]
+            elif size == 0:
+                size = total - position
+            if size < 8 or position + size > total:
+                break  # the torn tail
+            position += size
+            if kind == b"moof":
+                pending_moof = True
+                continue
+            if kind == b"mdat":
+                if not pending_moof:
+                    break
+                fragments += 1
+            pending_moof = False
+            good_end = position
+        if fragments == 0:
+            return None
+        truncated = total - good_end
+        if truncated:
+            handle.truncate(good_end)
+            handle.flush()
+            os.fsync(handle.fileno())
+    return {
+        "path": str(path),
+        "index": int(match.group(1)) if match else 0,
+        "sha256": file_sha256(path),
+        "size": good_end,
+        "truncated_bytes": truncated,
+    }
+
+
 def opus_packet_samples(packet: bytes) -> int:
     """Duration of an Opus packet in 48 kHz samples, from its TOC byte (RFC 6716, 3.1); 0 if
     the packet is malformed."""

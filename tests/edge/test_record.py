@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import pathlib
+import shutil
+import threading
 import random
 import signal
 import subprocess
@@ -19,7 +23,7 @@ from av.bitstream import BitStreamFilterContext
 
 from orstream.edge import demo
 from orstream.edge.frames import AUDIO_CLOCK, VIDEO_CLOCK, EncodedFrame
-from orstream.edge.record import Recorder, file_sha256, opus_packet_samples
+from orstream.edge.record import Recorder, file_sha256, opus_packet_samples, recover_segment
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FPS = 25
@@ -358,4 +362,120 @@ def test_recording_survives_kill_9_missing_at_most_two_seconds(tmp_path: pathlib
     assert times == sorted(times) and times[0] == 0.0
     with av.open(str(segment)) as container:
         assert sum(frame.samples for frame in container.decode(audio=0)) > 0
+
+    # Recovery cuts the torn fragment (if the kill left one) and keeps every decodable frame.
+    info = recover_segment(segment)
+    assert info is not None
+    assert info["sha256"] == file_sha256(segment) and info["size"] == segment.stat().st_size
+    assert info["index"] == 1
+    assert [t for t, _ in decoded_video_times(segment)] == times
+
+
+def test_recovering_a_complete_segment_changes_nothing(clip_4s: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    closed: list[dict[str, Any]] = []
+    with Recorder(tmp_path, on_segment_closed=closed.append) as recorder:
+        for frame in clip_frames(clip_4s):
+            recorder.write(frame)
+    info = recover_segment(pathlib.Path(closed[0]["path"]))
+    assert info is not None
+    assert (info["sha256"], info["size"], info["truncated_bytes"]) == (closed[0]["sha256"], closed[0]["size"], 0)
+
+
+def test_a_torn_last_fragment_is_cut_at_the_previous_fragment(clip_4s: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    closed: list[dict[str, Any]] = []
+    with Recorder(tmp_path / "rec", on_segment_closed=closed.append) as recorder:
+        for frame in clip_frames(clip_4s):
+            recorder.write(frame)
+    torn = tmp_path / "seg-00007.mp4"
+    data = pathlib.Path(closed[0]["path"]).read_bytes()
+    torn.write_bytes(data[: len(data) * 4 // 5])
+
+    info = recover_segment(torn)
+
+    assert info is not None and info["index"] == 7 and info["truncated_bytes"] > 0
+    times = [t for t, _ in decoded_video_times(torn)]
+    # One-second GOPs, one fragment each: whole seconds survive, nothing after the cut.
+    assert len(times) % FPS == 0 and 0 < len(times) < closed[0]["video_frames"]
+    assert torn.stat().st_size == info["size"]
+
+
+def test_a_segment_killed_before_its_first_fragment_is_unrecoverable(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "seg-00001.mp4"
+    path.write_bytes(b"\x00\x00\x00\x18ftypisom")
+    assert recover_segment(path) is None
+
+
+def test_audio_that_starts_after_the_first_picture_keeps_its_place(
+    sync_clip: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """The MP4 must say the audio track starts late (an edit list); without it the first audio
+    sample would be pulled to 0 s."""
+    closed: list[dict[str, Any]] = []
+    with Recorder(tmp_path, on_segment_closed=closed.append) as recorder:
+        for frame in clip_frames(sync_clip):
+            if frame.kind == "audio" and frame.pts - AUDIO_RTP_OFFSET < 0.3 * AUDIO_CLOCK:
+                continue
+            recorder.write(frame)
+    with av.open(closed[0]["path"]) as container:
+        first = next(container.decode(audio=0))
+    assert first.pts is not None
+    # The first packet kept is the one at 0.3 s (+ the clip's -312 sample pre-skip shift).
+    assert abs(float(first.pts * first.time_base) - 0.3) <= 0.021
+    assert float(first.pts * first.time_base) >= 0.28
+
+
+async def test_chromium_plays_a_recording_and_a_recovered_crash_segment(
+    clip_4s: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Chromium is not installed")
+    from playwright.async_api import async_playwright
+
+    closed: list[dict[str, Any]] = []
+    with Recorder(tmp_path / "rec", on_segment_closed=closed.append) as recorder:
+        for frame in clip_frames(clip_4s):
+            recorder.write(frame)
+    shutil.copy(closed[0]["path"], tmp_path / "full.mp4")
+    data = (tmp_path / "full.mp4").read_bytes()
+    (tmp_path / "torn.mp4").write_bytes(data[: len(data) * 4 // 5])
+    shutil.copy(tmp_path / "torn.mp4", tmp_path / "recovered.mp4")
+    assert recover_segment(tmp_path / "recovered.mp4") is not None
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    play = """async (src) => {
+      const v = document.createElement('video');
+      v.muted = true; v.src = src; document.body.appendChild(v);
+      const outcome = await new Promise(done => {
+        v.onerror = () => done('error'); v.onended = () => done('ended');
+        v.onloadedmetadata = () => { v.playbackRate = 4; v.play(); };
+        setTimeout(() => done('timeout'), 15000);
+      });
+      return {outcome, time: v.currentTime, width: v.videoWidth,
+              frames: v.getVideoPlaybackQuality().totalVideoFrames, audio: v.webkitAudioDecodedByteCount};
+    }"""
+    results: dict[str, Any] = {}
+    try:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=chromium, args=["--no-sandbox", "--disable-gpu"]
+            )
+            page = await browser.new_page()
+            await page.goto(base)
+            for name in ("full.mp4", "torn.mp4", "recovered.mp4"):
+                results[name] = await page.evaluate(play, base + name)
+            await browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    full, torn, recovered = results["full.mp4"], results["torn.mp4"], results["recovered.mp4"]
+    assert full["outcome"] == "ended" and full["width"] == 320 and full["audio"] > 0
+    assert full["time"] == pytest.approx(4.0, abs=0.05)
+    # Unrepaired, Chromium stops with a decode error at the torn fragment; repaired, it ends.
+    assert torn["outcome"] == "error"
+    assert recovered["outcome"] == "ended" and 2.0 <= recovered["time"] < full["time"]
 
