@@ -172,7 +172,7 @@ class _Painter:
     def paint(self, index: int, *, flash: bool) -> av.VideoFrame:
         frame = av.VideoFrame(self.width, self.height, "yuv420p")
         if flash:
-            for plane, data in zip(frame.planes, self.flash):
+            for plane, data in zip(frame.planes, self.flash, strict=True):
                 plane.update(data)
             return frame
         shift = (index * self.speed) % self.period
@@ -184,7 +184,7 @@ class _Painter:
         ]
         self._draw_box(luma, index, y_stride)
         self._draw_counter(luma, index, y_stride)
-        frame.planes[0].update(luma)
+        frame.planes[0].update(luma)  # type: ignore[arg-type]  # any buffer works; the stub says bytes
         half = shift // 2
         frame.planes[1].update(self.u_row[half : half + u_stride] * (self.height // 2))
         frame.planes[2].update(self.v_row[half : half + v_stride] * (self.height // 2))

@@ -332,7 +332,7 @@ class Recorder:
         start_wall = self._video_epoch + self._video_zero / VIDEO_CLOCK
         return round((start_wall - self._audio_epoch) * AUDIO_CLOCK)
 
-    def _mux(self, segment: _Segment, packet: av.Packet) -> None:
+    def _mux(self, segment: _Segment, packet: av.Packet[Any]) -> None:
         try:
             segment.container.mux(packet)
         except (av.FFmpegError, OSError, ValueError) as error:

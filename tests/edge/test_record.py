@@ -6,14 +6,13 @@ import functools
 import http.server
 import os
 import pathlib
-import shutil
-import threading
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-import time
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -120,7 +119,7 @@ def beep_onsets(path: pathlib.Path) -> list[float]:
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="s16", layout="mono", rate=AUDIO_CLOCK)
         for frame in container.decode(stream):
-            assert frame.pts is not None
+            assert frame.pts is not None and frame.time_base is not None
             start = float(frame.pts * frame.time_base)
             for out in resampler.resample(frame):
                 samples = memoryview(bytes(out.planes[0])).cast("h")[: out.samples]
@@ -202,7 +201,9 @@ def test_segments_rotate_at_keyframes_and_report_their_sha256(
     assert sum(info["video_frames"] for info in closed) == source_video_count(clip_4s)
 
 
-def test_video_before_the_first_keyframe_is_not_recorded(clip_4s: pathlib.Path, tmp_path: pathlib.Path) -> None:
+def test_video_before_the_first_keyframe_is_not_recorded(
+    clip_4s: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
     closed: list[dict[str, Any]] = []
     with Recorder(tmp_path, on_segment_closed=closed.append) as recorder:
         for frame in clip_frames(clip_4s, skip_video=5):
@@ -230,7 +231,7 @@ def test_flash_and_beep_stay_within_20_ms_of_each_other(
         flashes = flash_times(pathlib.Path(info["path"]))
         beeps = beep_onsets(pathlib.Path(info["path"]))
         assert len(flashes) == len(beeps)
-        for flash, beep in zip(flashes, beeps):
+        for flash, beep in zip(flashes, beeps, strict=True):
             assert abs(beep - flash) <= 0.020, (info["path"], flash, beep)
             pairs += 1
     assert pairs == 3
@@ -251,7 +252,7 @@ def test_audio_clock_offset_is_taken_from_arrival_not_from_pts(
                 frame = EncodedFrame("audio", frame.data, frame.pts, False, frame.ingest_time + 0.100)
             recorder.write(frame)
     path = pathlib.Path(closed[0]["path"])
-    offsets = [beep - flash for flash, beep in zip(flash_times(path), beep_onsets(path))]
+    offsets = [beep - flash for flash, beep in zip(flash_times(path), beep_onsets(path), strict=True)]
     assert len(offsets) == 3
     assert all(abs(offset - 0.100) <= 0.010 for offset in offsets), offsets
 
@@ -265,7 +266,9 @@ def test_muxing_does_not_touch_the_callers_frames(clip_4s: pathlib.Path, tmp_pat
     assert [(f.pts, f.data) for f in frames] == before
 
 
-def test_repeated_video_timestamps_still_give_increasing_dts(clip_4s: pathlib.Path, tmp_path: pathlib.Path) -> None:
+def test_repeated_video_timestamps_still_give_increasing_dts(
+    clip_4s: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
     closed: list[dict[str, Any]] = []
     with Recorder(tmp_path, on_segment_closed=closed.append) as recorder:
         previous: EncodedFrame | None = None
@@ -279,7 +282,7 @@ def test_repeated_video_timestamps_still_give_increasing_dts(clip_4s: pathlib.Pa
     assert recorder.timestamps_repaired > 0
     with av.open(closed[0]["path"]) as container:
         dts = [p.dts for p in container.demux(video=0) if p.size]
-    assert all(b > a for a, b in zip(dts, dts[1:]))
+    assert all(b > a for a, b in zip(dts, dts[1:], strict=False))
     assert len(dts) == source_video_count(clip_4s)
 
 
@@ -378,10 +381,16 @@ def test_recovering_a_complete_segment_changes_nothing(clip_4s: pathlib.Path, tm
             recorder.write(frame)
     info = recover_segment(pathlib.Path(closed[0]["path"]))
     assert info is not None
-    assert (info["sha256"], info["size"], info["truncated_bytes"]) == (closed[0]["sha256"], closed[0]["size"], 0)
+    assert (info["sha256"], info["size"], info["truncated_bytes"]) == (
+        closed[0]["sha256"],
+        closed[0]["size"],
+        0,
+    )
 
 
-def test_a_torn_last_fragment_is_cut_at_the_previous_fragment(clip_4s: pathlib.Path, tmp_path: pathlib.Path) -> None:
+def test_a_torn_last_fragment_is_cut_at_the_previous_fragment(
+    clip_4s: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
     closed: list[dict[str, Any]] = []
     with Recorder(tmp_path / "rec", on_segment_closed=closed.append) as recorder:
         for frame in clip_frames(clip_4s):
@@ -478,4 +487,3 @@ async def test_chromium_plays_a_recording_and_a_recovered_crash_segment(
     # Unrepaired, Chromium stops with a decode error at the torn fragment; repaired, it ends.
     assert torn["outcome"] == "error"
     assert recovered["outcome"] == "ended" and 2.0 <= recovered["time"] < full["time"]
-
