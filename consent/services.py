@@ -162,11 +162,13 @@ def consent_record(
         raise ConsentError("The session has no pseudonymous patient reference; set one first.")
     with transaction.atomic():
         now = timezone.now()
+        replaced = False
         for earlier in ConsentRecord.objects.select_for_update().filter(session=session, withdrawn_at__isnull=True):
             earlier.withdrawn_at = now
             earlier.withdrawn_by = obtained_by
             earlier.withdrawal_reason = "replaced by a newer consent record"
             earlier.save(update_fields=["withdrawn_at", "withdrawn_by", "withdrawal_reason"])
+            replaced = True
         record = ConsentRecord.objects.create(
             session=session, form=form, patient_ref=ref, obtained_by=obtained_by, attestation=attestation
         )
@@ -180,6 +182,9 @@ def consent_record(
             target=f"consent:{record.pk}",
             detail={"decisions": decisions, "form": f"{form.title} v{form.version}"},
         )
+        if replaced:
+            # A newer record may grant less than the one it replaces: it acts like a withdrawal.
+            _consent_effects(session=session, by=obtained_by, reason="replaced by a consent record that grants less")
     return record
 
 
@@ -219,9 +224,14 @@ def consent_require(*, session: Any, purpose: str, actor: str, action: str) -> N
 
 
 def consent_withdraw(*, record: ConsentRecord, by: Any, reason: str = "") -> ConsentRecord:
-    """Withdraw consent: one action. Live effects (drop viewers, stop recording) follow after commit."""
+    """Withdraw consent: one action, and it acts on what is live.
+
+    In the same transaction the session's recordings become restricted (nobody may view or
+    export them from that instant). After commit, a live recording is stopped at the edge and
+    connected viewers the remaining consent no longer covers are dropped.
+    """
     with transaction.atomic():
-        record = ConsentRecord.objects.select_for_update().get(pk=record.pk)
+        record = ConsentRecord.objects.select_for_update().select_related("session").get(pk=record.pk)
         if record.withdrawn_at is not None:
             return record
         record.withdrawn_at = timezone.now()
@@ -234,4 +244,26 @@ def consent_withdraw(*, record: ConsentRecord, by: Any, reason: str = "") -> Con
             session_public_id=str(record.session.public_id),
             target=f"consent:{record.pk}",
         )
+        _consent_effects(session=record.session, by=by, reason="consent withdrawn")
     return record
+
+
+def _consent_effects(*, session: Any, by: Any, reason: str) -> None:
+    """What a narrower consent changes, inside the caller's transaction and after its commit.
+
+    Imports lazily: recordings and mentoring import this module, not the other way round.
+    """
+    from recordings import services as recordings_services
+
+    if not consent_granted(session=session, purpose="record"):
+        recordings_services.recording_restrict_for_session(session=session, reason=reason, by=by)
+        transaction.on_commit(
+            lambda: recordings_services.recording_live_stop_for_session(session=session, by=by), robust=True
+        )
+    transaction.on_commit(lambda: _enforce_live_consent(session), robust=True)
+
+
+def _enforce_live_consent(session: Any) -> None:
+    from mentoring import services as mentoring_services
+
+    mentoring_services.session_enforce_consent(session=session)

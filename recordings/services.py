@@ -391,9 +391,11 @@ def _check(segment: Segment, decoded: _Decoded) -> list[str]:
 
 def _fail(recording: Recording, message: str) -> RecordingError:
     with transaction.atomic():
+        # A restricted recording stays restricted (nobody may view it); the error says what failed.
         Recording.objects.filter(pk=recording.pk, status=Recording.Status.FINALIZING).update(
             status=Recording.Status.FAILED, error=message
         )
+        Recording.objects.filter(pk=recording.pk, status=Recording.Status.RESTRICTED).update(error=message)
         _audit(recording, "recording.finalize", None, outcome="refused", error=message)
     log.error("recording %s failed verification: %s", recording.public_id, message)
     return RecordingError(message)
@@ -408,7 +410,12 @@ def recording_finalize(*, recording: Recording, progress: Progress | None = None
     Idempotent: an available, restricted or erased recording is returned as it is.
     """
     recording = Recording.objects.select_related("session").get(pk=recording.pk)
-    if recording.status != Recording.Status.FINALIZING:
+    # A recording restricted by a withdrawal is still verified once the edge stopped it: it may be
+    # kept under legal hold, and erasing needs to know what exists.
+    restricted_unverified = (
+        recording.status == Recording.Status.RESTRICTED and recording.verified_at is None and recording.ended_at is not None
+    )
+    if recording.status != Recording.Status.FINALIZING and not restricted_unverified:
         return recording
     report = progress or _progress_for(recording, "finalize")
     segments = list(recording.segments.order_by("index"))
@@ -699,6 +706,42 @@ def recording_restrict(*, recording: Recording, reason: str, by: Any = None) -> 
     return recording
 
 
+def recording_live_stop_for_session(*, session: Session, by: Any = None, retry: bool = True) -> list[Recording]:
+    """After a withdrawal: stop at the edge every recording of ``session`` that was still live
+    when it was restricted, and queue its verification (it stays restricted). Called after commit.
+
+    When the edge cannot be reached the refusal is audited and, with ``retry``, the stop is
+    retried by a task (which itself calls with ``retry=False`` and lets Celery back off).
+    """
+    stopped = []
+    for recording in Recording.objects.select_related("session__room").filter(
+        session=session, status=Recording.Status.RESTRICTED, ended_at__isnull=True
+    ):
+        try:
+            reply = edge.recording_stop(str(session.public_id), edge_url=session.room.edge_url or None)
+        except edge.EdgeError as failure:
+            log.error("edge did not stop recording %s after a withdrawal: %s", recording.public_id, failure)
+            _audit(recording, "recording.stop", by, outcome="refused", reason="edge", error=str(failure))
+            if retry:
+                transaction.on_commit(lambda pk=recording.pk: _retry_stop(pk), robust=True)
+            continue
+        segments = reply.get("segments") if isinstance(reply, dict) else None
+        with transaction.atomic():
+            Recording.objects.filter(pk=recording.pk).update(
+                ended_at=timezone.now(), expected_segments=segments if isinstance(segments, int) else None
+            )
+            _audit(recording, "recording.stop", by, reason="consent withdrawn")
+            _enqueue("recording_finalize", recording.pk)
+        stopped.append(recording)
+    return stopped
+
+
+def _retry_stop(pk: int) -> None:
+    from . import tasks
+
+    tasks.recording_live_stop_for_session.delay(Recording.objects.get(pk=pk).session_id)
+
+
 def recording_legal_hold(*, recording: Recording, hold: bool, reason: str, by: Any) -> Recording:
     """Put a recording under legal hold (never erased, even past retention) or release it."""
     if not user_is_coordinator(by):
@@ -842,11 +885,15 @@ def retention_apply(*, today: date | None = None) -> RetentionResult:
 
 
 def _enqueue(name: str, pk: int) -> None:
-    """Queue the task of the same name after the current transaction commits."""
+    """Queue the task of the same name after the current transaction commits.
+
+    Robust: a broker that is down at that instant is logged and does not undo the committed
+    change; rows left finalizing or erasing are picked up again (retention resumes erasures).
+    """
 
     def send() -> None:
         from . import tasks
 
         getattr(tasks, name).delay(pk)
 
-    transaction.on_commit(send)
+    transaction.on_commit(send, robust=True)

@@ -14,6 +14,9 @@ from typing import Any
 from celery import shared_task
 from django.db import DatabaseError
 
+# Configures the Celery app from Django settings (broker, eager mode). orstream/__init__.py stays
+# empty so that edge processes never load Celery; the Django side loads it here, with its tasks.
+import orstream.celery  # noqa: F401
 from mentoring.edge import EdgeError
 
 from . import services
@@ -52,6 +55,16 @@ def recording_export(self: Any, job_id: int) -> str:
 def recording_erase(self: Any, recording_id: int) -> str:
     recording = services.recording_erase(recording=Recording.objects.get(pk=recording_id))
     return recording.status
+
+
+@shared_task(name="recordings.tasks.recording_live_stop_for_session", **OPTIONS)
+def recording_live_stop_for_session(self: Any, session_id: int) -> int:
+    from mentoring.models import Session
+
+    stopped = services.recording_live_stop_for_session(session=Session.objects.get(pk=session_id), retry=False)
+    if Recording.objects.filter(session_id=session_id, status=Recording.Status.RESTRICTED, ended_at__isnull=True).exists():
+        raise EdgeError("the edge has not stopped the recording yet")
+    return len(stopped)
 
 
 @shared_task(name="recordings.tasks.retention_apply", **OPTIONS)

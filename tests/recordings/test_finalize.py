@@ -13,7 +13,7 @@ from consent.models import AuditEvent
 from recordings import services
 from recordings.models import Recording, Segment
 
-from .conftest import ClipFacts
+from .fixtures import ClipFacts
 
 
 def test_a_recording_whose_segments_verify_becomes_available(stopped_recording: Recording, clip_facts: ClipFacts) -> None:
