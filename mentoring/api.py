@@ -145,7 +145,7 @@ class SessionAction(APIView):
     permission_classes = [IsCoordinator]
     actions = {"start": services.session_start, "end": services.session_end, "cancel": services.session_cancel}
 
-    @extend_schema(request=None, responses=SessionSerializer)
+    @extend_schema(request=None, responses=SessionSerializer, operation_id="sessions_action")
     def post(self, request: Request, public_id: Any, action: str) -> Response:
         act = self.actions.get(action)
         if act is None:

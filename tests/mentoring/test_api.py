@@ -1,0 +1,85 @@
+"""The JSON API: same rules and permissions as the pages, and a schema."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import yaml
+from django.utils import timezone
+
+from mentoring.models import Session
+
+
+@pytest.fixture
+def api(client, alice):
+    client.force_login(alice)
+    return client
+
+
+def body(start_days: float = 2, hours: float = 2, **extra):
+    start = (timezone.now() + timedelta(days=start_days)).replace(microsecond=0)
+    return {"procedure": "Clipping", "planned_start": start.isoformat(), "planned_end": (start + timedelta(hours=hours)).isoformat(),
+            "time_zone": "Europe/Berlin", **extra}
+
+
+def test_the_openapi_schema_is_served(client, db):
+    response = client.get("/api/schema/")
+    assert response.status_code == 200
+    schema = yaml.safe_load(response.content)
+    assert "/api/sessions/" in schema["paths"] and "/api/sessions/{public_id}/participants/" in schema["paths"]
+
+
+def test_anonymous_callers_are_refused(client, db):
+    assert client.get("/api/sessions/").status_code == 403
+
+
+def test_a_coordinator_schedules_and_invites_through_the_api(api, room, bob):
+    response = api.post("/api/sessions/", body(room=room.pk, surgeon=bob.pk), content_type="application/json")
+    assert response.status_code == 201, response.content
+    sid = response.json()["id"]
+    invite = api.post(f"/api/sessions/{sid}/participants/", {"role": "resident", "display_name": "Dave", "send_invitation": False},
+                      content_type="application/json")
+    assert invite.status_code == 201 and "/join/" in invite.json()["join_url"]
+    assert [p["role"] for p in api.get(f"/api/sessions/{sid}/").json()["participants"]] == ["resident", "surgeon"]
+
+
+def test_the_api_refuses_a_double_booking_naming_the_clash(api, session, room, bob):
+    data = body(room=room.pk, surgeon=bob.pk)
+    data["planned_start"], data["planned_end"] = session.planned_start.isoformat(), session.planned_end.isoformat()
+    response = api.post("/api/sessions/", data, content_type="application/json")
+    assert response.status_code == 400
+    assert "Microvascular decompression" in response.json()["room"][0]
+
+
+def test_the_api_refuses_bad_times_and_zones(api, room, bob):
+    assert "time_zone" in api.post("/api/sessions/", body(room=room.pk, surgeon=bob.pk, time_zone="Nowhere/City"),
+                                   content_type="application/json").json()
+    assert "planned_start" in api.post("/api/sessions/", body(-3, room=room.pk, surgeon=bob.pk),
+                                       content_type="application/json").json()
+    assert "planned_end" in api.post("/api/sessions/", body(hours=-1, room=room.pk, surgeon=bob.pk),
+                                     content_type="application/json").json()
+    assert not Session.objects.filter(procedure="Clipping").exists()
+
+
+def test_non_coordinators_cannot_schedule_or_invite(client, eve, session, room, bob):
+    client.force_login(eve)
+    assert client.post("/api/sessions/", body(room=room.pk, surgeon=bob.pk), content_type="application/json").status_code == 403
+    assert client.post(f"/api/sessions/{session.public_id}/participants/", {"role": "mentor", "display_name": "x"},
+                       content_type="application/json").status_code == 403
+    assert client.get(f"/api/sessions/{session.public_id}/").status_code == 403
+
+
+def test_the_surgeon_calls_in_a_specialist_while_live(client, api, bob, session, consenting_patient):
+    assert api.post(f"/api/sessions/{session.public_id}/start/").status_code == 200
+    client.force_login(bob)
+    response = client.post(f"/api/sessions/{session.public_id}/specialist-link/", {"display_name": "Dr Neuro", "minutes": 10},
+                           content_type="application/json")
+    assert response.status_code == 201 and response.json()["participant"]["role"] == "specialist"
+
+
+def test_revoke_and_remove_through_the_api(api, carol):
+    assert api.post(f"/api/participants/{carol.public_id}/revoke/").json() == {"revoked": 0}
+    assert api.delete(f"/api/participants/{carol.public_id}/").status_code == 204
+    carol.refresh_from_db()
+    assert carol.removed_at is not None

@@ -1,0 +1,57 @@
+"""docker-compose.yml cannot run here (no Docker engine): check what it would run exists."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import yaml
+
+from orstream import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+PROJECT_SERVICES = ["web", "worker", "beat", "edge"]
+
+
+def test_the_production_stack_has_every_service_with_a_health_check():
+    services = COMPOSE["services"]
+    assert set(services) >= {"postgres", "redis", "web", "worker", "beat", "edge", "coturn"}
+    for name, service in services.items():
+        assert "healthcheck" in service, f"{name} has no health check"
+    assert {"postgres-data", "redis-data", "media"} <= set(COMPOSE["volumes"])
+
+
+def module_of(command: list[str]) -> str:
+    if command[0] == "daphne":
+        return command[-1].split(":")[0]
+    if command[0] == "celery":
+        return command[command.index("-A") + 1]
+    if command[:2] == ["python", "-m"]:
+        return command[2]
+    raise AssertionError(f"unexpected command {command}")
+
+
+def test_each_project_command_names_a_module_that_exists():
+    for name in PROJECT_SERVICES:
+        module = module_of(COMPOSE["services"][name]["command"])
+        assert importlib.util.find_spec(module) is not None, f"{name} runs {module}, which does not exist"
+
+
+def test_the_celery_app_module_exposes_app():
+    from orstream.celery import app
+
+    assert app.main == "orstream"
+
+
+def test_every_required_production_variable_is_set_for_the_site():
+    for name in ["web", "worker", "beat"]:
+        environment = COMPOSE["services"][name]["environment"]
+        assert environment["ORSTREAM_PROFILE"] == "production"
+        missing = [v for v in settings.PRODUCTION_REQUIRED if not environment.get(v)]
+        assert not missing, f"{name} lacks {missing}"
+
+
+def test_the_edge_gets_its_secret_and_webhook():
+    environment = COMPOSE["services"]["edge"]["environment"]
+    assert environment["ORSTREAM_EDGE_SECRET"] and environment["ORSTREAM_EDGE_WEBHOOK_URL"].endswith("/edge/events/")
