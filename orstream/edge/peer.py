@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamTrack
 
 from .receive import PassthroughReceiver
@@ -234,7 +234,11 @@ class EdgePeerConnection(RTCPeerConnection):
 
     def __init__(self, *, ice_loopback: bool = True, configuration: RTCConfiguration | None = None) -> None:
         # No STUN by default: aiortc would otherwise contact a public server the edge may not reach.
-        super().__init__(configuration or RTCConfiguration(iceServers=[]))
+        # max-bundle: with "balanced", aiortc leaves a second audio m-line (talkback) on a transport
+        # it then closes; one transport for everything is what browsers do anyway.
+        super().__init__(
+            configuration or RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
         self.ice_loopback = ice_loopback
 
     # aiortc creates every transceiver in this (name-mangled) method; overriding it here swaps

@@ -98,6 +98,14 @@ class _Unwrapper:
         return timestamp - self.first + self.cycles
 
 
+def _starts_nal_unit(payload: bytes) -> bool:
+    """An RTP H.264 payload that begins a NAL unit: single NAL, STAP-A, or the first FU-A fragment."""
+    if len(payload) < 2:
+        return False
+    kind = payload[0] & 0x1F
+    return 1 <= kind <= 24 or (kind == 28 and bool(payload[1] & 0x80))
+
+
 def _seq_lt(a: int, b: int) -> bool:
     return a != b and ((b - a) & 0xFFFF) < 0x8000
 
@@ -126,6 +134,7 @@ class PassthroughReceiver:
         self._marker_order: list[int] = []
         self._last_emitted_ts: int | None = None
         self._last_audio_seq: int | None = None
+        self._first_seq: int | None = None
         self._need_keyframe = True
         self._last_pli = 0.0
         self._keeper = ParameterSetKeeper()
@@ -258,6 +267,12 @@ class PassthroughReceiver:
         ts = self._unwrapper.unwrap(packet.timestamp)
         if self._last_emitted_ts is not None and ts <= self._last_emitted_ts:
             return  # a retransmission for a frame already out, or given up
+        if self._first_seq is None:
+            self._first_seq = packet.sequence_number
+            if _starts_nal_unit(packet.payload):
+                # Senders start a stream on a frame boundary: take the very first packet as the
+                # start of a frame instead of throwing the first GOP away.
+                self._remember_marker((packet.sequence_number - 1) & 0xFFFF)
         now = time.time()
         partial = self._pending.get(ts)
         if partial is None:

@@ -94,6 +94,12 @@ def source_video_units(aac_clip: Path) -> list[bytes]:
     return units
 
 
+@pytest.fixture(scope="session")
+def ts_clip(clip_dir: Path) -> Path:
+    """MPEG-TS carries Annex-B as is: what a WebRTC publisher can send without a bitstream filter."""
+    return make_clip(clip_dir / "publisher.ts", seconds=4.0, audio_codec="aac")
+
+
 @pytest.fixture
 def secret() -> Iterator[str]:
     yield "test-edge-secret"

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs.base import Decoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
@@ -33,6 +33,7 @@ class RecordingDecoder(Decoder):
 
     def __init__(self) -> None:
         self.frames: list[Received] = []
+        self.thread = threading.current_thread()
         with self.lock:
             self.registry[threading.get_ident()] = self
 
@@ -46,7 +47,9 @@ def recorder_of(receiver: RTCRtpReceiver) -> RecordingDecoder | None:
     if thread is None:
         return None
     with RecordingDecoder.lock:
-        return RecordingDecoder.registry.get(thread.ident or -1)
+        recorder = RecordingDecoder.registry.get(thread.ident or -1)
+    # Thread ids are reused: a recorder left by an earlier thread is not this receiver's.
+    return recorder if recorder is not None and recorder.thread is thread else None
 
 
 # aiortc offers only Constrained Baseline; the test viewer stands for a browser that also
@@ -90,7 +93,7 @@ class ViewerPeer:
 
 
 async def viewer_offer(*, audio_tracks: int = 1, talk_track: Any = None) -> ViewerPeer:
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
     pc.addTransceiver("video", direction="recvonly")
     for i in range(audio_tracks):
         if i == 0 and talk_track is not None:
@@ -106,3 +109,42 @@ async def viewer_accept(viewer: ViewerPeer, answer_sdp: str) -> None:
     await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=back_to_aiortc_profile(answer_sdp), type="answer"))
     for transceiver in viewer.pc.getTransceivers():
         viewer.receivers.setdefault(transceiver.kind, []).append(transceiver.receiver)
+
+
+@dataclass
+class PublisherPeer:
+    """A stock aiortc publisher sending an H.264 file without re-encoding (MediaPlayer, decode=False)."""
+
+    pc: RTCPeerConnection
+    player: Any
+    receivers: dict[str, RTCRtpReceiver] = field(default_factory=dict)
+
+    def frames(self, kind: str) -> list[Received]:
+        receiver = self.receivers.get(kind)
+        recorder = recorder_of(receiver) if receiver else None
+        return list(recorder.frames) if recorder else []
+
+    async def close(self) -> None:
+        await self.pc.close()
+        if self.player is not None and getattr(self.player, "_MediaPlayer__thread", None):
+            self.player._stop(self.player.video)  # stops the demux thread
+
+
+async def publisher_offer(annexb_clip: str) -> PublisherPeer:
+    from aiortc.contrib.media import MediaPlayer
+    from aiortc.mediastreams import AudioStreamTrack
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    player = MediaPlayer(annexb_clip, decode=False)
+    pc.addTransceiver(player.video, direction="sendonly")
+    pc.addTransceiver(AudioStreamTrack(), direction="sendrecv")
+    await pc.setLocalDescription(await pc.createOffer())
+    return PublisherPeer(pc=pc, player=player)
+
+
+async def publisher_accept(publisher: PublisherPeer, answer_sdp: str) -> None:
+    await publisher.pc.setRemoteDescription(
+        RTCSessionDescription(sdp=back_to_aiortc_profile(answer_sdp), type="answer")
+    )
+    for transceiver in publisher.pc.getTransceivers():
+        publisher.receivers[transceiver.kind] = transceiver.receiver

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -69,3 +70,98 @@ async def test_viewer_gets_the_source_access_units_byte_for_byte_and_audio(
     assert stats["profile_level_id"].startswith("64")
     assert "profile-level-id=" + stats["profile_level_id"] in viewer.answer_sdp
     await viewer.close()
+
+
+async def test_late_joiner_starts_on_a_keyframe_at_once(edge: Edge, aac_clip: Path, source_video_units: list[bytes]) -> None:
+    hub = edge.session_create("s1")
+    await hub.attach_source(SourceAttach(url=str(aac_clip), loop=True))
+    first = await join(hub, "alice")
+    await wait_for(lambda: len(first.frames("video")) > 20)  # well into a GOP (15 frames)
+    joined = time.time()
+    late = await join(hub, "bob")
+    await wait_for(lambda: len(late.frames("video")) >= 20)
+    frames = late.frames("video")
+    assert has_idr(split_nal_units(frames[0].data))
+    # the cached GOP arrives as a burst: a picture without waiting for the next keyframe
+    assert frames[0].at - joined < 1.0
+    looped = source_video_units * 4
+    start = looped.index(frames[0].data)
+    assert [f.data for f in frames[:20]] == looped[start : start + 20], "no frame missing after the keyframe"
+    await first.close()
+    await late.close()
+
+
+async def test_a_stalled_viewer_does_not_slow_a_fast_one(aac_clip: Path) -> None:
+    edge = Edge(emit_event=lambda t, s, d: None, viewer_queue_frames=10)
+    try:
+        hub = edge.session_create("s1")
+        await hub.attach_source(SourceAttach(url=str(aac_clip), loop=True))
+        fast = await join(hub, "alice")
+        slow = await join(hub, "bob")
+        await wait_for(lambda: len(slow.frames("video")) > 5 and len(fast.frames("video")) > 5)
+        stalled_feed = hub.viewers["bob"].video
+        assert stalled_feed is not None
+        stalled_feed.pause()
+        await asyncio.sleep(0.1)
+        sent_before_pause = stalled_feed.sender.stats.frames_sent
+        before_fast, before_slow = len(fast.frames("video")), len(slow.frames("video"))
+        await asyncio.sleep(1.5)
+        during_fast = len(fast.frames("video")) - before_fast
+        assert during_fast >= 35, "the fast viewer kept real time (30 fps) while the other was stalled"
+        assert len(slow.frames("video")) - before_slow <= 1
+        assert stalled_feed.stats.overflows >= 1 and stalled_feed.queued <= 10
+        lag = hub.stats()["viewers"][0]
+        assert lag["participant_id"] == "alice" and lag["lag_ms"] < 100
+        stalled_feed.resume()
+        await wait_for(lambda: len(slow.frames("video")) > sent_before_pause + 5)
+        # (the viewer's jitter buffer held the last frame before the stall until now)
+        after = slow.frames("video")[sent_before_pause:]
+        assert has_idr(split_nal_units(after[0].data)), "after an overflow the viewer restarts on a keyframe"
+        await fast.close()
+        await slow.close()
+    finally:
+        await edge.close()
+
+
+async def test_webrtc_publisher_is_forwarded_and_talkback_reaches_it_but_not_the_talker(
+    edge: Edge, ts_clip: Path
+) -> None:
+    from aiortc.mediastreams import AudioStreamTrack
+
+    from orstream.edge.protocol import PublisherOffer
+
+    from .peers import publisher_accept, publisher_offer
+
+    hub = edge.session_create("s2")
+    publisher = await publisher_offer(str(ts_clip))
+    answer = await hub.add_publisher(PublisherOffer(participant_id="or-1", sdp=publisher.pc.localDescription.sdp))
+    # the edge tells the publisher it may send up to level 5.2 (4K60)
+    assert re.search(r"profile-level-id=42[0-9a-f]{2}34", answer)
+    await publisher_accept(publisher, answer)
+    await wait_for(lambda: hub.video_profile_level_id is not None)
+
+    mentor = await join(hub, "mentor-1", role="mentor", audio_tracks=2, talk_track=AudioStreamTrack())
+    resident = await join(hub, "resident-1", role="resident", audio_tracks=2, talk_track=AudioStreamTrack())
+    await wait_for(lambda: len(resident.frames("video")) > 10 and len(mentor.frames("video")) > 10)
+    await wait_for(lambda: hub.counters.talkback_frames > 10)
+    await wait_for(lambda: len(resident.frames("audio", 1)) > 10)
+    await wait_for(lambda: len(publisher.frames("audio")) > 10)
+
+    # the publisher's frames arrived as they were sent: keyframe first, nothing decoded on the way
+    assert has_idr(split_nal_units(resident.frames("video")[0].data))
+    assert hub.publisher is not None and hub.publisher.video_receiver is not None
+    assert hub.publisher.video_receiver.stats.frames_dropped == 0
+    # talkback: publisher and the other viewer hear the mentor, the mentor does not hear itself
+    assert mentor.frames("audio", 1) == []
+    # a resident may not talk: its offer's sendrecv audio is answered sendonly by the edge
+    assert "a=sendonly" in resident.answer_sdp.split("m=audio")[1]
+    assert "a=sendrecv" in hub_answer_audio(mentor)
+    assert hub.counters.talkback_frames > 10
+    assert hub.viewers["resident-1"].talk_receiver is None
+    await mentor.close()
+    await resident.close()
+    await publisher.close()
+
+
+def hub_answer_audio(viewer: ViewerPeer) -> str:
+    return viewer.answer_sdp.split("m=audio")[1]
