@@ -65,7 +65,7 @@ class SessionConsumer(WebsocketConsumer):
             return self.bad_input("unknown_type", f"Unknown message type {kind[:40]!r}.")
         handler(message)
 
-    MESSAGE_TYPES = frozenset({"offer", "stroke", "clear", "chat", "ping", "talking", "latency"})
+    MESSAGE_TYPES = frozenset({"offer", "stroke", "clear", "chat", "ping", "talking", "latency", "clock"})
 
     def bad_input(self, code: str, message: str) -> None:
         self.bad_frames += 1
@@ -146,6 +146,16 @@ class SessionConsumer(WebsocketConsumer):
             self.send_json({"type": "media_error", "message": str(refusal)})
             return
         self.send_json({"type": "answer", "sdp": answer["sdp"]})
+
+    def on_clock(self, message: dict[str, Any]) -> None:
+        """The edge's RTP timestamp <-> ingest wall-clock mapping, for the page's latency badge."""
+        assert self.participant is not None
+        try:
+            mapping = services.media_clock(participant=self.participant)
+        except services.MediaRefused as refusal:
+            self.send_json({"type": "clock", "error": str(refusal)})
+            return
+        self.send_json({**mapping, "type": "clock"})
 
     def on_stroke(self, message: dict[str, Any]) -> None:
         self.relay_annotation("stroke", message)

@@ -17,6 +17,9 @@ class OperatingRoom(models.Model):
     location = models.CharField(max_length=200, blank=True)
     # An OR cart or hospital may have its own edge; empty means the site's default edge.
     edge_url = models.URLField(blank=True)
+    # The room's own video feed, when the edge ingests it directly (rtsp://, srt://, udp://, a file
+    # path for the demo); empty when the OR console publishes from a browser.
+    ingest_url = models.CharField(max_length=500, blank=True)
     is_active = models.BooleanField(default=True)
 
     class Meta:

@@ -85,10 +85,10 @@ def session_group(session: Session) -> str:
 # ---------------------------------------------------------------- rooms and sessions
 
 
-def room_create(*, name: str, location: str = "", edge_url: str = "") -> OperatingRoom:
+def room_create(*, name: str, location: str = "", edge_url: str = "", ingest_url: str = "") -> OperatingRoom:
     if OperatingRoom.objects.filter(name__iexact=name.strip()).exists():
         raise SchedulingError(f"An operating room called {name!r} already exists.", field="name")
-    return OperatingRoom.objects.create(name=name.strip(), location=location, edge_url=edge_url)
+    return OperatingRoom.objects.create(name=name.strip(), location=location, edge_url=edge_url, ingest_url=ingest_url)
 
 
 def _zone(name: str) -> zoneinfo.ZoneInfo:
@@ -208,10 +208,20 @@ def session_cancel(*, session: Session, by: Any) -> Session:
 
 
 def session_start(*, session: Session, by: Any) -> Session:
+    """Take a session live. When the room feeds the edge directly, the edge starts ingesting first:
+    if it cannot, the session stays scheduled and the error says why."""
     if session.status == Session.Status.LIVE:
         return session
     if session.status != Session.Status.SCHEDULED:
         raise SchedulingError(f"A {session.get_status_display().lower()} session cannot go live.")
+    if session.room.ingest_url:
+        sid, edge_url = str(session.public_id), session.room.edge_url or None
+        url = session.room.ingest_url
+        try:
+            edge.session_open(sid, edge_url=edge_url)
+            edge.source_attach(sid, protocol.SourceAttach(url=url, loop="://" not in url), edge_url=edge_url)
+        except edge.EdgeError as failure:
+            raise SchedulingError(f"The room's video feed could not be started: {failure}") from None
     with transaction.atomic():
         session.status = Session.Status.LIVE
         session.started_at = timezone.now()
@@ -232,11 +242,20 @@ def session_end(*, session: Session, by: Any) -> Session:
         session.status = Session.Status.ENDED
         session.ended_at = timezone.now()
         session.save(update_fields=["status", "ended_at"])
+        transaction.on_commit(lambda: _edge_session_close(session))
         consent_services.audit_record(
             action="session.end", actor=f"user:{by.pk}", session_public_id=str(session.public_id)
         )
         _send_after_commit(session_group(session), {"type": "session.status", "status": session.status})
     return session
+
+
+def _edge_session_close(session: Session) -> None:
+    try:
+        edge.session_close(str(session.public_id), edge_url=session.room.edge_url or None)
+    except edge.EdgeError as failure:
+        # The edge drops an idle hub on its own; the session is over either way.
+        log.warning("edge did not close session %s: %s", session.public_id, failure)
 
 
 def session_list_for(*, user: Any, include_past: bool = False) -> Any:
@@ -678,6 +697,19 @@ def media_offer(*, participant: Participant, sdp: str) -> dict[str, str]:
         )
     except edge.EdgeError as failure:
         raise MediaRefused(str(failure)) from None
+
+
+def media_clock(*, participant: Participant) -> dict[str, Any]:
+    """The edge's RTP timestamp <-> ingest wall-clock mapping of the participant's session, with the
+    edge's current time, so a page can estimate glass-to-glass latency against the edge's clock."""
+    session = participant.session
+    if session.status != Session.Status.LIVE:
+        raise MediaRefused("The session is not live yet.")
+    try:
+        mapping = edge.clock(str(session.public_id), edge_url=session.room.edge_url or None)
+    except edge.EdgeError as failure:
+        raise MediaRefused(str(failure)) from None
+    return dict(mapping) if isinstance(mapping, dict) else {}
 
 
 def session_enforce_consent(*, session: Session) -> list[Participant]:
