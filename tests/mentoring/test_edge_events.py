@@ -1,0 +1,42 @@
+"""Signed webhooks from the edge reach the session's participants; unsigned ones are refused."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from mentoring import services
+from orstream.edge import protocol
+
+
+def post(client, body: dict, *, secret: str, now: float | None = None, path: str = "/edge/events/"):
+    raw = json.dumps(body).encode()
+    headers = protocol.sign(secret=secret, method="POST", path=path, body=raw, now=now)
+    return client.post(path, raw, content_type="application/json", headers=headers)
+
+
+def test_a_signed_event_reaches_the_sessions_group(client, session, settings):
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(services.session_group(session), channel)
+    response = post(client, {"type": "publisher.up", "session_id": str(session.public_id), "at": time.time(),
+                             "data": {"participant_id": "p-1", "sdp": "not relayed"}}, secret=settings.EDGE_SECRET)
+    assert response.status_code == 200
+    message = async_to_sync(layer.receive)(channel)
+    assert message == {"type": "session.notice", "notice": {"event": "publisher.up", "participant_id": "p-1"}}
+
+
+def test_a_wrong_secret_or_stale_signature_is_refused(client, session, settings):
+    body = {"type": "publisher.up", "session_id": str(session.public_id), "at": time.time(), "data": {}}
+    assert post(client, body, secret="not-the-secret").status_code == 403
+    assert post(client, body, secret=settings.EDGE_SECRET, now=time.time() - 3600).status_code == 403
+    assert client.post("/edge/events/", body, content_type="application/json").status_code == 403
+
+
+def test_unknown_sessions_and_garbled_bodies_get_4xx(client, db, settings):
+    unknown = {"type": "publisher.up", "session_id": "00000000-0000-0000-0000-000000000000", "at": time.time()}
+    assert post(client, unknown, secret=settings.EDGE_SECRET).status_code == 404
+    assert post(client, {"nothing": 1}, secret=settings.EDGE_SECRET).status_code == 400
