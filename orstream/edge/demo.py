@@ -156,7 +156,7 @@ class _Painter:
             bytes([128]) * (self.line_sizes[2] * (height // 2)),
         ]
         # Digits and the box are drawn into luma only; their size scales with the picture.
-        self.cell = max(2, height // 90)
+        self.cell = max(2, height // 60)
         self.glyphs = [_glyph(d, self.cell) for d in range(10)]
         self.box = max(4, height // 8)
         self.box_row = bytes([PATTERN_MAX_LUMA]) * self.box
@@ -304,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--bitrate", type=int, default=25_000_000)
     parser.add_argument("--gop-seconds", type=float, default=1.0)
+    parser.add_argument("--flash-at", type=float, nargs="*", default=[], metavar="SECONDS")
+    parser.add_argument("--beep-at", type=float, nargs="*", default=[], metavar="SECONDS")
     args = parser.parse_args(argv)
     started = time.monotonic()
     generate(
@@ -314,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seconds=args.seconds,
         bitrate=args.bitrate,
         gop_seconds=args.gop_seconds,
+        flash_at=args.flash_at,
+        beep_at=args.beep_at,
     )
     print(f"wrote {args.out} in {time.monotonic() - started:.1f} s", file=sys.stderr)
     return 0

@@ -184,7 +184,8 @@ class Recorder:
     @property
     def frames_dropped(self) -> int:
         """Frames not recorded: before the first keyframe, audio before recording time 0 or
-        overlapping already recorded audio, and frames of an abandoned segment's GOP."""
+        overlapping already recorded audio, frames of an abandoned segment's GOP, and frames
+        written after `close`."""
         return self._frames_dropped
 
     @property
@@ -200,6 +201,19 @@ class Recorder:
     @property
     def current_path(self) -> pathlib.Path | None:
         return self._segment.path if self._segment else None
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of the counters above, for the edge's status API."""
+        return {
+            "segments_closed": self._segments_closed,
+            "video_frames_written": self._video_frames_written,
+            "audio_frames_written": self._audio_frames_written,
+            "frames_dropped": self._frames_dropped,
+            "timestamps_repaired": self._timestamps_repaired,
+            "bytes_written": self.bytes_written,
+            "current_segment": self._segment.path.name if self._segment else None,
+        }
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -381,9 +395,9 @@ class Recorder:
             # Its OpusHead carries libopus' own pre-skip: replace it with ours (pre-skip 0).
             audio.codec_context.open()
             audio.codec_context.extradata = _opus_head(OPUS_CHANNELS)
-        except Exception:
+        except (av.FFmpegError, OSError, ValueError) as error:
             raw.close()
-            raise
+            raise RecordError(f"could not start {path.name}: {error}") from error
         segment = _Segment(
             index=index,
             path=path,

@@ -98,6 +98,8 @@ def test_cli_writes_a_playable_clip(tmp_path: pathlib.Path) -> None:
             "10",
             "--seconds",
             "1",
+            "--flash-at",
+            "0.5",
         ],
         cwd=REPO,
         check=True,
@@ -108,3 +110,4 @@ def test_cli_writes_a_playable_clip(tmp_path: pathlib.Path) -> None:
         assert (video.codec_context.width, video.codec_context.height) == (160, 120)
         assert video.time_base is not None and video.average_rate == Fraction(10)
         assert len(list(container.decode(video=0))) == 10
+    assert flash_times(out) == [pytest.approx(0.5, abs=0.001)]
