@@ -64,7 +64,7 @@ INTERLEAVE_SECONDS = 0.5
 PREROLL_AUDIO_PACKETS = 100
 # The Opus track is declared stereo (what WebRTC negotiates); mono packets decode fine in it.
 OPUS_CHANNELS = 2
-# An access unit delimiter ends the parser's look-ahead so it reports the picture size at once.
+# H.264 NAL unit types: parameter sets, and the slices that end the header part of an IDR.
 _H264_NAL_SPS = 7
 _H264_NAL_PPS = 8
 _H264_VCL_NALS = (1, 5)
