@@ -169,6 +169,7 @@ class SessionHub:
         self._talk_last_out: int | None = None
         self._talk_last_wall = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._segments_closed = 0
         self.closed = False
 
     # --- frames in -----------------------------------------------------------------------
@@ -473,15 +474,21 @@ class SessionHub:
             raise HubError("recording is not available on this edge", 503) from None
         if not start.recording_id or "/" in start.recording_id or start.recording_id.startswith("."):
             raise HubError("recording_id must be a plain identifier", 400)
-        directory = self.media_dir / "recordings" / start.recording_id
+        # The media directory is the recordings spool the control plane reads: one folder per
+        # recording, named by its id, so a segment's path is "<recording id>/<file>".
+        directory = self.media_dir / start.recording_id
         directory.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
         recording_id = start.recording_id
 
         def segment_closed(info: dict[str, Any]) -> None:
-            # The recorder may call from its own thread.
-            loop.call_soon_threadsafe(self.emit, "segment.closed", {"recording_id": recording_id, **info})
+            # Exactly the fields recordings.services.segment_register takes; the path relative to
+            # the spool. The recorder may call from its own thread.
+            data = {**info, "recording_public_id": recording_id, "path": f"{recording_id}/{Path(info['path']).name}"}
+            self._segments_closed += 1
+            loop.call_soon_threadsafe(self.emit, "segment.closed", data)
 
+        self._segments_closed = 0
         self.recorder = Recorder(directory, segment_seconds=float(start.segment_seconds), on_segment_closed=segment_closed)
         self.recording_id = recording_id
         self.emit("recording.started", {"recording_id": recording_id, "directory": str(directory)})
@@ -493,7 +500,11 @@ class SessionHub:
         if recorder is None:
             return False
         await asyncio.get_running_loop().run_in_executor(None, recorder.close)
-        self.emit("recording.stopped", {"recording_id": recording_id})
+        await asyncio.sleep(0)  # let the last segment.closed (queued from the executor) go first
+        self.emit(
+            "recording.stopped",
+            {"recording_id": recording_id, "recording_public_id": recording_id, "segments": self._segments_closed},
+        )
         return True
 
     # --- reports -------------------------------------------------------------------------

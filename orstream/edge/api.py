@@ -1,0 +1,327 @@
+"""The edge's HTTP API: the control plane's only way in.
+
+``create_app`` builds the aiohttp application that ``python -m orstream.edge`` serves. Every
+route but GET /health checks a ``protocol.verify`` signature (POST /whip/{session_id} takes a
+WHIP bearer token instead, for OBS-like encoders). Handlers parse a body into a protocol
+dataclass, call one ``Edge``/``SessionHub`` method and shape the reply. Every refusal is a 4xx
+JSON ``{"error": ...}``; a failure in one session never reaches another.
+
+Never decides who may do what: the control plane has, before it signed the request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import fields
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from .events import WebhookSender
+from .hub import Edge, HubError
+from .peer import SdpError
+from .protocol import (
+    PublisherOffer,
+    RecordingStart,
+    SignatureError,
+    SourceAttach,
+    ViewerOffer,
+    verify,
+    whip_token_verify,
+)
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
+
+EDGE_KEY = web.AppKey("edge", Edge)
+SECRET_KEY = web.AppKey("secret", str)
+WEBHOOKS_KEY = web.AppKey("webhooks", WebhookSender)
+STARTED_KEY = web.AppKey("started", float)
+BODY_KEY = web.RequestKey("body", bytes)
+UNSIGNED_ROUTES = {("GET", "/health")}
+SESSION_ID_MAX = 100
+
+
+def error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def parse_body(body: bytes, cls: type[T], **extra: Any) -> T:
+    """A protocol dataclass from a JSON object, or HubError(400) naming what is wrong."""
+    try:
+        data = json.loads(body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise HubError("body is not valid JSON", 400) from None
+    if not isinstance(data, dict):
+        raise HubError("body must be a JSON object", 400)
+    data.update(extra)
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = set(data) - set(known)
+    if unknown:
+        raise HubError(f"unexpected fields: {', '.join(sorted(unknown))}", 400)
+    try:
+        obj = cls(**data)
+    except TypeError as exc:
+        raise HubError(f"missing or bad fields: {exc}", 400) from None
+    for name, f in known.items():
+        value = getattr(obj, name)
+        expected = {"str": str, "bool": bool, "int": int, "dict[str, str]": dict}.get(str(f.type))
+        if expected is not None and not isinstance(value, expected):
+            raise HubError(f"{name} must be a {str(f.type)}", 400)
+    return obj
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Size cap, signature check and error shaping for every route."""
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return error(413, "request body too large")
+    request[BODY_KEY] = body
+    signed = (request.method, request.path) not in UNSIGNED_ROUTES and not request.path.startswith("/whip/")
+    if signed:
+        try:
+            verify(
+                secret=request.app[SECRET_KEY],
+                method=request.method,
+                path=request.path,
+                body=body,
+                headers=request.headers,
+            )
+        except SignatureError as exc:
+            return error(401 if "missing" in str(exc) else 403, f"signature refused: {exc}")
+    try:
+        return await handler(request)
+    except HubError as exc:
+        return error(exc.status, str(exc))
+    except SdpError as exc:
+        return error(400, str(exc))
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return error(exc.status, exc.reason)
+        raise
+    except Exception:
+        logger.exception("edge API %s %s failed", request.method, request.path)
+        return error(500, "internal error in the edge; other sessions are unaffected")
+
+
+def _session_id(request: web.Request) -> str:
+    return request.match_info["session_id"]
+
+
+async def health(request: web.Request) -> web.Response:
+    edge = request.app[EDGE_KEY]
+    return web.json_response(
+        {"ok": True, "sessions": len(edge.sessions), "uptime": round(time.time() - request.app[STARTED_KEY], 1)}
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    edge = request.app[EDGE_KEY]
+    webhooks = request.app[WEBHOOKS_KEY]
+    hubs = list(edge.sessions.values())
+    viewers = [v for hub in hubs for v in hub.viewers.values()]
+    feeds = [f for v in viewers for f in v.feeds()]
+    lines = [
+        "# HELP orstream_edge_sessions Live sessions on this edge.",
+        "# TYPE orstream_edge_sessions gauge",
+        f"orstream_edge_sessions {len(hubs)}",
+        "# TYPE orstream_edge_viewers gauge",
+        f"orstream_edge_viewers {len(viewers)}",
+        "# TYPE orstream_edge_publishers gauge",
+        f"orstream_edge_publishers {sum(1 for h in hubs if h.publisher is not None or h.source is not None)}",
+        "# TYPE orstream_edge_packets_sent_total counter",
+        f"orstream_edge_packets_sent_total {sum(f.sender.stats.packets_sent for f in feeds)}",
+        "# TYPE orstream_edge_bytes_sent_total counter",
+        f"orstream_edge_bytes_sent_total {sum(f.sender.stats.bytes_sent for f in feeds)}",
+        "# TYPE orstream_edge_retransmits_total counter",
+        f"orstream_edge_retransmits_total {sum(f.sender.stats.retransmits for f in feeds)}",
+        "# TYPE orstream_edge_viewer_overflows_total counter",
+        f"orstream_edge_viewer_overflows_total {sum(f.stats.overflows for f in feeds)}",
+        "# TYPE orstream_edge_frames_in_total counter",
+        f'orstream_edge_frames_in_total{{kind="video"}} {sum(h.counters.video_frames for h in hubs)}',
+        f'orstream_edge_frames_in_total{{kind="audio"}} {sum(h.counters.audio_frames for h in hubs)}',
+        "# TYPE orstream_edge_keyframe_requests_total counter",
+        f'orstream_edge_keyframe_requests_total{{outcome="relayed"}} {sum(h.counters.keyframe_requests_relayed for h in hubs)}',
+        f'orstream_edge_keyframe_requests_total{{outcome="suppressed"}} {sum(h.counters.keyframe_requests_suppressed for h in hubs)}',
+        "# TYPE orstream_edge_talkback_frames_total counter",
+        f"orstream_edge_talkback_frames_total {sum(h.counters.talkback_frames for h in hubs)}",
+        "# TYPE orstream_edge_recordings gauge",
+        f"orstream_edge_recordings {sum(1 for h in hubs if h.recorder is not None)}",
+        "# TYPE orstream_edge_webhooks_total counter",
+        f'orstream_edge_webhooks_total{{outcome="delivered"}} {webhooks.stats.delivered}',
+        f'orstream_edge_webhooks_total{{outcome="dropped"}} {webhooks.stats.dropped}',
+        f'orstream_edge_webhooks_total{{outcome="failed_attempt"}} {webhooks.stats.failed_attempts}',
+    ]
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
+
+
+async def session_create(request: web.Request) -> web.Response:
+    try:
+        data = json.loads(request[BODY_KEY] or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise HubError("body is not valid JSON", 400) from None
+    session_id = data.get("session_id") if isinstance(data, dict) else None
+    if not isinstance(session_id, str) or not session_id or len(session_id) > SESSION_ID_MAX or "/" in session_id:
+        raise HubError("session_id must be a non-empty string without '/'", 400)
+    edge = request.app[EDGE_KEY]
+    existed = session_id in edge.sessions
+    edge.session_create(session_id)
+    return web.json_response({"session_id": session_id, "created": not existed}, status=200 if existed else 201)
+
+
+async def session_delete(request: web.Request) -> web.Response:
+    await request.app[EDGE_KEY].session_close(_session_id(request))
+    return web.json_response({"ok": True})
+
+
+async def source_attach(request: web.Request) -> web.Response:
+    hub = request.app[EDGE_KEY].session_get(_session_id(request))
+    attach = parse_body(request[BODY_KEY], SourceAttach)
+    await hub.attach_source(attach)
+    return web.json_response({"ok": True, "source": hub.source.stats.to_dict() if hub.source else None})
+
+
+async def source_detach(request: web.Request) -> web.Response:
+    hub = request.app[EDGE_KEY].session_get(_session_id(request))
+    await hub.detach_source()
+    return web.json_response({"ok": True})
+
+
+async def publisher_offer(request: web.Request) -> web.Response:
+    hub = request.app[EDGE_KEY].session_get(_session_id(request))
+    offer = parse_body(request[BODY_KEY], PublisherOffer)
+    _check_offer_type(offer.type)
+    sdp = await hub.add_publisher(offer)
+    return web.json_response({"sdp": sdp, "type": "answer"})
+
+
+async def viewer_offer(request: web.Request) -> web.Response:
+    hub = request.app[EDGE_KEY].session_get(_session_id(request))
+    offer = parse_body(request[BODY_KEY], ViewerOffer)
+    _check_offer_type(offer.type)
+    sdp = await hub.add_viewer(offer)
+    return web.json_response({"sdp": sdp, "type": "answer"})
+
+
+def _check_offer_type(kind: str) -> None:
+    if kind != "offer":
+        raise HubError("type must be 'offer'", 400)
+
+
+async def participant_remove(request: web.Request) -> web.Response:
+    hub = request.app[EDGE_KEY].session_get(_session_id(request))
+    removed = await hub.remove_participant(request.match_info["participant_id"])
+    if not removed:
+        raise HubError("no such participant in this session", 404)
+    return web.json_response({"ok": True})
+
+
+async def recording_start(request: web.Request) -> web.Response:
+    hub = request.app[EDGE_KEY].session_get(_session_id(request))
+    start = parse_body(request[BODY_KEY], RecordingStart)
+    if start.segment_seconds <= 0:
+        raise HubError("segment_seconds must be positive", 400)
+    await hub.start_recording(start)
+    return web.json_response({"ok": True, "recording_id": start.recording_id}, status=201)
+
+
+async def recording_stop(request: web.Request) -> web.Response:
+    hub = request.app[EDGE_KEY].session_get(_session_id(request))
+    recording_id = hub.recording_id
+    if not await hub.stop_recording():
+        raise HubError("no recording is running in this session", 404)
+    return web.json_response({"ok": True, "recording_id": recording_id})
+
+
+async def session_stats(request: web.Request) -> web.Response:
+    hub = request.app[EDGE_KEY].session_get(_session_id(request))
+    return web.json_response(hub.stats())
+
+
+async def session_clock(request: web.Request) -> web.Response:
+    hub = request.app[EDGE_KEY].session_get(_session_id(request))
+    return web.json_response(hub.clock())
+
+
+async def whip_publish(request: web.Request) -> web.Response:
+    """WHIP (RFC 9725): an SDP offer in, an SDP answer out, authorised by a bearer token."""
+    session_id = _session_id(request)
+    auth = request.headers.get("Authorization", "")
+    if not auth.startswith("Bearer "):
+        return error(401, "a bearer token is required")
+    try:
+        whip_token_verify(secret=request.app[SECRET_KEY], token=auth[len("Bearer ") :].strip(), session_id=session_id)
+    except SignatureError as exc:
+        return error(403, f"token refused: {exc}")
+    if request.content_type != "application/sdp":
+        return error(415, "WHIP offers are application/sdp")
+    hub = request.app[EDGE_KEY].session_get(session_id)
+    try:
+        offer_sdp = request[BODY_KEY].decode()
+    except UnicodeDecodeError:
+        return error(400, "the offer is not text")
+    answer = await hub.add_publisher(PublisherOffer(participant_id=f"whip-{session_id}", sdp=offer_sdp))
+    return web.Response(
+        status=201,
+        text=answer,
+        content_type="application/sdp",
+        headers={"Location": f"/whip/{session_id}/whip-{session_id}"},
+    )
+
+
+async def whip_delete(request: web.Request) -> web.Response:
+    session_id = _session_id(request)
+    auth = request.headers.get("Authorization", "")
+    try:
+        whip_token_verify(secret=request.app[SECRET_KEY], token=auth.removeprefix("Bearer ").strip(), session_id=session_id)
+    except SignatureError as exc:
+        return error(403, f"token refused: {exc}")
+    hub = request.app[EDGE_KEY].session_get(session_id)
+    await hub.remove_participant(request.match_info["participant_id"])
+    return web.Response(status=200)
+
+
+def create_app(
+    edge: Edge, *, secret: str, webhooks: WebhookSender | None = None, max_body_bytes: int = 256 * 1024
+) -> web.Application:
+    """The aiohttp application; on cleanup it closes every session and the webhook sender."""
+    if not secret:
+        raise ValueError("the edge needs a shared secret")
+    app = web.Application(middlewares=[guard], client_max_size=max_body_bytes)
+    app[EDGE_KEY] = edge
+    app[SECRET_KEY] = secret
+    app[WEBHOOKS_KEY] = webhooks or WebhookSender(url="", secret=secret)
+    app[STARTED_KEY] = time.time()
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/sessions", session_create)
+    app.router.add_delete("/sessions/{session_id}", session_delete)
+    app.router.add_post("/sessions/{session_id}/source", source_attach)
+    app.router.add_delete("/sessions/{session_id}/source", source_detach)
+    app.router.add_post("/sessions/{session_id}/publisher", publisher_offer)
+    app.router.add_post("/sessions/{session_id}/viewers", viewer_offer)
+    app.router.add_delete("/sessions/{session_id}/participants/{participant_id}", participant_remove)
+    app.router.add_post("/sessions/{session_id}/recording", recording_start)
+    app.router.add_delete("/sessions/{session_id}/recording", recording_stop)
+    app.router.add_get("/sessions/{session_id}/stats", session_stats)
+    app.router.add_get("/sessions/{session_id}/clock", session_clock)
+    app.router.add_post("/whip/{session_id}", whip_publish)
+    app.router.add_delete("/whip/{session_id}/{participant_id}", whip_delete)
+
+    async def start_webhooks(app: web.Application) -> None:
+        app[WEBHOOKS_KEY].start()
+
+    async def shutdown(app: web.Application) -> None:
+        await app[EDGE_KEY].close()
+        await app[WEBHOOKS_KEY].close()
+
+    app.on_startup.append(start_webhooks)
+    app.on_cleanup.append(shutdown)
+    return app

@@ -1,0 +1,223 @@
+"""The edge API over real HTTP: signatures, refusals, and a viewer driven end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from orstream.edge.__main__ import build
+from orstream.edge.config import EdgeConfig
+from orstream.edge.protocol import sign, verify, whip_token_mint
+
+from .peers import RecordingDecoder, as_high_profile_offer, viewer_accept, viewer_offer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def recording_viewers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("aiortc.rtcrtpreceiver.get_decoder", lambda codec: RecordingDecoder())
+
+
+class Hooks:
+    """A stand-in control plane that receives the edge's webhooks and checks their signatures."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.events: list[dict[str, Any]] = []
+        self.refuse_next = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        verify(secret=self.secret, method="POST", path=request.path, body=body, headers=request.headers)
+        if self.refuse_next:
+            self.refuse_next -= 1
+            return web.Response(status=503)
+        self.events.append(json.loads(body))
+        return web.json_response({"ok": True})
+
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.events]
+
+
+@pytest.fixture
+async def hooks(secret: str) -> AsyncIterator[tuple[Hooks, str]]:
+    receiver = Hooks(secret)
+    app = web.Application()
+    app.router.add_post("/edge/events/", receiver.handle)
+    server = TestServer(app)
+    await server.start_server()
+    yield receiver, str(server.make_url("/edge/events/"))
+    await server.close()
+
+
+@pytest.fixture
+async def client(secret: str, hooks: tuple[Hooks, str], tmp_path: Path) -> AsyncIterator[TestClient]:
+    config = EdgeConfig(secret=secret, webhook_url=hooks[1], media_dir=tmp_path / "spool", max_body_bytes=64 * 1024)
+    async with TestClient(TestServer(build(config))) as test_client:
+        yield test_client
+
+
+async def call(
+    client: TestClient, method: str, path: str, body: Any = None, *, secret: str = "test-edge-secret", now: float | None = None,
+    raw: bytes | None = None,
+) -> tuple[int, Any]:
+    payload = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+    headers = sign(secret=secret, method=method, path=path, body=payload, now=now)
+    response = await client.request(method, path, data=payload, headers=headers)
+    text = await response.text()
+    try:
+        return response.status, json.loads(text)
+    except ValueError:
+        return response.status, text
+
+
+async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.02)
+
+
+async def test_health_needs_no_signature_and_everything_else_does(client: TestClient) -> None:
+    response = await client.get("/health")
+    assert response.status == 200 and (await response.json())["ok"] is True
+    for method, path in [("GET", "/metrics"), ("POST", "/sessions"), ("GET", "/sessions/s1/stats")]:
+        response = await client.request(method, path)
+        assert response.status == 401
+        assert "signature" in (await response.json())["error"]
+
+
+async def test_bad_and_expired_signatures_are_refused(client: TestClient) -> None:
+    status, body = await call(client, "POST", "/sessions", {"session_id": "s1"}, secret="not-the-secret")
+    assert status == 403 and body["error"] == "signature refused: bad signature"
+    status, body = await call(client, "POST", "/sessions", {"session_id": "s1"}, now=time.time() - 3600)
+    assert status == 403 and "expired" in body["error"]
+    # a signature for one body does not cover another
+    headers = sign(secret="test-edge-secret", method="POST", path="/sessions", body=b'{"session_id": "a"}')
+    response = await client.post("/sessions", data=b'{"session_id": "b"}', headers=headers)
+    assert response.status == 403
+
+
+async def test_malformed_oversized_and_unknown_are_clear_4xx(client: TestClient) -> None:
+    status, body = await call(client, "POST", "/sessions", raw=b"{not json")
+    assert status == 400 and "JSON" in body["error"]
+    status, body = await call(client, "POST", "/sessions", {"session_id": ""})
+    assert status == 400
+    status, body = await call(client, "POST", "/sessions", raw=b"x" * (65 * 1024))
+    assert status == 413 and "too large" in body["error"]
+    status, body = await call(client, "GET", "/sessions/nope/stats")
+    assert status == 404 and "unknown session" in body["error"]
+    status, body = await call(client, "POST", "/sessions/nope/viewers", {"participant_id": "p", "role": "mentor", "sdp": "v=0"})
+    assert status == 404
+    assert (await call(client, "POST", "/sessions", {"session_id": "s1"}))[0] == 201
+    assert (await call(client, "POST", "/sessions", {"session_id": "s1"}))[0] == 200  # idempotent
+    status, body = await call(client, "POST", "/sessions/s1/viewers", {"participant_id": "p", "role": "mentor"})
+    assert status == 400 and "sdp" in body["error"]
+    status, body = await call(client, "POST", "/sessions/s1/viewers", {"participant_id": "p", "role": "mentor", "sdp": "hello"})
+    assert status == 400 and "session description" in body["error"]
+    status, body = await call(client, "POST", "/sessions/s1/viewers", {"participant_id": "p", "role": "x", "sdp": "v", "evil": 1})
+    assert status == 400 and "evil" in body["error"]
+    status, body = await call(client, "POST", "/sessions/s1/source", {"url": "/no/such/file.mp4"})
+    assert status == 422 and "cannot open" in body["error"]
+    status, body = await call(client, "DELETE", "/sessions/s1/participants/ghost")
+    assert status == 404
+    status, body = await call(client, "DELETE", "/sessions/s1/recording")
+    assert status == 404
+    # the edge is still fine
+    assert (await client.get("/health")).status == 200
+
+
+async def test_viewer_offers_without_h264_or_garbled_are_refused(client: TestClient, aac_clip: Path) -> None:
+    await call(client, "POST", "/sessions", {"session_id": "s1"})
+    assert (await call(client, "POST", "/sessions/s1/source", {"url": str(aac_clip), "loop": True}))[0] == 200
+    viewer = await viewer_offer()
+    sdp = viewer.pc.localDescription.sdp
+    vp8_only = "\r\n".join(
+        line for line in sdp.split("\r\n") if "H264" not in line and "profile-level-id" not in line
+    )
+    status, body = await call(client, "POST", "/sessions/s1/viewers", {"participant_id": "p", "role": "resident", "sdp": vp8_only})
+    assert status == 400 and "H.264" in body["error"]
+    # a Constrained Baseline-only viewer cannot take a High profile source
+    status, body = await call(client, "POST", "/sessions/s1/viewers", {"participant_id": "p", "role": "resident", "sdp": sdp})
+    assert status == 400 and "cannot decode" in body["error"]
+    garbled = sdp.replace("a=fingerprint:", "a=fingerprint:xx").replace("a=ice-ufrag", "a=ice-ufragx")
+    status, body = await call(client, "POST", "/sessions/s1/viewers", {"participant_id": "p", "role": "resident", "sdp": as_high_profile_offer(garbled)})
+    assert status == 400
+    await viewer.close()
+
+
+async def test_a_viewer_end_to_end_with_stats_clock_metrics_webhooks_and_kick(
+    client: TestClient, aac_clip: Path, hooks: tuple[Hooks, str]
+) -> None:
+    receiver, _ = hooks
+    receiver.refuse_next = 1  # the first webhook is retried after a 503
+    await call(client, "POST", "/sessions", {"session_id": "s1"})
+    status, body = await call(client, "POST", "/sessions/s1/source", {"url": str(aac_clip), "loop": True})
+    assert status == 200
+    viewer = await viewer_offer()
+    offer = {"participant_id": "alice", "role": "mentor", "sdp": as_high_profile_offer(viewer.pc.localDescription.sdp)}
+    status, answer = await call(client, "POST", "/sessions/s1/viewers", offer)
+    assert status == 200 and answer["type"] == "answer"
+    await viewer_accept(viewer, answer["sdp"])
+    await wait_for(lambda: len(viewer.frames("video")) > 10)
+
+    status, stats = await call(client, "GET", "/sessions/s1/stats")
+    assert status == 200
+    (alice,) = stats["viewers"]
+    assert alice["participant_id"] == "alice" and alice["packets_sent"] > 10 and alice["bytes_sent"] > 0
+    assert alice["lag_ms"] is not None and alice["lag_ms"] < 200
+    status, clock = await call(client, "GET", "/sessions/s1/clock")
+    assert clock["video"]["clock_rate"] == 90000 and clock["video"]["ingest_time"] > time.time() - 5
+    status, text = await call(client, "GET", "/metrics")
+    assert "orstream_edge_viewers 1" in text and "orstream_edge_sessions 1" in text
+
+    status, _ = await call(client, "DELETE", "/sessions/s1/participants/alice")
+    assert status == 200
+    await wait_for(lambda: viewer.pc.connectionState in ("closed", "failed") or viewer.pc.iceConnectionState in ("closed", "failed"), timeout=40)
+    await wait_for(lambda: "viewer.left" in receiver.types())
+    assert {"publisher.up", "viewer.joined", "viewer.left"} <= set(receiver.types())
+    joined = next(e for e in receiver.events if e["type"] == "viewer.joined")
+    assert joined["session_id"] == "s1" and joined["data"] == {"participant_id": "alice", "role": "mentor"}
+    assert (await call(client, "DELETE", "/sessions/s1"))[0] == 200
+    assert (await call(client, "GET", "/sessions/s1/stats"))[0] == 404
+    await viewer.close()
+
+
+async def test_whip_needs_a_token_for_that_session(client: TestClient, secret: str) -> None:
+    await call(client, "POST", "/sessions", {"session_id": "s1"})
+    response = await client.post("/whip/s1", data="v=0", headers={"Content-Type": "application/sdp"})
+    assert response.status == 401
+    other = whip_token_mint(secret=secret, session_id="s2", ttl=60)
+    response = await client.post("/whip/s1", data="v=0", headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {other}"})
+    assert response.status == 403
+    expired = whip_token_mint(secret=secret, session_id="s1", ttl=-10)
+    response = await client.post("/whip/s1", data="v=0", headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {expired}"})
+    assert response.status == 403
+    good = whip_token_mint(secret=secret, session_id="s1", ttl=60)
+    response = await client.post("/whip/s1", data="v=0", headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {good}"})
+    assert response.status == 400  # authorised, but not a session description
+
+
+def test_the_edge_never_imports_django() -> None:
+    code = (
+        "import sys\n"
+        "import orstream.edge.api, orstream.edge.hub, orstream.edge.ingest, orstream.edge.send, orstream.edge.receive,"
+        " orstream.edge.events, orstream.edge.config, orstream.edge.peer, orstream.edge.h264, orstream.edge.__main__\n"
+        "assert 'django' not in sys.modules, sorted(m for m in sys.modules if m.startswith('django'))\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
