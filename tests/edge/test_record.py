@@ -207,6 +207,30 @@ def test_segments_rotate_at_keyframes_and_report_their_sha256(
     assert sum(info["video_frames"] for info in closed) == source_video_count(clip_4s)
 
 
+def test_a_new_resolution_starts_a_new_segment(tmp_path: pathlib.Path) -> None:
+    large = make_clip(tmp_path / "large.mp4", seconds=2.0)
+    small = make_clip(tmp_path / "small.mp4", seconds=2.0, width=160, height=120)
+    closed: list[dict[str, Any]] = []
+    with Recorder(tmp_path / "rec", on_segment_closed=closed.append) as recorder:
+        for frame in clip_frames(large):
+            recorder.write(frame)
+        # The camera switches mode: same session, timestamps go on, new SPS/PPS.
+        for frame in clip_frames(small):
+            clock = VIDEO_CLOCK if frame.kind == "video" else AUDIO_CLOCK
+            recorder.write(
+                EncodedFrame(
+                    frame.kind, frame.data, frame.pts + 2 * clock, frame.keyframe, frame.ingest_time + 2
+                )
+            )
+
+    assert [(info["width"], info["height"]) for info in closed] == [(320, 240), (160, 120)]
+    for info in closed:
+        with av.open(info["path"]) as container:
+            pictures = list(container.decode(video=0))
+        assert len(pictures) == info["video_frames"] == 2 * FPS
+        assert (pictures[-1].width, pictures[-1].height) == (info["width"], info["height"])
+
+
 def test_video_before_the_first_keyframe_is_not_recorded(
     clip_4s: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:
