@@ -221,3 +221,28 @@ def test_the_edge_never_imports_django() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+async def test_recording_writes_segments_and_reports_them(
+    client: TestClient, aac_clip: Path, hooks: tuple[Hooks, str], tmp_path: Path
+) -> None:
+    receiver, _ = hooks
+    recording_id = "3f1c2a5e-8d7b-4c1e-9a2f-0b6d4e8c7a11"
+    await call(client, "POST", "/sessions", {"session_id": "s1"})
+    await call(client, "POST", "/sessions/s1/source", {"url": str(aac_clip), "loop": True})
+    status, body = await call(client, "POST", "/sessions/s1/recording", {"recording_id": recording_id, "segment_seconds": 1})
+    assert status == 201, body
+    status, body = await call(client, "POST", "/sessions/s1/recording", {"recording_id": recording_id})
+    assert status == 409
+    await wait_for(lambda: "segment.closed" in receiver.types(), timeout=10)
+    status, body = await call(client, "DELETE", "/sessions/s1/recording")
+    assert status == 200
+    await wait_for(lambda: "recording.stopped" in receiver.types())
+    segments = [e["data"] for e in receiver.events if e["type"] == "segment.closed"]
+    stopped = next(e["data"] for e in receiver.events if e["type"] == "recording.stopped")
+    assert stopped["segments"] == len(segments) >= 2
+    first = segments[0]
+    assert first["recording_public_id"] == recording_id
+    assert first["path"].startswith(recording_id + "/")
+    assert (tmp_path / "spool" / first["path"]).stat().st_size == first["size"] > 0
+    assert first["video_codec"] == "h264" and first["video_frames"] > 0
