@@ -38,7 +38,7 @@ def session_ics(*, session: Any, method: str, attendees: Iterable[Any]) -> bytes
         attendee.params["cn"] = vText(participant.display_name)
         attendee.params["role"] = vText("REQ-PARTICIPANT")
         attendee.params["rsvp"] = vText("TRUE")
-        event.add("attendee", attendee, encode=0)
+        event.add("attendee", attendee, encode=False)
     cal.add_component(event)
     cal.add_missing_timezones()
     return cal.to_ical()

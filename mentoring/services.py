@@ -15,6 +15,7 @@ import secrets
 import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -114,14 +115,14 @@ def _check_times(
         raise SchedulingError("A session lasts at most 24 hours.", field="planned_end")
     if not room.is_active:
         raise SchedulingError(f"{room.name} is not in service.", field="room")
-    clash = (
+    overlapping = (
         Session.objects.select_for_update()
         .filter(room=room, status__in=[Session.Status.SCHEDULED, Session.Status.LIVE])
         .filter(planned_start__lt=end, planned_end__gt=start)
-        .exclude(pk=exclude.pk if exclude else None)
-        .order_by("planned_start")
-        .first()
     )
+    if exclude is not None:
+        overlapping = overlapping.exclude(pk=exclude.pk)
+    clash = overlapping.order_by("planned_start").first()
     if clash is not None:
         zone = _zone(clash.time_zone)
         raise SchedulingError(
@@ -186,7 +187,7 @@ def session_reschedule(
         session.sequence += 1
         session.save(update_fields=["planned_start", "planned_end", "time_zone", "sequence"])
         for participant in session.participants.filter(removed_at__isnull=True, invited_at__isnull=False):
-            transaction.on_commit(lambda p=participant: _mail_invitation(p, method="REQUEST"))
+            transaction.on_commit(partial(_mail_invitation, participant, method="REQUEST"))
     return session
 
 
@@ -200,7 +201,7 @@ def session_cancel(*, session: Session, by: Any) -> Session:
         session.save(update_fields=["status", "sequence"])
         JoinToken.objects.filter(participant__session=session, revoked_at__isnull=True).update(revoked_at=timezone.now())
         for participant in session.participants.filter(invited_at__isnull=False):
-            transaction.on_commit(lambda p=participant: _mail_invitation(p, method="CANCEL"))
+            transaction.on_commit(partial(_mail_invitation, participant, method="CANCEL"))
         consent_services.audit_record(
             action="session.cancel", actor=f"user:{by.pk}", session_public_id=str(session.public_id)
         )

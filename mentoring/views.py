@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib import messages
@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 def refused(request: HttpRequest, message: str, *, title: str = "You cannot open this page", status: int = 403) -> HttpResponse:
     return render(request, "mentoring/refused.html", {"title": title, "message": message}, status=status)
+
+
+def _form_errors(form: Any) -> str:
+    return " ".join(str(error) for errors in form.errors.values() for error in errors)
 
 
 def coordinator_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -115,7 +119,7 @@ def participant_invite(request: HttpRequest, public_id: Any) -> HttpResponse:
     session = _session(public_id)
     form = ParticipantForm(request.POST)
     if not form.is_valid():
-        messages.error(request, " ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        messages.error(request, _form_errors(form))
         return redirect("mentoring:session_detail", session.public_id)
     data = form.cleaned_data
     try:
@@ -162,7 +166,7 @@ def specialist_link(request: HttpRequest, public_id: Any) -> HttpResponse:
     session = _session(public_id)
     form = SpecialistForm(request.POST)
     if not form.is_valid():
-        messages.error(request, " ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        messages.error(request, _form_errors(form))
         return redirect("mentoring:session_detail", session.public_id)
     try:
         participant, url = services.specialist_link_mint(session=session, by=request.user, **form.cleaned_data)
@@ -176,7 +180,7 @@ def specialist_link(request: HttpRequest, public_id: Any) -> HttpResponse:
 @login_required
 def session_calendar(request: HttpRequest, public_id: Any) -> HttpResponse:
     session = _session(public_id)
-    if not (_may_manage(request, session) or session.participants.filter(user=request.user).exists()):
+    if not (_may_manage(request, session) or session.participants.filter(user_id=cast(int, request.user.pk)).exists()):
         return refused(request, "You are not part of this session.")
     response = HttpResponse(services.session_ics(session=session), content_type="text/calendar; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="orstream-{session.public_id}.ics"'
