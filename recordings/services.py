@@ -27,7 +27,6 @@ import av
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -583,12 +582,21 @@ def export_destination_check(destination: Path) -> Path:
     return target
 
 
-def export_request(*, recording: Recording, destination: Path, by: Any) -> ExportJob:
-    """Queue a verified copy of ``recording`` to ``destination`` (checked against the allow-list)."""
+def export_check(*, recording: Recording, destination: Path, by: Any) -> Path:
+    """Who may export, and where to: the resolved destination, or a refusal (audited)."""
     if not user_is_coordinator(by):
         _audit(recording, "recording.export", by, outcome="refused", reason="not coordinator")
         raise RecordingAccessDenied("Only the records office (coordinators) can export recordings.")
-    target = export_destination_check(destination)
+    try:
+        return export_destination_check(destination)
+    except RecordingError:
+        _audit(recording, "recording.export", by, outcome="refused", reason="destination not allowed")
+        raise
+
+
+def export_request(*, recording: Recording, destination: Path, by: Any) -> ExportJob:
+    """Queue a verified copy of ``recording`` to ``destination`` (checked against the allow-list)."""
+    target = export_check(recording=recording, destination=destination, by=by)
     with transaction.atomic():
         job = ExportJob.objects.create(
             recording=recording, kind=ExportJob.Kind.COPY, destination=str(target), requested_by=by

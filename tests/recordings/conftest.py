@@ -1,3 +1,10 @@
 """Fixtures for recordings tests live in tests/recordings/fixtures.py (the consent tests use them too)."""
 
-from tests.recordings.fixtures import available_recording, clip, clip_facts, fake_edge, spool, stopped_recording  # noqa: F401
+from tests.recordings.fixtures import (  # noqa: F401
+    available_recording,
+    clip,
+    clip_facts,
+    fake_edge,
+    spool,
+    stopped_recording,
+)

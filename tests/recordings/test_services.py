@@ -158,6 +158,7 @@ def test_export_outside_the_allowed_destinations_is_refused(available_recording:
     with pytest.raises(services.RecordingError, match="only be written under"):
         services.export_request(recording=available_recording, destination=share / ".." / "elsewhere", by=alice)
     assert not ExportJob.objects.exists()
+    assert AuditEvent.objects.filter(action="recording.export", outcome="refused", detail__reason="destination not allowed").exists()
 
 
 def test_only_the_records_office_exports(available_recording: Recording, dave: Any, share: Path) -> None:

@@ -32,9 +32,7 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError(f"No user {options['by']}.")
         try:
-            target = services.export_destination_check(options["destination"])
-            if not services.user_is_coordinator(user):
-                raise services.RecordingAccessDenied("Only the records office (coordinators) can export recordings.")
+            target = services.export_check(recording=recording, destination=options["destination"], by=user)
             job = ExportJob.objects.create(recording=recording, destination=str(target), requested_by=user)
             job = services.recording_export(
                 job=job, progress=lambda stage, percent: self.stdout.write(f"\r{stage} {percent:3d}%", ending="")
