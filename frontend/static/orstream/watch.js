@@ -1,0 +1,68 @@
+// Watching the operating room: the receive side every viewer page shares (mentor, conference room,
+// coordinator). The edge answers, in m-line order: video; audio 1 = the room's sound (plus this
+// viewer's voice, for roles that may talk); audio 2 = the other viewers' talkback.
+
+import { MediaLink, preferH264 } from "./signalling.js";
+
+export const TALK_ROLES = new Set(["surgeon", "mentor", "specialist", "coordinator"]);
+
+export function watch(link, { video, talkback, canTalk = false }) {
+  let talkSender = null;
+  let talkTrack = null;
+  let slots = null;
+  const media = new MediaLink(link, {
+    watchVideo: video,
+    setup: async (pc) => {
+      const picture = pc.addTransceiver("video", { direction: "recvonly" });
+      preferH264(picture, "recv");
+      const room = pc.addTransceiver("audio", { direction: canTalk ? "sendrecv" : "recvonly" });
+      const others = pc.addTransceiver("audio", { direction: "recvonly" });
+      talkSender = canTalk ? room.sender : null;
+      if (talkSender && talkTrack) await talkSender.replaceTrack(talkTrack);
+      slots = { picture, room, others, roomStream: new MediaStream(), talkStream: new MediaStream() };
+      video.srcObject = slots.roomStream;
+      if (talkback) talkback.srcObject = slots.talkStream;
+    },
+  });
+  media.addEventListener("track", (event) => {
+    const { track, transceiver } = event.detail;
+    if (!slots) return;
+    if (transceiver === slots.others) slots.talkStream.addTrack(track);
+    else slots.roomStream.addTrack(track);
+    video.play().catch(() => {});
+    if (talkback) talkback.play().catch(() => {});
+  });
+  // Push-to-talk: the microphone's track is on the sender only while talking. Sending nothing
+  // (rather than silence) frees the edge's talk floor for the next person at once.
+  media.setTalkTrack = async (track) => {
+    talkTrack = track;
+    if (talkSender) {
+      try {
+        await talkSender.replaceTrack(track);
+      } catch {
+        /* the connection is being rebuilt: setup applies the track */
+      }
+    }
+  };
+  return media;
+}
+
+// Counters tests and the coordinator use: frames decoded, codec, audio received on each track.
+export async function receiveStats(pc) {
+  const out = { video: null, audio: [] };
+  if (!pc) return out;
+  const report = await pc.getStats();
+  const codecs = {};
+  report.forEach((s) => {
+    if (s.type === "codec") codecs[s.id] = s.mimeType;
+  });
+  report.forEach((s) => {
+    if (s.type !== "inbound-rtp") return;
+    if (s.kind === "video") {
+      out.video = { codec: codecs[s.codecId], framesDecoded: s.framesDecoded, width: s.frameWidth, height: s.frameHeight, bytes: s.bytesReceived, packetsLost: s.packetsLost };
+    } else {
+      out.audio.push({ mid: s.mid, codec: codecs[s.codecId], packets: s.packetsReceived, energy: s.totalAudioEnergy, level: s.audioLevel });
+    }
+  });
+  return out;
+}

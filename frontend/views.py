@@ -1,0 +1,177 @@
+"""JSON the live pages poll: who is connected and how their video fares (from the edge's stats),
+recording and consent state; and the coordinator's live actions (remove someone, start or stop
+a recording).
+
+A page proves who it is with its join token in the ``X-Orstream-Token`` header (the same token it
+joined the WebSocket with), or a logged-in coordinator uses their session. Each view parses,
+authorizes, calls one service and shapes the reply; the rules live in the apps' services.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET, require_POST
+
+from consent import services as consent_services
+from mentoring import edge, services
+from mentoring.models import Participant, Role, Session
+from mentoring.views import coordinator_required
+from recordings import services as recording_services
+from recordings.models import Recording
+
+# Which roles see which parts: the coordinator runs the session, the surgeon's console shows
+# recording and consent state in the theatre.
+STATE_ROLES = frozenset({Role.COORDINATOR, Role.SURGEON})
+ACT_ROLES = frozenset({Role.COORDINATOR})
+RECORD_ROLES = frozenset({Role.COORDINATOR, Role.SURGEON})
+PURPOSES = ("record", "live_internal", "live_external")
+
+
+class Caller:
+    """Who is asking: a coordinator's or surgeon's participant in this session, and the user who acts."""
+
+    def __init__(self, *, role: str, user: Any) -> None:
+        self.role = role
+        self.user = user
+
+
+def _refuse(message: str, status: int = 403) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def _caller(request: HttpRequest, session: Session, roles: frozenset[str]) -> Caller | JsonResponse:
+    token = request.headers.get("X-Orstream-Token", "")
+    if token:
+        try:
+            admission = services.join_token_check(token=token, session_public_id=str(session.public_id))
+        except services.JoinRefused as refusal:
+            return _refuse(str(refusal))
+        if admission.participant.role not in roles:
+            return _refuse("Your link does not allow this.")
+        return Caller(role=admission.participant.role, user=admission.participant.user)
+    if services.user_is_coordinator(request.user):
+        return Caller(role=Role.COORDINATOR, user=request.user)
+    return _refuse("Open this page from your join link, or sign in as a coordinator.")
+
+
+def _session(public_id: Any) -> Session:
+    return get_object_or_404(Session.objects.select_related("room"), public_id=public_id)
+
+
+def _recording_card(session: Session) -> dict[str, Any]:
+    recording = session.recordings.filter(status=Recording.Status.RECORDING).order_by("-started_at").first()
+    if recording is None:
+        return {"state": "off"}
+    return {"state": "recording", "id": str(recording.public_id), "started_at": recording.started_at.isoformat()}
+
+
+@require_GET
+def live_state(request: HttpRequest, public_id: Any) -> HttpResponse:
+    """Connected participants with their reported latency, the edge's per-viewer stats, recording
+    and consent state. The edge being down is part of the answer, not an error."""
+    session = _session(public_id)
+    caller = _caller(request, session, STATE_ROLES)
+    if isinstance(caller, JsonResponse):
+        return caller
+    connected = [
+        {**services.participant_card(p), "latency_ms": p.last_latency_ms, "latency_at": p.latency_at.isoformat() if p.latency_at else None}
+        for p in services.presence_connected(session=session)
+    ]
+    stats: Any = None
+    edge_error = None
+    if session.status == Session.Status.LIVE:
+        try:
+            stats = edge.stats(str(session.public_id), edge_url=session.room.edge_url or None)
+        except edge.EdgeError as failure:
+            edge_error = "No video statistics: the session has no video yet." if failure.status == 404 else str(failure)
+    return JsonResponse(
+        {
+            "session": services.session_card(session),
+            "participants": connected,
+            "edge": stats,
+            "edge_error": edge_error,
+            "recording": _recording_card(session),
+            "consent": {purpose: consent_services.consent_granted(session=session, purpose=purpose) for purpose in PURPOSES},
+        }
+    )
+
+
+@require_POST
+def live_remove(request: HttpRequest, public_id: Any, participant_id: Any) -> HttpResponse:
+    """Remove a participant: their links stop working and their connection drops at once."""
+    session = _session(public_id)
+    caller = _caller(request, session, ACT_ROLES)
+    if isinstance(caller, JsonResponse):
+        return caller
+    if caller.user is None:
+        return _refuse("Sign in as a coordinator to remove people from a session.")
+    participant = get_object_or_404(Participant, public_id=participant_id, session=session)
+    services.participant_remove(participant=participant, by=caller.user)
+    return JsonResponse({"removed": services.participant_card(participant)})
+
+
+@require_POST
+def live_recording(request: HttpRequest, public_id: Any) -> HttpResponse:
+    """Start or stop recording: body {"action": "start"} or {"action": "stop"}."""
+    session = _session(public_id)
+    caller = _caller(request, session, RECORD_ROLES)
+    if isinstance(caller, JsonResponse):
+        return caller
+    if caller.user is None:
+        return _refuse("Sign in as the coordinator or the operating surgeon to record.")
+    try:
+        action = json.loads(request.body or b"{}").get("action")
+    except (ValueError, AttributeError):
+        action = None
+    try:
+        if action == "start":
+            recording_services.recording_start(session=session, by=caller.user)
+        elif action == "stop":
+            recording = session.recordings.filter(status=Recording.Status.RECORDING).first()
+            if recording is not None:
+                recording_services.recording_stop(recording=recording, by=caller.user)
+        else:
+            return _refuse('Send {"action": "start"} or {"action": "stop"}.', status=400)
+    except consent_services.ConsentError:
+        return _refuse("The patient's consent does not cover recording: the recording was not started.", status=409)
+    except recording_services.RecordingError as error:
+        return _refuse(str(error), status=409)
+    except edge.EdgeError as failure:
+        return _refuse(f"The media server did not answer ({failure}). Try again.", status=502)
+    return JsonResponse({"recording": _recording_card(session)})
+
+
+@coordinator_required
+def session_live(request: HttpRequest, public_id: Any) -> HttpResponse:
+    """The live view for a logged-in coordinator: joins as the session's coordinator participant."""
+    session = _session(public_id)
+    if not session.is_open:
+        return render(request, "mentoring/refused.html", {"title": "This session is over", "message": f"This session is {session.get_status_display().lower()}."}, status=403)
+    participant = session.participants.filter(user=request.user, role=Role.COORDINATOR, removed_at__isnull=True).first()
+    if participant is None:
+        participant = services.participant_add(
+            session=session, role=Role.COORDINATOR, display_name=request.user.get_full_name() or request.user.get_username(),
+            email=request.user.email, user=request.user, by=request.user,
+        )
+    token = services.join_token_mint(participant=participant, valid_for=timedelta(hours=12), by=request.user)
+    response = render(request, "frontend/live.html", live_context(session, participant, token))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def live_context(session: Session, participant: Participant, token: str) -> dict[str, Any]:
+    return {
+        "session": session,
+        "participant": participant,
+        "bootstrap": {
+            "session": services.session_card(session),
+            "participant": services.participant_card(participant),
+            "ws_path": f"/ws/sessions/{session.public_id}/",
+            "token": token,
+        },
+    }

@@ -1,0 +1,204 @@
+"""Real pages in real headless Chromium against the real ASGI app (daphne, Channels on Redis,
+PostgreSQL) and, where media is involved, a real edge process.
+
+The site runs in a subprocess on the test database, so the tests commit their data
+(``django_db(transaction=True)``). Chromium is Debian's (/usr/bin/chromium), driven by Playwright
+for Python; it is never downloaded. A missing browser fails these tests: it never skips them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("ORSTREAM_CHROMIUM", "/usr/bin/chromium"))
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+]
+EDGE_SECRET = "e2e-edge-secret"
+
+# Playwright's sync API keeps an event loop in this thread; the ORM calls the tests make between
+# page steps are plain synchronous code all the same.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], *, timeout: float = 30, what: str = "server") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the {what} exited with code {process.returncode}; see its log under test-artifacts/")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the {what} did not listen on port {port} within {timeout} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class EdgeProcess:
+    """``python -m orstream.edge`` on a fixed port, which a test may restart."""
+
+    def __init__(self, port: int, webhook_url: str, log: Path) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.webhook_url = webhook_url
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "ORSTREAM_EDGE_SECRET": EDGE_SECRET,
+            "ORSTREAM_EDGE_WEBHOOK_URL": self.webhook_url,
+            "ORSTREAM_EDGE_MEDIA_DIR": str(ROOT / "test-artifacts" / "e2e-media"),
+        }
+        handle = self.log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "orstream.edge", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.port, self.process, what="edge")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+
+
+class Site:
+    def __init__(self, url: str, edge: EdgeProcess) -> None:
+        self.url = url
+        self.edge = edge
+
+    def join_url(self, token: str) -> str:
+        return f"{self.url}/join/{token}/"
+
+
+@pytest.fixture(scope="session")
+def site(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Site]:
+    """The ASGI site (daphne through runserver, which also serves the static files) on the test
+    database, and an edge process it drives. Both log to test-artifacts/."""
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        raise pytest.UsageError("the browser tests share the database with a server process: set DATABASE_URL to PostgreSQL")
+    if not os.environ.get("REDIS_URL"):
+        raise pytest.UsageError("the browser tests need the Redis channel layer: set REDIS_URL")
+    port, edge_port = free_port(), free_port()
+    url = f"http://127.0.0.1:{port}"
+    edge = EdgeProcess(edge_port, f"{url}/edge/events/", artifacts / "e2e-edge.log")
+    user = f"{db['USER']}:{db['PASSWORD']}@" if db.get("PASSWORD") else f"{db['USER']}@" if db.get("USER") else ""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{user}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DEBUG": "true",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "ORSTREAM_PUBLIC_URL": url,
+        "ORSTREAM_EDGE_URL": edge.url,
+        "ORSTREAM_EDGE_SECRET": EDGE_SECRET,
+        "ORSTREAM_EDGE_TIMEOUT": "5",
+        "CELERY_TASK_ALWAYS_EAGER": "true",
+    }
+    log = (artifacts / "e2e-site.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, process, what="site")
+        edge.start()
+        yield Site(url, edge)
+    finally:
+        edge.stop()
+        stop(process)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    # A missing browser is a failure of the environment, reported as such.
+    assert CHROMIUM.exists(), f"Chromium is missing at {CHROMIUM}: run `make browser` (apt-get install chromium)"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def open_page(browser: Any) -> Iterator[Any]:
+    """open_page(url, width=1280, height=720): a page in its own browser context (its own person)."""
+    contexts: list[Any] = []
+
+    def opener(url: str, *, width: int = 1280, height: int = 720) -> Any:
+        context = browser.new_context(viewport={"width": width, "height": height})
+        contexts.append(context)
+        page = context.new_page()
+        page.on("console", lambda message: print(f"[{url.rsplit('/', 3)[-3][:8]} console] {message.text}"))
+        page.on("pageerror", lambda error: print(f"[page error] {error}"))
+        page.goto(url)
+        return page
+
+    yield opener
+    for context in contexts:
+        context.close()
+
+
+def screenshot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+def off_loop(function: Any, /, **kwargs: Any) -> Any:
+    """Call a service that broadcasts (async_to_sync) from a thread without Playwright's loop."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    def run() -> Any:
+        try:
+            return function(**kwargs)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()
