@@ -18,7 +18,6 @@ from tests.conftest import ALL_PURPOSES
 from tests.recordings.fixtures import ClipFacts, FakeEdge, register_segments
 
 
-
 @pytest.fixture
 def live_recording(session: Session, consenting_patient: ConsentRecord, bob: Any, fake_edge: FakeEdge) -> Recording:
     mentoring_services.session_start(session=session, by=bob)
