@@ -215,7 +215,9 @@ def recording_stop(*, recording: Recording, by: Any) -> Recording:
             recording.expected_segments = segments
         recording.save(update_fields=["status", "ended_at", "expected_segments"])
         _audit(recording, "recording.stop", by)
-        _enqueue("recording_finalize", recording.pk)
+        # Without a count the edge's "recording.stopped" webhook says how many segments to wait for.
+        if recording.expected_segments is not None:
+            _enqueue("recording_finalize", recording.pk)
     return recording
 
 
@@ -228,10 +230,19 @@ def recording_stopped(*, recording_public_id: str, segments: int | None) -> Reco
         if recording.status == Recording.Status.RECORDING:
             # Stopped at the edge (publisher gone, disk full): finalize what was written.
             recording.status = Recording.Status.FINALIZING
+        if recording.ended_at is None:
             recording.ended_at = timezone.now()
-            _enqueue("recording_finalize", recording.pk)
         recording.save(update_fields=["expected_segments", "status", "ended_at"])
+        if _awaits_finalize(recording):
+            _enqueue("recording_finalize", recording.pk)
     return recording
+
+
+def _awaits_finalize(recording: Recording) -> bool:
+    if recording.status == Recording.Status.FINALIZING:
+        return True
+    # Restricted by a withdrawal while live: still verified once the edge stopped it.
+    return recording.status == Recording.Status.RESTRICTED and recording.verified_at is None and recording.ended_at is not None
 
 
 def segment_register(
@@ -274,6 +285,14 @@ def segment_register(
     }
     with transaction.atomic():
         segment, created = Segment.objects.get_or_create(recording=recording, index=index, defaults=fields)
+        # The last segment can arrive after the edge's "recording.stopped": finalize once all are in.
+        if (
+            created
+            and recording.expected_segments is not None
+            and _awaits_finalize(recording)
+            and recording.segments.count() >= recording.expected_segments
+        ):
+            _enqueue("recording_finalize", recording.pk)
     if not created and any(getattr(segment, k) != v for k, v in fields.items() if k in ("path", "sha256", "size")):
         raise RecordingError(f"Segment {index} is already registered with other content; the edge must not rewrite it.")
     return segment
@@ -411,14 +430,13 @@ def recording_finalize(*, recording: Recording, progress: Progress | None = None
     recording = Recording.objects.select_related("session").get(pk=recording.pk)
     # A recording restricted by a withdrawal is still verified once the edge stopped it: it may be
     # kept under legal hold, and erasing needs to know what exists.
-    restricted_unverified = (
-        recording.status == Recording.Status.RESTRICTED and recording.verified_at is None and recording.ended_at is not None
-    )
-    if recording.status != Recording.Status.FINALIZING and not restricted_unverified:
+    if not _awaits_finalize(recording):
         return recording
     report = progress or _progress_for(recording, "finalize")
     segments = list(recording.segments.order_by("index"))
-    if recording.expected_segments is not None and len(segments) < recording.expected_segments:
+    if recording.expected_segments is None:
+        raise RecordingNotReady("Waiting for the edge to report how many segments it closed.")
+    if len(segments) < recording.expected_segments:
         raise RecordingNotReady(
             f"{len(segments)} of {recording.expected_segments} segments are registered; waiting for the edge."
         )
@@ -735,11 +753,16 @@ def recording_live_stop_for_session(*, session: Session, by: Any = None, retry: 
             continue
         segments = reply.get("segments") if isinstance(reply, dict) else None
         with transaction.atomic():
-            Recording.objects.filter(pk=recording.pk).update(
-                ended_at=timezone.now(), expected_segments=segments if isinstance(segments, int) else None
-            )
+            recording = Recording.objects.select_for_update().get(pk=recording.pk)
+            if recording.ended_at is None:
+                recording.ended_at = timezone.now()
+            if isinstance(segments, int):
+                recording.expected_segments = segments
+            recording.save(update_fields=["ended_at", "expected_segments"])
             _audit(recording, "recording.stop", by, reason="consent withdrawn")
-            _enqueue("recording_finalize", recording.pk)
+            # Otherwise the edge's "recording.stopped" webhook gives the count and queues it.
+            if recording.expected_segments is not None:
+                _enqueue("recording_finalize", recording.pk)
         stopped.append(recording)
     return stopped
 

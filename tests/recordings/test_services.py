@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -269,3 +270,36 @@ def test_retention_runs_nightly_from_the_beat_schedule(db: Any) -> None:
 
     task = PeriodicTask.objects.get(task="recordings.tasks.retention_apply")
     assert task.enabled and task.crontab is not None and task.crontab.hour == "3"
+
+
+def test_without_a_segment_count_finalize_waits_for_the_edges_stopped_webhook(
+    live_session: Session, consenting_patient: Any, bob: Any, fake_edge: FakeEdge, clip: Path, clip_facts: ClipFacts,
+    spool: Path, django_capture_on_commit_callbacks: Any,
+) -> None:
+    from .fixtures import register_segments
+
+    fake_edge.stop_reply = {"ok": True}  # what the edge answers: the count comes by webhook
+    recording = services.recording_start(session=live_session, by=bob)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.recording_stop(recording=recording, by=bob)
+    recording.refresh_from_db()
+    assert recording.status == Recording.Status.FINALIZING and recording.expected_segments is None
+    with pytest.raises(services.RecordingNotReady, match="how many segments"):
+        services.recording_finalize(recording=recording)
+    # The webhook arrives before the last segment does: finalize waits for it, then runs.
+    register_segments(recording, clip, clip_facts, spool, 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.recording_stopped(recording_public_id=str(recording.public_id), segments=2)
+    recording.refresh_from_db()
+    assert recording.status == Recording.Status.FINALIZING
+    shutil.copyfile(clip, spool / recording.prefix / "seg-00001.mp4")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.segment_register(
+            recording_public_id=str(recording.public_id), index=1, path=f"{recording.prefix}/seg-00001.mp4",
+            sha256=clip_facts.sha256, size=clip_facts.size, duration=clip_facts.duration,
+            video_frames=clip_facts.video_frames, audio_frames=clip_facts.audio_frames, width=320, height=240, fps=30,
+            video_codec="h264", audio_codec="opus",
+        )
+    recording.refresh_from_db()
+    assert recording.status == Recording.Status.AVAILABLE
+    assert recording.segments.count() == 2
