@@ -1,0 +1,152 @@
+"""Live media through a real edge: the OR console publishes Chromium's fake camera and microphone,
+the edge forwards H.264 and Opus without decoding, viewers watch, mentors talk back."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from mentoring import services
+
+from .conftest import off_loop, screenshot
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+JOINED = "() => window.orstream && window.orstream.link.joined"
+FRAMES = "() => document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames"
+
+
+@pytest.fixture
+def live(session: Any, alice: Any, consenting_patient: Any) -> Any:
+    off_loop(services.session_start, session=session, by=alice)
+    session.refresh_from_db()
+    return session
+
+
+def publish(site: Any, open_page: Any, surgeon: Any) -> Any:
+    console = open_page(site.join_url(services.join_token_mint(participant=surgeon)))
+    console.wait_for_function("() => window.orstream.media.state === 'live'", timeout=30_000)
+    return console
+
+
+def wait_for_frames(page: Any, *, more_than: int = 0, timeout: float = 20_000) -> int:
+    page.wait_for_function(f"() => ({FRAMES})() > {more_than}", timeout=timeout)
+    return int(page.evaluate(FRAMES))
+
+
+def test_the_mentor_sees_the_or_camera_as_h264_with_a_delay_badge(site, open_page, live, surgeon, carol):
+    console = publish(site, open_page, surgeon)
+    mentor = open_page(site.join_url(services.join_token_mint(participant=carol)))
+    mentor.wait_for_function("() => document.getElementById('video').videoWidth > 0", timeout=30_000)
+    first = wait_for_frames(mentor)
+    mentor.wait_for_timeout(2000)
+    later = int(mentor.evaluate(FRAMES))
+    assert later - first >= 10, f"only {later - first} frames in 2 s"
+    stats = mentor.evaluate("() => window.orstream.stats()")
+    assert stats["video"]["codec"] == "video/H264"
+    assert stats["video"]["framesDecoded"] > 0
+    # The badge reads a figure and a colour, and the page reports it for the coordinator.
+    mentor.wait_for_function("() => document.getElementById('latency').dataset.ms !== undefined", timeout=20_000)
+    badge = mentor.locator("#latency")
+    assert badge.get_attribute("data-level") in {"good", "fair", "poor"}
+    ms = int(badge.get_attribute("data-ms"))
+    assert 0 <= ms < 5000
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        carol.refresh_from_db()
+        if carol.last_latency_ms is not None:
+            break
+        time.sleep(0.5)
+    assert carol.last_latency_ms is not None
+    mentor.get_by_role("button", name="Actual size 1:1").click()
+    width = mentor.evaluate("() => document.getElementById('frame').getBoundingClientRect().width")
+    assert width == pytest.approx(mentor.evaluate("() => document.getElementById('video').videoWidth"), abs=2)
+    mentor.get_by_role("button", name="Fit to window").click()
+    screenshot(mentor, "mentor-live")
+    screenshot(console, "console-live")
+
+
+def test_the_mentors_voice_reaches_the_or_console_only_while_talking(site, open_page, live, surgeon, carol):
+    console = publish(site, open_page, surgeon)
+    mentor = open_page(site.join_url(services.join_token_mint(participant=carol)))
+    mentor.wait_for_function("() => window.orstream.media.state === 'live'", timeout=30_000)
+    mentor.wait_for_function("() => !document.getElementById('talk').disabled", timeout=10_000)
+    talkback = """async () => {
+      const report = await window.orstream.media.pc.getStats();
+      let packets = 0, energy = 0;
+      report.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'audio') { packets += s.packetsReceived; energy += s.totalAudioEnergy || 0; } });
+      return [packets, energy];
+    }"""
+    # As in the theatre: someone clicks to let the browser play the mentors' voices.
+    if console.locator("#sound").is_visible():
+        console.get_by_role("button", name="Click to hear the mentors").click()
+    console.wait_for_timeout(1500)
+    before, _ = console.evaluate(talkback)
+    console.wait_for_timeout(1500)
+    idle, _ = console.evaluate(talkback)
+    assert idle - before < 10, "talkback flows while nobody holds the talk key"
+    mentor.locator("body").focus()
+    mentor.keyboard.down("Space")
+    console.wait_for_function(
+        "() => document.getElementById('talking').innerText.includes('Dr Carol Mentor is talking')", timeout=10_000
+    )
+    console.wait_for_timeout(3000)
+    talking, energy = console.evaluate(talkback)
+    mentor.keyboard.up("Space")
+    assert talking - idle > 50, f"{talking - idle} talkback packets in 3 s of talking"
+    assert energy > 0, "the talkback is silent"
+    assert mentor.locator("#mic-state").inner_text() == "Muted. Hold the button or the Space bar to talk."
+    console.wait_for_function("() => document.getElementById('talking').hidden", timeout=10_000)
+
+
+def test_the_conference_room_comes_back_by_itself_after_the_edge_restarts(site, open_page, live, surgeon, alice):
+    display = services.participant_add(session=live, role="display", display_name="Conference room B", by=alice)
+    publish(site, open_page, surgeon)
+    room = open_page(site.join_url(services.join_token_mint(participant=display)), width=1920, height=1080)
+    wait_for_frames(room, timeout=30_000)
+    assert room.locator("#sound").is_visible(), "the conference room must offer sound with a click"
+    assert room.evaluate("() => document.getElementById('video').muted")
+    screenshot(room, "display-live")
+
+    site.edge.stop()
+    room.wait_for_function("() => window.orstream.media.state !== 'live'", timeout=20_000)
+    frames = int(room.evaluate(FRAMES))
+    assert room.locator("#status").is_visible()
+    screenshot(room, "display-edge-down")
+    room.wait_for_timeout(3000)
+    site.edge.start()
+    back = time.monotonic()
+    wait_for_frames(room, more_than=frames + 5, timeout=30_000)
+    took = time.monotonic() - back
+    print(f"conference room picture back {took:.1f} s after the edge")
+    assert took < 5, f"the picture came back {took:.1f} s after the edge"
+    room.get_by_role("button", name="Click for sound").click()
+    assert not room.evaluate("() => document.getElementById('video').muted")
+
+
+def test_the_coordinator_sees_who_is_connected_and_removes_a_mentor(site, open_page, live, surgeon, carol, alice):
+    coordinator = services.participant_add(session=live, role="coordinator", display_name="Alice Coord", user=alice, by=alice)
+    publish(site, open_page, surgeon)
+    mentor = open_page(site.join_url(services.join_token_mint(participant=carol)))
+    mentor.wait_for_function("() => window.orstream.media.state === 'live'", timeout=30_000)
+    page = open_page(site.join_url(services.join_token_mint(participant=coordinator)))
+    row = page.locator(f"#people-rows tr[data-id='{carol.public_id}']")
+    row.wait_for(timeout=15_000)
+    assert "Mentor" in row.inner_text()
+    page.wait_for_function(
+        f"() => /Mbit\\/s/.test(document.querySelector(\"#people-rows tr[data-id='{carol.public_id}']\").innerText)",
+        timeout=20_000,
+    )
+    assert page.locator(f"#people-rows tr[data-id='{surgeon.public_id}']").is_visible()
+    page.wait_for_timeout(3000)
+    screenshot(page, "live")
+    page.on("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Remove Dr Carol Mentor from the session").click()
+    mentor.get_by_role("alert").wait_for(timeout=10_000)
+    assert "by the coordinator" in mentor.get_by_role("alert").inner_text()
+    mentor.wait_for_function("() => window.orstream.media.pc === null")
+    row.wait_for(state="detached", timeout=10_000)
+    carol.refresh_from_db()
+    assert carol.removed_at is not None
