@@ -17,7 +17,11 @@ log = logging.getLogger(__name__)
 
 
 class EventError(Exception):
-    """A webhook about something the control plane does not know."""
+    """A webhook the control plane cannot act on: ``status`` 404 for an unknown session, 400 otherwise."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _broadcast(session: Session, notice: dict[str, Any]) -> None:
@@ -31,13 +35,22 @@ def _broadcast(session: Session, notice: dict[str, Any]) -> None:
 def edge_event_handle(*, event: protocol.EdgeEvent) -> None:
     session = Session.objects.filter(public_id=event.session_id).first() if _is_uuid(event.session_id) else None
     if session is None:
-        raise EventError(f"unknown session {event.session_id[:40]!r}")
-    if event.type == "segment.closed":
+        raise EventError(f"unknown session {event.session_id[:40]!r}", status=404)
+    if event.type in ("segment.closed", "recording.stopped"):
         from recordings import services as recording_services
 
-        recording_services.segment_register(**event.data)
-        return
-    if event.type in {"publisher.up", "publisher.down", "recording.started", "recording.stopped", "viewer.joined", "viewer.left"}:
+        try:
+            if event.type == "segment.closed":
+                recording_services.segment_register(**event.data)
+            else:
+                recording_services.recording_stopped(
+                    recording_public_id=event.data["recording_public_id"], segments=int(event.data["segments"])
+                )
+        except (TypeError, KeyError, ValueError) as error:
+            raise EventError(f"{event.type} carries unexpected data: {error}") from None
+        except recording_services.RecordingError as error:
+            raise EventError(str(error)) from None
+    if event.type in {"publisher.up", "publisher.down", "recording.started", "viewer.joined", "viewer.left"}:
         _broadcast(session, {"event": event.type, **{k: v for k, v in event.data.items() if k in ("participant_id", "recording_id")}})
         return
     log.info("edge event %s ignored", event.type)

@@ -251,5 +251,5 @@ def edge_events(request: HttpRequest) -> HttpResponse:
     try:
         events.edge_event_handle(event=event)
     except events.EventError as error:
-        return JsonResponse({"error": str(error)}, status=404)
+        return JsonResponse({"error": str(error)}, status=error.status)
     return JsonResponse({"ok": True})
