@@ -64,7 +64,7 @@ def _session(public_id: Any) -> Session:
 
 
 def _recording_card(session: Session) -> dict[str, Any]:
-    recording = session.recordings.filter(status=Recording.Status.RECORDING).order_by("-started_at").first()
+    recording = Recording.objects.filter(session=session, status=Recording.Status.RECORDING).order_by("-started_at").first()
     if recording is None:
         return {"state": "off"}
     return {"state": "recording", "id": str(recording.public_id), "started_at": recording.started_at.isoformat()}
@@ -132,7 +132,7 @@ def live_recording(request: HttpRequest, public_id: Any) -> HttpResponse:
         if action == "start":
             recording_services.recording_start(session=session, by=caller.user)
         elif action == "stop":
-            recording = session.recordings.filter(status=Recording.Status.RECORDING).first()
+            recording = Recording.objects.filter(session=session, status=Recording.Status.RECORDING).first()
             if recording is not None:
                 recording_services.recording_stop(recording=recording, by=caller.user)
         else:
@@ -150,15 +150,16 @@ def live_recording(request: HttpRequest, public_id: Any) -> HttpResponse:
 def session_live(request: HttpRequest, public_id: Any) -> HttpResponse:
     """The live view for a logged-in coordinator: joins as the session's coordinator participant."""
     session = _session(public_id)
+    user: Any = request.user
     if not session.is_open:
         return render(request, "mentoring/refused.html", {"title": "This session is over", "message": f"This session is {session.get_status_display().lower()}."}, status=403)
-    participant = session.participants.filter(user=request.user, role=Role.COORDINATOR, removed_at__isnull=True).first()
+    participant = Participant.objects.filter(session=session, user=user, role=Role.COORDINATOR, removed_at__isnull=True).first()
     if participant is None:
         participant = services.participant_add(
-            session=session, role=Role.COORDINATOR, display_name=request.user.get_full_name() or request.user.get_username(),
-            email=request.user.email, user=request.user, by=request.user,
+            session=session, role=Role.COORDINATOR, display_name=user.get_full_name() or user.get_username(),
+            email=user.email, user=user, by=user,
         )
-    token = services.join_token_mint(participant=participant, valid_for=timedelta(hours=12), by=request.user)
+    token = services.join_token_mint(participant=participant, valid_for=timedelta(hours=12), by=user)
     response = render(request, "frontend/live.html", live_context(session, participant, token))
     response["Cache-Control"] = "no-store"
     return response
