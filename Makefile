@@ -29,10 +29,15 @@ run: venv
 	$(PY) manage.py seed_demo
 	PORT=$(PORT) EDGE_PORT=$(EDGE_PORT) $(PY) -m orstream.devserver
 
+# Browser tests run in a pytest process of their own: Playwright's sync API keeps an event loop
+# on the main thread, which asyncio tests in the same process would trip over.
+TEST_ENV = DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+	CELERY_TASK_ALWAYS_EAGER=true
+
 test: venv browser
-	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
-	CELERY_TASK_ALWAYS_EAGER=true $(PY) -m pytest
 	$(PY) -m ruff check .
+	$(TEST_ENV) $(PY) -m pytest -m "not e2e"
+	$(TEST_ENV) $(PY) -m pytest -m e2e
 
 bench: venv
 	$(PY) -m orstream.edge.bench

@@ -167,3 +167,29 @@ class RetentionPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_purpose_display()}: {self.days} days"
+
+
+class Bookmark(models.Model):
+    """A point in a recording someone marked: a bookmark (a moment to come back to) or a chapter
+    (where a phase of the procedure starts). ``media_time`` is seconds from the recording's start,
+    across its parts, as the library's player counts it."""
+
+    class Kind(models.TextChoices):
+        BOOKMARK = "bookmark", "Bookmark"
+        CHAPTER = "chapter", "Chapter"
+
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="bookmarks")
+    media_time = models.FloatField()
+    label = models.CharField(max_length=120)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.BOOKMARK)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["recording", "media_time", "pk"]
+        constraints = [models.CheckConstraint(condition=models.Q(media_time__gte=0), name="bookmark_time_not_negative")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.label!r} at {self.media_time:.1f} s"

@@ -463,12 +463,13 @@ def test_audio_that_starts_after_the_first_picture_keeps_its_place(
     assert float(first.pts * first.time_base) >= 0.28
 
 
+@pytest.mark.e2e
 async def test_chromium_plays_a_recording_and_a_recovered_crash_segment(
     clip_4s: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:
+    # A missing browser is a failure: `make test` installs Debian's Chromium first.
     chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Chromium is not installed")
+    assert chromium is not None, "Chromium is not installed: run `make browser`"
     from playwright.async_api import async_playwright
 
     closed: list[dict[str, Any]] = []
