@@ -126,6 +126,6 @@ class WebhookSender:
                     logger.warning("webhook %s refused: HTTP %d", event.type, response.status)
                     return "refused"
                 return "retry"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             logger.debug("webhook %s failed: %s", event.type, exc)
             return "retry"

@@ -28,7 +28,6 @@ from .ingest import PyAVSource, SourceError
 from .peer import (
     EdgePeerConnection,
     SdpError,
-    VideoChoice,
     choose_publisher_video,
     choose_viewer_video,
     offer_media_kinds,
@@ -140,6 +139,7 @@ class SessionHub:
         media_dir: Path | None = None,
         viewer_queue_frames: int = 120,
         profile_wait: float = 5.0,
+        connect_timeout: float = 30.0,
     ) -> None:
         self.session_id = session_id
         self.emit = emit
@@ -147,6 +147,7 @@ class SessionHub:
         self.media_dir = media_dir or Path("var/media")
         self.viewer_queue_frames = viewer_queue_frames
         self.profile_wait = profile_wait
+        self.connect_timeout = connect_timeout
         self.source: PyAVSource | None = None
         self.publisher: Publisher | None = None
         self.viewers: dict[str, Viewer] = {}
@@ -387,7 +388,14 @@ class SessionHub:
     async def _activate(self, viewer: Viewer) -> None:
         """Once the viewer's media path is up: current GOP at once, then live frames."""
         senders = [f.sender for f in viewer.feeds()]
-        await asyncio.gather(*(s.ready.wait() for s in senders))
+        try:
+            await asyncio.wait_for(asyncio.gather(*(s.ready.wait() for s in senders)), timeout=self.connect_timeout)
+        except TimeoutError:
+            # ICE or DTLS never completed: do not keep a viewer that will never get a frame.
+            logger.info("session %s: viewer %s never connected", self.session_id, viewer.participant_id)
+            if self.viewers.get(viewer.participant_id) is viewer:
+                await self.remove_participant(viewer.participant_id)
+            return
         if self.viewers.get(viewer.participant_id) is not viewer:
             return
         if viewer.video is not None:
@@ -622,9 +630,13 @@ class Edge:
         """The hub for session_id, created if new (idempotent: the control plane may retry)."""
         hub = self.sessions.get(session_id)
         if hub is None:
+
+            def emit(type_: str, data: dict[str, Any], sid: str = session_id) -> None:
+                self.emit_event(type_, sid, data)
+
             hub = SessionHub(
                 session_id,
-                emit=lambda type_, data, sid=session_id: self.emit_event(type_, sid, data),
+                emit=emit,
                 ice_loopback=self.ice_loopback,
                 media_dir=self.media_dir,
                 viewer_queue_frames=self.viewer_queue_frames,

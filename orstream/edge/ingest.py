@@ -88,13 +88,14 @@ class _OpusTranscoder:
     """AAC (or any audio) to 20 ms Opus packets; audio only, video is never decoded."""
 
     def __init__(self, stream: av.audio.stream.AudioStream) -> None:
-        self.decoder = av.CodecContext.create(stream.codec_context.name, "r")
-        if stream.codec_context.extradata:
-            self.decoder.extradata = stream.codec_context.extradata
-        self.decoder.sample_rate = stream.codec_context.sample_rate
-        self.decoder.layout = stream.codec_context.layout
+        source: Any = stream.codec_context
+        self.decoder: Any = av.CodecContext.create(source.name, "r")
+        if source.extradata:
+            self.decoder.extradata = source.extradata
+        self.decoder.sample_rate = source.sample_rate
+        self.decoder.layout = source.layout
         self.resampler = av.AudioResampler(format="s16", layout="stereo", rate=AUDIO_CLOCK, frame_size=OPUS_FRAME_SAMPLES)
-        self.encoder = av.CodecContext.create("libopus", "w")
+        self.encoder: Any = av.CodecContext.create("libopus", "w")
         self.encoder.sample_rate = AUDIO_CLOCK
         self.encoder.layout = "stereo"
         self.encoder.format = "s16"

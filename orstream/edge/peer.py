@@ -174,10 +174,9 @@ def choose_viewer_video(offer_sdp: str, source_profile_level_id: str) -> tuple[s
         able = sorted(
             (c for c in candidates if _profile_rank(c[1]) >= source_rank), key=lambda c: _profile_rank(c[1])
         )
-        picked = (exact or able or [None])[0]
-        if picked is None:
+        if not (exact or able):
             raise SdpError(f"the viewer cannot decode H.264 profile-level-id {source_profile_level_id}")
-        pt = picked[0]
+        pt = (exact or able)[0][0]
         section.keep_only({pt} | _rtx_for(section, pt))
         fmtp = section.fmtp().get(pt, {})
         fmtp["profile-level-id"] = AIORTC_H264_PROFILE

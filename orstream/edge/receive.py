@@ -163,7 +163,8 @@ class PassthroughReceiver:
             return
         self._started = True
         for codec in parameters.codecs:
-            self._codecs[codec.payloadType] = codec
+            if codec.payloadType is not None:
+                self._codecs[codec.payloadType] = codec
         for encoding in parameters.encodings:
             if encoding.rtx:
                 self._rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
@@ -399,7 +400,7 @@ class PassthroughReceiver:
                         ssrc=ssrc,
                         fraction_lost=stream.fraction_lost,
                         packets_lost=stream.packets_lost,
-                        highest_sequence=stream.max_seq,
+                        highest_sequence=stream.max_seq or 0,
                         jitter=stream.jitter,
                         lsr=lsr,
                         dlsr=dlsr,

@@ -152,7 +152,7 @@ class RtpStreamSender:
             return
         self._started = True
         codec = parameters.codecs[0]
-        self._payload_type = codec.payloadType
+        self._payload_type = codec.payloadType or 0
         self._cname = parameters.rtcp.cname or ""
         for other in parameters.codecs:
             if other.mimeType.lower().endswith("/rtx") and other.parameters.get("apt") == codec.payloadType:
