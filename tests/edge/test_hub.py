@@ -158,6 +158,25 @@ async def test_webrtc_publisher_is_forwarded_and_talkback_reaches_it_but_not_the
     assert "a=sendrecv" in hub_answer_audio(mentor)
     assert hub.counters.talkback_frames > 10
     assert hub.viewers["resident-1"].talk_receiver is None
+
+    # the publisher's access units reach viewers byte for byte
+    import av
+
+    from orstream.edge.h264 import join_nal_units
+
+    with av.open(str(ts_clip)) as container:
+        sent = [join_nal_units(split_nal_units(bytes(p))) for p in container.demux(container.streams.video[0]) if p.size]
+    got = [f.data for f in resident.frames("video")]
+    start = sent.index(got[0])
+    assert got == sent[start : start + len(got)]
+
+    # keyframe requests from any number of viewers reach the publisher at most once per 2 s
+    receiver = hub.publisher.video_receiver
+    plis, suppressed = receiver.stats.plis_sent, hub.counters.keyframe_requests_suppressed
+    for _ in range(5):
+        hub.request_keyframe()
+    assert receiver.stats.plis_sent - plis <= 1
+    assert hub.counters.keyframe_requests_suppressed - suppressed >= 4
     await mentor.close()
     await resident.close()
     await publisher.close()
