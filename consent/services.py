@@ -267,3 +267,37 @@ def _enforce_live_consent(session: Any) -> None:
     from mentoring import services as mentoring_services
 
     mentoring_services.session_enforce_consent(session=session)
+
+
+# ---------------------------------------------------------------- pages
+
+CONSENT_STAFF_GROUP = "consent_staff"
+
+
+def user_is_consent_staff(user: Any) -> bool:
+    """Who records and withdraws consent: coordinators and the consent_staff group (ward staff)."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    from mentoring.services import user_is_coordinator
+
+    return user_is_coordinator(user) or bool(user.groups.filter(name=CONSENT_STAFF_GROUP).exists())
+
+
+def consent_form_list_active() -> list[ConsentForm]:
+    """The form versions staff may record consent on, newest version of each title first."""
+    return list(ConsentForm.objects.filter(is_active=True).order_by("title", "-created_at"))
+
+
+def consent_history_for(*, session: Any) -> list[ConsentRecord]:
+    """Every consent record of the session, newest first, with its decisions and who acted."""
+    return list(
+        ConsentRecord.objects.filter(session=session)
+        .select_related("form", "obtained_by", "withdrawn_by")
+        .prefetch_related("decisions")
+        .order_by("-obtained_at", "-pk")
+    )
+
+
+def audit_list_for(*, session: Any) -> list[AuditEvent]:
+    """The audit events about one session, in chain order."""
+    return list(AuditEvent.objects.filter(session_public_id=str(session.public_id)).order_by("id"))

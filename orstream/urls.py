@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("mentoring.api_urls")),
     path("recordings/", include("recordings.urls")),
+    path("consent/", include("consent.urls")),
     path("", include("frontend.urls")),  # before mentoring: sessions/<id>/live/ is not a session action
     path("", include("mentoring.urls")),
 ]

@@ -18,7 +18,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
 from typing import IO, Any
@@ -30,6 +30,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from consent import services as consent_services
@@ -37,7 +38,7 @@ from mentoring import edge
 from mentoring.models import Role, Session
 from orstream.edge import protocol
 
-from .models import ExportJob, Recording, RetentionPolicy, RetentionPurpose, Segment
+from .models import Bookmark, ExportJob, Recording, RetentionPolicy, RetentionPurpose, Segment
 
 log = logging.getLogger(__name__)
 
@@ -928,3 +929,207 @@ def _enqueue(name: str, pk: int) -> None:
         getattr(tasks, name).delay(pk)
 
     transaction.on_commit(send, robust=True)
+
+
+# ---------------------------------------------------------------- library (pages)
+
+RESIDENT_GROUP = "resident"
+BOOKMARK_LABEL_MAX = 120
+
+
+def _is_resident_of(user: Any, session: Session) -> bool:
+    return (
+        session.participants.filter(user=user, role=Role.RESIDENT, removed_at__isnull=True).exists()
+        or user.groups.filter(name=RESIDENT_GROUP).exists()
+    )
+
+
+@dataclass(frozen=True)
+class LibraryFilter:
+    """What the library is searched by; empty fields do not filter."""
+
+    text: str = ""
+    procedure: str = ""
+    room: str = ""
+    surgeon: str = ""
+    since: date | None = None
+    until: date | None = None
+    tag: str = ""
+    session: str = ""
+
+
+def recording_list_for(*, user: Any, filters: LibraryFilter | None = None) -> QuerySet[Recording]:
+    """The recordings ``user`` may play, newest first, narrowed by ``filters``.
+
+    The same rules as recording_access_check, as one query and without auditing (a list is not a
+    view): only available recordings (restricted, failed and erased ones are never listed);
+    coordinators and faculty see all, a surgeon their own, residents only those whose patient
+    consent in force grants archive_training. Everyone else sees nothing.
+    """
+    if not getattr(user, "is_authenticated", False):
+        return Recording.objects.none()
+    query = Recording.objects.select_related("session", "session__room", "session__surgeon").filter(
+        status=Recording.Status.AVAILABLE
+    )
+    if not (user_is_coordinator(user) or user.groups.filter(name=FACULTY_GROUP).exists()):
+        in_resident_group = user.groups.filter(name=RESIDENT_GROUP).exists()
+        resident_of = Q() if in_resident_group else Q(
+            session__participants__user=user,
+            session__participants__role=Role.RESIDENT,
+            session__participants__removed_at__isnull=True,
+        )
+        trained = Recording.objects.filter(
+            resident_of,
+            session__consents__withdrawn_at__isnull=True,
+            session__consents__decisions__purpose="archive_training",
+            session__consents__decisions__granted=True,
+        ).values("pk")
+        query = query.filter(Q(session__surgeon=user) | Q(pk__in=trained))
+    f = filters or LibraryFilter()
+    if f.text:
+        query = query.filter(
+            Q(session__procedure__icontains=f.text) | Q(session__room__name__icontains=f.text) | Q(tags__icontains=f.text)
+        )
+    if f.procedure:
+        query = query.filter(session__procedure__icontains=f.procedure)
+    if f.room:
+        query = query.filter(session__room__name=f.room)
+    if f.surgeon:
+        query = query.filter(session__surgeon__username=f.surgeon)
+    if f.since:
+        query = query.filter(started_at__date__gte=f.since)
+    if f.until:
+        query = query.filter(started_at__date__lte=f.until)
+    if f.tag:
+        query = query.filter(tags__contains=[f.tag])
+    if f.session:
+        query = query.filter(session__public_id=f.session)
+    return query.distinct().order_by("-started_at")
+
+
+@dataclass(frozen=True)
+class LibraryChoices:
+    rooms: list[str]
+    surgeons: list[tuple[str, str]]
+    tags: list[str]
+
+
+def library_choices_for(*, user: Any) -> LibraryChoices:
+    """The rooms, surgeons (username, name) and tags of what ``user`` may see, for the filters."""
+    rooms: set[str] = set()
+    surgeons: dict[str, str] = {}
+    tags: set[str] = set()
+    for recording in recording_list_for(user=user):
+        session = recording.session
+        rooms.add(session.room.name)
+        surgeons[session.surgeon.username] = session.surgeon.get_full_name() or session.surgeon.username
+        tags.update(str(t) for t in recording.tags or [])
+    return LibraryChoices(sorted(rooms), sorted(surgeons.items(), key=lambda s: s[1]), sorted(tags))
+
+
+def recording_may_manage(*, recording: Recording, user: Any) -> bool:
+    """Export, legal hold and erasure are the records office's (coordinators')."""
+    return user_is_coordinator(user)
+
+
+def recording_may_download(*, recording: Recording, user: Any) -> bool:
+    """A download leaves the hospital's control: the records office and the operating surgeon."""
+    return user_is_coordinator(user) or getattr(user, "pk", None) == recording.session.surgeon_id
+
+
+def _annotation_offset(card: dict[str, Any], started: float) -> float | None:
+    # media_time is the edge's ingest wall clock (Unix seconds) of the frame the mentor saw; the
+    # recording starts at started_at on the same clock (the control plane and the edge keep NTP
+    # time). Strokes without a media time fall back to when the server stored them.
+    when = card.get("media_time")
+    if not isinstance(when, (int, float)):
+        when = datetime.fromisoformat(card["at"]).timestamp()
+    return float(when) - started
+
+
+def recording_playback_for(*, recording: Recording, user: Any) -> dict[str, Any]:
+    """What the library's player needs, for ``user`` (checked, refusals audited):
+
+    ``parts``: each segment's URL and its start within the recording (the durations before it);
+    ``annotations``: the session's strokes and clears that fall inside the recording, with
+    ``t``, seconds from the recording's start (see _annotation_offset for the mapping);
+    ``bookmarks``: bookmarks and chapters in time order.
+    """
+    from mentoring.services import annotation_list_for
+
+    recording_access_check(recording=recording, user=user, action="recording.view")
+    parts = []
+    offset = 0.0
+    for segment in recording.segments.order_by("index"):
+        parts.append({"index": segment.index, "url": f"/recordings/{recording.public_id}/parts/{segment.index}.mp4",
+                      "start": round(offset, 3), "duration": segment.duration})
+        offset += segment.duration
+    duration = recording.duration or offset
+    started = recording.started_at.timestamp()
+    annotations = []
+    for card in annotation_list_for(session=recording.session):
+        if card["kind"] not in ("stroke", "clear"):
+            continue
+        t = _annotation_offset(card, started)
+        if t is None or t < 0 or t > duration:
+            continue
+        annotations.append({"t": round(t, 3), "kind": card["kind"], "tool": card.get("tool"), "color": card.get("color"),
+                            "points": card.get("points", []), "from_name": card["from_name"]})
+    annotations.sort(key=lambda a: a["t"])
+    return {
+        "recording": str(recording.public_id),
+        "duration": duration,
+        "parts": parts,
+        "annotations": annotations,
+        "bookmarks": [bookmark_card(b) for b in bookmark_list_for(recording=recording)],
+    }
+
+
+def bookmark_card(bookmark: Bookmark) -> dict[str, Any]:
+    return {"id": bookmark.pk, "t": bookmark.media_time, "label": bookmark.label, "kind": bookmark.kind}
+
+
+def bookmark_list_for(*, recording: Recording) -> list[Bookmark]:
+    return list(recording.bookmarks.order_by("media_time", "pk"))
+
+
+def bookmark_add(*, recording: Recording, user: Any, media_time: float, label: str, kind: str = Bookmark.Kind.BOOKMARK) -> Bookmark:
+    """Mark a moment of ``recording``; anyone who may view it may mark it. Chapters are faculty's,
+    the surgeon's and the records office's (they structure the recording for everyone)."""
+    recording_access_check(recording=recording, user=user, action="recording.bookmark")
+    label = label.strip()
+    if not label:
+        raise RecordingError("Give the bookmark a short label, e.g. \"dissection starts\".")
+    if len(label) > BOOKMARK_LABEL_MAX:
+        raise RecordingError(f"Keep the label under {BOOKMARK_LABEL_MAX} characters.")
+    if kind not in Bookmark.Kind.values:
+        raise RecordingError("A mark is a bookmark or a chapter.")
+    if kind == Bookmark.Kind.CHAPTER and not (
+        user_is_coordinator(user) or user.pk == recording.session.surgeon_id or user.groups.filter(name=FACULTY_GROUP).exists()
+    ):
+        raise RecordingAccessDenied("Only faculty, the surgeon and the records office add chapters; add a bookmark instead.")
+    duration = recording.duration or sum(s.duration for s in recording.segments.all())
+    if not 0 <= media_time <= duration + DURATION_TOLERANCE:
+        raise RecordingError(f"The time must be within the recording (0 to {duration:.0f} s).")
+    return Bookmark.objects.create(recording=recording, media_time=float(media_time), label=label, kind=kind, created_by=user)
+
+
+def recording_download_open(*, recording: Recording, index: int, user: Any) -> MediaFile:
+    """Open part ``index`` as a download for ``user``: the records office or the surgeon; audited."""
+    recording_access_check(recording=recording, user=user, action="recording.download")
+    if not recording_may_download(recording=recording, user=user):
+        _audit(recording, "recording.download", user, outcome="refused", reason="not coordinator or surgeon")
+        raise RecordingAccessDenied("Only the records office and the operating surgeon can download recordings.")
+    segment = recording.segments.filter(index=index).first()
+    if segment is None:
+        raise RecordingError(f"This recording has no part {index}.")
+    _audit(recording, "recording.download", user, segment=index)
+    return MediaFile(handle=_segment_open(segment), size=segment.size, name=f"{recording.prefix}-{index:05d}.mp4")
+
+
+def recording_progress_check(*, recording: Recording, user: Any) -> None:
+    """May ``user`` follow the progress of jobs on ``recording``? Coordinators always (they follow
+    finalizing and erasure too); others when they may view it. Refusals are audited."""
+    if user_is_coordinator(user):
+        return
+    recording_access_check(recording=recording, user=user, action="recording.progress")
