@@ -49,7 +49,8 @@ def env_secret(name: str) -> str:
 class EdgeConfig:
     secret: str
     webhook_url: str = ""
-    media_dir: Path = field(default_factory=lambda: Path("var/media"))
+    # The recordings spool shared with the control plane (its RECORDINGS_SPOOL_DIR).
+    media_dir: Path = field(default_factory=lambda: Path("var/spool"))
     # Offer 127.0.0.1 as an ICE host candidate: the embedded profile runs browser and edge on one
     # machine, and aioice leaves loopback out by default.
     ice_loopback: bool = True
@@ -67,7 +68,7 @@ class EdgeConfig:
         return cls(
             secret=secret,
             webhook_url=env_str("ORSTREAM_EDGE_WEBHOOK_URL"),
-            media_dir=Path(env_str("ORSTREAM_EDGE_MEDIA_DIR", "var/media")),
+            media_dir=Path(env_str("ORSTREAM_EDGE_MEDIA_DIR", "var/spool")),
             ice_loopback=env_bool("ORSTREAM_EDGE_ICE_LOOPBACK", True),
             max_body_bytes=env_int("ORSTREAM_EDGE_MAX_BODY_BYTES", 256 * 1024),
             webhook_queue_size=env_int("ORSTREAM_EDGE_WEBHOOK_QUEUE", 1000),

@@ -144,7 +144,7 @@ class SessionHub:
         self.session_id = session_id
         self.emit = emit
         self.ice_loopback = ice_loopback
-        self.media_dir = media_dir or Path("var/media")
+        self.media_dir = media_dir or Path("var/spool")
         self.viewer_queue_frames = viewer_queue_frames
         self.profile_wait = profile_wait
         self.connect_timeout = connect_timeout
@@ -622,7 +622,7 @@ class Edge:
                  media_dir: Path | None = None, viewer_queue_frames: int = 120) -> None:
         self.emit_event = emit_event
         self.ice_loopback = ice_loopback
-        self.media_dir = media_dir or Path("var/media")
+        self.media_dir = media_dir or Path("var/spool")
         self.viewer_queue_frames = viewer_queue_frames
         self.sessions: dict[str, SessionHub] = {}
 
