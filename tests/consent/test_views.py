@@ -1,0 +1,150 @@
+"""The consent pages: staff record consent per purpose, withdraw it in one action, and export it
+and the session's audit trail as FHIR R5."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib.auth.models import Group
+from django.test import Client
+from fhir.resources.bundle import Bundle
+from fhir.resources.consent import Consent as FhirConsent
+
+from consent import services
+from consent.models import AuditEvent, ConsentRecord
+from recordings.models import Recording
+from tests.conftest import ALL_PURPOSES, make_user
+from tests.recordings.fixtures import available_recording, stopped_recording  # noqa: F401
+
+
+def signed_in(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def page(session: Any) -> str:
+    return f"/consent/sessions/{session.public_id}/"
+
+
+def answers(consent_form: Any, **overrides: str) -> dict[str, str]:
+    form = {f"decision_{p}": "granted" for p in ALL_PURPOSES}
+    form.update({f"decision_{k}": v for k, v in overrides.items()})
+    return {"form": str(consent_form.pk), "patient_ref": "", "attestation": "Signed form, witnessed by the ward nurse", **form}
+
+
+def test_the_coordinator_records_each_purpose_through_the_page(session: Any, consent_form: Any, alice: Any) -> None:
+    client = signed_in(alice)
+    assert "No consent in force" in client.get(page(session)).content.decode()
+    response = client.post(page(session), answers(consent_form, research="refused", live_external="refused"))
+    assert response.status_code == 302
+    record = services.consent_in_force(session=session)
+    assert record is not None and record.obtained_by == alice and record.patient_ref == "CASE-0042"
+    assert {d.purpose: d.granted for d in record.decisions.all()} == {
+        "record": True, "live_internal": True, "live_external": False, "archive_training": True, "research": False
+    }
+    event = AuditEvent.objects.get(action="consent.record")
+    assert event.actor == f"user:{alice.pk}" and event.session_public_id == str(session.public_id)
+    shown = client.get(page(session)).content.decode()
+    assert "Consent in force" in shown and "✘ Refused" in shown and "Withdraw consent" in shown
+
+
+def test_ward_consent_staff_may_record_with_their_own_patient_reference(session: Any, consent_form: Any) -> None:
+    nurse = make_user("nina")
+    nurse.groups.add(Group.objects.get_or_create(name="consent_staff")[0])
+    response = signed_in(nurse).post(page(session), {**answers(consent_form), "patient_ref": "WARD7-0193"})
+    assert response.status_code == 302
+    assert ConsentRecord.objects.get().patient_ref == "WARD7-0193"
+
+
+def test_the_page_warns_never_to_type_a_name(session: Any, alice: Any, consent_form: Any) -> None:
+    assert "Never type the patient's name here" in signed_in(alice).get(page(session)).content.decode()
+
+
+def test_a_purpose_left_unanswered_is_named_and_nothing_is_saved(session: Any, consent_form: Any, alice: Any) -> None:
+    form = answers(consent_form)
+    del form["decision_research"]
+    response = signed_in(alice).post(page(session), form)
+    assert response.status_code == 400
+    assert "research" in response.content.decode()
+    assert "Nothing was saved" in response.content.decode()
+    assert not ConsentRecord.objects.exists()
+    # What was typed is kept for the correction.
+    assert "Signed form, witnessed by the ward nurse" in response.content.decode()
+
+
+def test_an_attestation_is_required(session: Any, consent_form: Any, alice: Any) -> None:
+    response = signed_in(alice).post(page(session), {**answers(consent_form), "attestation": " "})
+    assert response.status_code == 400
+    assert not ConsentRecord.objects.exists()
+
+
+def test_people_who_do_not_take_consent_are_refused(session: Any, consent_form: Any, bob: Any, eve: Any) -> None:
+    for person in (bob, eve):
+        client = signed_in(person)
+        assert client.get(page(session)).status_code == 403
+        assert client.post(page(session), answers(consent_form)).status_code == 403
+    assert not ConsentRecord.objects.exists()
+    anonymous = Client().get(page(session))
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/accounts/login/")
+
+
+def test_withdrawal_is_one_action_that_locks_the_recordings_and_is_audited(
+    available_recording: Recording, consenting_patient: Any, alice: Any, fake_edge: Any  # noqa: F811
+) -> None:
+    session = available_recording.session
+    url = f"/consent/sessions/{session.public_id}/records/{consenting_patient.pk}/withdraw/"
+    assert f'action="{url}"' in signed_in(alice).get(page(session)).content.decode()
+    response = signed_in(alice).post(url, {"reason": "patient asked on the ward round"})
+    assert response.status_code == 302
+    consenting_patient.refresh_from_db()
+    assert consenting_patient.withdrawn_at is not None and consenting_patient.withdrawn_by == alice
+    assert consenting_patient.withdrawal_reason == "patient asked on the ward round"
+    available_recording.refresh_from_db()
+    assert available_recording.status == Recording.Status.RESTRICTED
+    event = AuditEvent.objects.get(action="consent.withdraw")
+    assert event.actor == f"user:{alice.pk}" and event.target == f"consent:{consenting_patient.pk}"
+    assert services.consent_in_force(session=session) is None
+    assert "No consent in force" in signed_in(alice).get(page(session)).content.decode()
+
+
+def test_withdrawal_needs_a_post(session: Any, consenting_patient: Any, alice: Any) -> None:
+    response = signed_in(alice).get(f"/consent/sessions/{session.public_id}/records/{consenting_patient.pk}/withdraw/")
+    assert response.status_code == 405
+    consenting_patient.refresh_from_db()
+    assert consenting_patient.withdrawn_at is None
+
+
+def test_the_consent_downloads_as_a_valid_fhir_r5_consent(session: Any, consenting_patient: Any, alice: Any) -> None:
+    response = signed_in(alice).get(f"/consent/sessions/{session.public_id}/records/{consenting_patient.pk}/fhir.json")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/fhir+json"
+    assert response["Content-Disposition"] == f'attachment; filename="consent-{consenting_patient.pk}.fhir.json"'
+    resource = json.loads(response.content)
+    FhirConsent.model_validate(resource)
+    assert resource["resourceType"] == "Consent" and resource["status"] == "active"
+    assert resource["subject"]["identifier"]["value"] == "CASE-0042"
+    assert sorted(p["purpose"][0]["code"] for p in resource["provision"]) == sorted(ALL_PURPOSES)
+
+
+def test_the_audit_trail_downloads_as_a_fhir_bundle_of_the_session_events(
+    session: Any, consenting_patient: Any, alice: Any, eve: Any
+) -> None:
+    services.consent_withdraw(record=consenting_patient, by=alice)
+    services.audit_record(action="unrelated", actor="system", session_public_id="00000000-0000-0000-0000-000000000000")
+    response = signed_in(alice).get(f"/consent/sessions/{session.public_id}/audit.fhir.json")
+    assert response.status_code == 200
+    bundle = json.loads(response.content)
+    Bundle.model_validate(bundle)
+    assert bundle["type"] == "collection"
+    codes = [entry["resource"]["code"]["text"] for entry in bundle["entry"]]
+    assert codes == ["consent.record", "consent.withdraw"]
+    assert signed_in(eve).get(f"/consent/sessions/{session.public_id}/audit.fhir.json").status_code == 403
+
+
+def test_the_session_page_shows_the_consent_in_force_and_links_to_it(session: Any, consenting_patient: Any, alice: Any) -> None:
+    shown = signed_in(alice).get(f"/sessions/{session.public_id}/").content.decode()
+    assert "Consent in force since" in shown
+    assert f'href="/consent/sessions/{session.public_id}/"' in shown
+    assert f'href="/recordings/?session={session.public_id}"' in shown
