@@ -89,6 +89,8 @@ class CountingViewer:
     frames: dict[int, list[Any]] = field(default_factory=dict)
     earlier_frames: list[list[Any]] = field(default_factory=list)
     other_datagrams: int = 0
+    # one receive buffer per viewer: no allocation per datagram
+    _buffer: bytearray = field(default_factory=lambda: bytearray(2048))
 
     def install(self) -> None:
         """Take over reading of every ICE socket of this peer (call after gathering)."""
@@ -114,27 +116,29 @@ class CountingViewer:
         now = time.time()
         t0, t1 = self.window
         in_window = t0 <= now < t1
-        recvfrom = sock.recvfrom
+        buf = self._buffer
+        recvfrom_into = sock.recvfrom_into
         frames = self.frames
         streams = self.streams
         video_pts = self.video_pts
         for _ in range(4096):  # bounded, so one busy socket cannot starve the others
             try:
-                data, addr = recvfrom(2048)
+                size, addr = recvfrom_into(buf)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 return
-            if len(data) < 12 or not (128 <= data[0] < 192) or 192 <= data[1] <= 223:
+            b1 = buf[1]
+            if size < 12 or not (128 <= buf[0] < 192) or 192 <= b1 <= 223:
                 # STUN, DTLS, RTCP: aioice and aiortc handle them as usual.
                 self.other_datagrams += 1
-                protocol.datagram_received(data, addr)
+                protocol.datagram_received(bytes(buf[:size]), addr)
                 continue
-            pt = data[1] & 0x7F
+            pt = b1 & 0x7F
             stream = streams.get(pt)
             if stream is None:
                 stream = streams[pt] = StreamCount()
-            ext = stream.extend((data[2] << 8) | data[3])
+            ext = stream.extend((buf[2] << 8) | buf[3])
             stream.received += 1
             if in_window:
                 stream.window_received += 1
@@ -143,11 +147,11 @@ class CountingViewer:
                 if stream.window_max is None or ext > stream.window_max:
                     stream.window_max = ext
             if pt in video_pts:
-                ts = int.from_bytes(data[4:8], "big")
+                ts = (buf[4] << 24) | (buf[5] << 16) | (buf[6] << 8) | buf[7]
                 frame = frames.get(ts)
                 if frame is not None and frame[3] and now - frame[3] > 1.0:
-                    # Same timestamp, a second after that frame ended: a source that restarts its clock on each loop
-                    # (aiortc's MediaPlayer). Keep the old frame, count a new one.
+                    # Same timestamp, a second after that frame ended: a source that restarts
+                    # its clock on each loop (aiortc's MediaPlayer). Keep the old frame apart.
                     self.earlier_frames.append([ts, *frame])
                     frame = None
                 if frame is None:
@@ -157,7 +161,7 @@ class CountingViewer:
                     frame[1] = ext
                 elif ext > frame[2]:
                     frame[2] = ext
-                if data[1] & 0x80:
+                if b1 & 0x80:
                     frame[3] = time.time()  # the frame's last packet: when it became decodable
 
     def report(self) -> dict[str, Any]:
