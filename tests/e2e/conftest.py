@@ -135,7 +135,6 @@ def site(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Site]:
         "ORSTREAM_PUBLIC_URL": url,
         "ORSTREAM_EDGE_URL": edge.url,
         "ORSTREAM_EDGE_SECRET": EDGE_SECRET,
-        "ORSTREAM_EDGE_TIMEOUT": "5",
         "CELERY_TASK_ALWAYS_EAGER": "true",
     }
     log = (artifacts / "e2e-site.log").open("ab")
@@ -152,8 +151,10 @@ def site(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Site]:
         stop(process)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Any]:
+    # One browser per test: Playwright's sync API holds an event loop in this thread while it
+    # runs, which the asyncio tests that follow in the same run must not find there.
     # A missing browser is a failure of the environment, reported as such.
     assert CHROMIUM.exists(), f"Chromium is missing at {CHROMIUM}: run `make browser` (apt-get install chromium)"
     from playwright.sync_api import sync_playwright
@@ -173,7 +174,10 @@ def open_page(browser: Any) -> Iterator[Any]:
         context = browser.new_context(viewport={"width": width, "height": height})
         contexts.append(context)
         page = context.new_page()
-        page.on("console", lambda message: print(f"[{url.rsplit('/', 3)[-3][:8]} console] {message.text}"))
+        who = f"page {len(contexts)}"
+        page.on("console", lambda message: print(f"{time.monotonic():.1f} [{who} console] {message.text}"))
+        if os.environ.get("E2E_DEBUG"):
+            context.add_init_script("window.ORSTREAM_DEBUG = true")
         page.on("pageerror", lambda error: print(f"[page error] {error}"))
         page.goto(url)
         return page

@@ -130,3 +130,58 @@ def test_chat_reaches_the_other_mentor_and_the_conference_room_cannot_draw(site,
     assert not other.locator("#draw-tools").is_visible() and not other.locator("#mic-tools").is_visible()
     assert room.locator("#overlay").evaluate("c => getComputedStyle(c).cursor") != "crosshair"
     assert "Dr Carol Mentor" in other.locator("#people").inner_text()
+
+
+CAMERA_FAILS = """(name) => {
+  navigator.mediaDevices.getUserMedia = async (constraints) => {
+    if (constraints.video) throw new DOMException('no camera here', name);
+    return new MediaStream();
+  };
+}"""
+
+
+@pytest.mark.parametrize(
+    "error,title,advice",
+    [
+        ("NotFoundError", "No camera found", "plugged in and switched on"),
+        ("NotAllowedError", "The browser is not allowed to use the camera", "choose “Allow”"),
+    ],
+)
+def test_the_console_says_what_to_do_when_the_camera_is_missing_or_refused(site, browser, session, surgeon, error, title, advice):
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    try:
+        context.add_init_script(f"({CAMERA_FAILS})({error!r})")
+        page = context.new_page()
+        page.goto(site.join_url(services.join_token_mint(participant=surgeon)))
+        alert = page.get_by_role("alert")
+        alert.wait_for(timeout=10_000)
+        assert title in alert.inner_text() and advice in alert.inner_text()
+        # Keyboard first: the way out has the focus.
+        assert page.evaluate("() => document.activeElement.textContent") == "Try the camera again"
+        screenshot(page, f"console-camera-{error}")
+    finally:
+        context.close()
+
+
+def test_the_mentor_page_works_from_the_keyboard_and_at_4k(site, open_page, session, carol, consenting_patient):
+    page = open_page(site.join_url(services.join_token_mint(participant=carol)), width=3840, height=2160)
+    page.wait_for_function("() => window.orstream && window.orstream.link.joined")
+    page.wait_for_function("() => !document.getElementById('talk').disabled", timeout=10_000)
+    # Tab reaches the size buttons, the talk button, the tools and the chat, in that order.
+    reached = []
+    for _ in range(14):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("() => document.activeElement.id || document.activeElement.name || document.activeElement.textContent"))
+    for control in ("fit", "native", "talk", "open-mic", "tool", "colour", "clear"):
+        assert control in reached, f"{control} cannot be reached with Tab: {reached}"
+    page.locator("#open-mic").focus()
+    page.keyboard.press("Enter")
+    assert page.locator("#mic-state").inner_text() == "The operating room hears you."
+    page.keyboard.press("Enter")
+    assert page.locator("#mic-state").inner_text().startswith("Muted")
+    # Text stays readable on a 4K wall screen: larger than at 1280x720.
+    size = float(page.evaluate("() => parseFloat(getComputedStyle(document.body).fontSize)"))
+    assert size >= 24
+    frame = page.locator("#frame").bounding_box()
+    assert frame["width"] > 2500 and abs(frame["width"] / frame["height"] - 16 / 9) < 0.01
+    screenshot(page, "mentor-4k")

@@ -13,7 +13,8 @@
 
 const REFUSED = 4403;
 const PING_EVERY_MS = 15000;
-const PONG_WITHIN_MS = 8000;
+// The server answers in order: a pong can wait behind an offer the edge takes seconds to answer.
+const PONG_WITHIN_MS = 10000;
 
 export function readBootstrap() {
   return JSON.parse(document.getElementById("orstream-bootstrap").textContent);
@@ -107,7 +108,7 @@ export class SessionLink extends EventTarget {
       const sent = Date.now();
       setTimeout(() => {
         // Nothing heard since the ping: the network is gone even if the socket has not noticed.
-        if (this.joined && (this.lastHeard || 0) < sent && this.ws) this.ws.close();
+        if (this.joined && (this.lastHeard || 0) < sent && !this.waiters.length && this.ws) this.ws.close();
       }, PONG_WITHIN_MS);
     }, PING_EVERY_MS);
   }
@@ -198,8 +199,14 @@ export function preferH264(transceiver, direction) {
 // One connection to the edge, rebuilt whenever it fails. `setup(pc)` adds tracks and transceivers.
 // Events: "state" {state: connecting|live|waiting|retrying, message}, "track" {track, streams, index}.
 export class MediaLink extends EventTarget {
-  constructor(link, { setup, watchVideo = null, retryMs = 2000 }) {
+  // waitForPublisher (viewers): after the edge said it has no video, or could not be reached, try
+  // again as soon as the publisher is up (the edge's "publisher.up" notice), and only slowly
+  // otherwise. A viewer's offer to an edge without video waits there for seconds, and offers are
+  // answered one at a time: asking too often would hold up the OR console's own offer.
+  constructor(link, { setup, watchVideo = null, retryMs = 1000, waitForPublisher = false, slowRetryMs = 6000 }) {
     super();
+    this.waitForPublisher = waitForPublisher;
+    this.slowRetryMs = slowRetryMs;
     this.link = link;
     this.setup = setup;
     this.watchVideo = watchVideo;
@@ -249,6 +256,7 @@ export class MediaLink extends EventTarget {
   }
 
   emit(state, message = "") {
+    if (window.ORSTREAM_DEBUG) console.debug(`media ${state} ${message}`);
     this.state = state;
     this.dispatchEvent(new CustomEvent("state", { detail: { state, message } }));
   }
@@ -301,7 +309,7 @@ export class MediaLink extends EventTarget {
         return;
       }
       this.emit("waiting", error instanceof MediaError ? error.message : "The media server did not answer. Trying again…");
-      this.restart();
+      this.restart(this.waitForPublisher ? this.slowRetryMs : this.retryMs);
     }
   }
 

@@ -12,6 +12,7 @@ export function watch(link, { video, talkback, canTalk = false }) {
   let slots = null;
   const media = new MediaLink(link, {
     watchVideo: video,
+    waitForPublisher: true,
     setup: async (pc) => {
       const picture = pc.addTransceiver("video", { direction: "recvonly" });
       preferH264(picture, "recv");
