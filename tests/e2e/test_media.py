@@ -137,7 +137,7 @@ def test_the_coordinator_sees_who_is_connected_and_removes_a_mentor(site, open_p
     row.wait_for(timeout=15_000)
     assert "Mentor" in row.inner_text()
     page.wait_for_function(
-        f"() => /Mbit\\/s/.test(document.querySelector(\"#people-rows tr[data-id='{carol.public_id}']\").innerText)",
+        f"() => /[kM]bit\\/s/.test(document.querySelector(\"#people-rows tr[data-id='{carol.public_id}']\").innerText)",
         timeout=20_000,
     )
     assert page.locator(f"#people-rows tr[data-id='{surgeon.public_id}']").is_visible()
@@ -151,3 +151,24 @@ def test_the_coordinator_sees_who_is_connected_and_removes_a_mentor(site, open_p
     row.wait_for(state="detached", timeout=10_000)
     carol.refresh_from_db()
     assert carol.removed_at is not None
+
+
+def test_the_coordinator_records_and_the_or_console_shows_it(site, open_page, live, surgeon, alice):
+    coordinator = services.participant_add(session=live, role="coordinator", display_name="Alice Coord", user=alice, by=alice)
+    console = publish(site, open_page, surgeon)
+    assert console.locator("#recording-state").inner_text() == "Not recording"
+    assert "Given for recording" in console.locator("#consent-state").inner_text()
+    page = open_page(site.join_url(services.join_token_mint(participant=coordinator)))
+    start = page.get_by_role("button", name="Start recording")
+    page.wait_for_function("() => !document.getElementById('record-start').disabled", timeout=15_000)
+    start.click()
+    page.wait_for_function("() => document.getElementById('recording-state').dataset.state === 'recording'", timeout=15_000)
+    assert page.locator("#recording-state").inner_text().startswith("Recording since")
+    console.wait_for_function("() => document.getElementById('recording-state').dataset.state === 'recording'", timeout=15_000)
+    screenshot(console, "console-recording")
+    page.wait_for_timeout(2000)
+    page.get_by_role("button", name="Stop recording").click()
+    page.wait_for_function("() => document.getElementById('recording-state').dataset.state === 'off'", timeout=30_000)
+    assert not page.locator("#recording-error").is_visible()
+    (recording,) = live.recordings.all()
+    assert recording.status != "recording"

@@ -45,9 +45,9 @@ function rowFor(person, viewer) {
   cell(person.name + (person.id === boot.participant.id ? " (you)" : ""));
   cell(person.role_label + (person.external ? " · external" : ""));
   if (viewer) {
-    const mbps = (viewer.bitrate_bps / 1e6).toFixed(1);
+    const rate = viewer.bitrate_bps >= 1e6 ? `${(viewer.bitrate_bps / 1e6).toFixed(1)} Mbit/s` : `${Math.round(viewer.bitrate_bps / 1e3)} kbit/s`;
     const loss = Math.round((viewer.loss || 0) * 100);
-    cell(`${mbps} Mbit/s${loss ? `, ${loss} % lost` : ""}${viewer.connection !== "connected" ? ` (${viewer.connection})` : ""}`);
+    cell(`${rate}${loss ? `, ${loss} % lost` : ""}${viewer.connection !== "connected" ? ` (${viewer.connection})` : ""}`);
   } else {
     cell(person.role === "surgeon" ? "sending" : "—");
   }

@@ -280,7 +280,7 @@ export function mediaMessage(detail, who = "video") {
   if (detail.state === "waiting") {
     return {
       level: "warn",
-      title: `No ${who} yet`,
+      title: detail.hadVideo ? "Video interrupted" : `No ${who} yet`,
       detail: `${detail.message} Trying again by itself every few seconds.`,
     };
   }

@@ -258,7 +258,8 @@ export class MediaLink extends EventTarget {
   emit(state, message = "") {
     if (window.ORSTREAM_DEBUG) console.debug(`media ${state} ${message}`);
     this.state = state;
-    this.dispatchEvent(new CustomEvent("state", { detail: { state, message } }));
+    if (state === "live") this.hadVideo = true;
+    this.dispatchEvent(new CustomEvent("state", { detail: { state, message, hadVideo: Boolean(this.hadVideo) } }));
   }
 
   async attempt() {
