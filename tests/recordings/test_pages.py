@@ -3,13 +3,12 @@ actions, and export progress over the recording's WebSocket."""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Group
 from django.test import Client
@@ -314,7 +313,7 @@ async def progress_socket(recording: Recording, user: Any | None) -> tuple[Webso
     headers = [(b"origin", b"http://127.0.0.1:8000")]
     if user is not None:
         client = Client()
-        await sync_to_async(client.force_login)(user)
+        await database_sync_to_async(client.force_login)(user)
         headers.append((b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()))
     communicator = WebsocketCommunicator(application, f"/ws/recordings/{recording.public_id}/", headers=headers)
     connected, code = await communicator.connect()
@@ -325,7 +324,7 @@ async def progress_socket(recording: Recording, user: Any | None) -> tuple[Webso
 async def test_export_progress_reaches_a_coordinator_on_the_recording_socket(available_recording: Recording, alice: Any) -> None:
     communicator, connected, _ = await progress_socket(available_recording, alice)
     assert connected
-    await sync_to_async(services.recording_progress_send)(recording=available_recording, stage="export", percent=42)
+    await database_sync_to_async(services.recording_progress_send)(recording=available_recording, stage="export", percent=42)
     assert await communicator.receive_json_from(timeout=5) == {"type": "progress", "stage": "export", "percent": 42}
     await communicator.disconnect()
 
@@ -334,7 +333,7 @@ async def test_export_progress_reaches_a_coordinator_on_the_recording_socket(ava
 async def test_a_resident_allowed_to_watch_follows_progress_too(available_recording: Recording, resident: Any, dave: Any) -> None:
     communicator, connected, _ = await progress_socket(available_recording, dave)
     assert connected
-    await sync_to_async(services.recording_progress_send)(recording=available_recording, stage="archive", percent=100)
+    await database_sync_to_async(services.recording_progress_send)(recording=available_recording, stage="archive", percent=100)
     assert (await communicator.receive_json_from(timeout=5))["percent"] == 100
     await communicator.disconnect()
 
@@ -345,5 +344,5 @@ async def test_an_outsider_or_anonymous_socket_is_refused_and_hears_nothing(avai
     communicator, connected, code = await progress_socket(available_recording, eve if who else None)
     assert not connected
     assert code == 4403
-    refused = await sync_to_async(AuditEvent.objects.filter(action="recording.progress", outcome="refused").count)()
+    refused = await database_sync_to_async(AuditEvent.objects.filter(action="recording.progress", outcome="refused").count)()
     assert refused == 1

@@ -211,17 +211,26 @@ function progress(stage, percent) {
   if (stage === "export" && percent >= 100) notice($("export-notice"), "ok", "Export finished: every file was copied and checked against its checksum.");
 }
 
+// Follows the recording's progress socket, reconnecting with backoff. A refusal before the
+// handshake looks like any failed connection to a browser, so after a few attempts that never
+// opened, say so instead of retrying forever.
+let failedOpens = 0;
 function follow(path, delay = 1000) {
   const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`);
+  let opened = false;
+  socket.addEventListener("open", () => { opened = true; failedOpens = 0; delay = 1000; });
   socket.addEventListener("message", (event) => {
     const message = JSON.parse(event.data);
     if (message.type === "progress") progress(message.stage, message.percent);
   });
   socket.addEventListener("close", (event) => {
     if (event.code === 4403 || event.code === 4404) return; // not ours to follow: nothing will change that
+    if (!opened && ++failedOpens >= 5) {
+      notice($("export-notice"), "error", "Live progress is not available right now. An export keeps running; reload the page later to see its result.");
+      return;
+    }
     setTimeout(() => follow(path, Math.min(delay * 2, 30000)), delay);
   });
-  socket.addEventListener("open", () => { delay = 1000; });
 }
 
 const exportForm = $("export-form");
