@@ -41,17 +41,23 @@ def playable_recording(session: Any, consenting_patient: Any, bob: Any, carol: A
         shutil.rmtree(spool / recording.prefix, ignore_errors=True)
 
 
+def sign_in(open_page: Any, site: Any, user: Any, settings: Any, then: str) -> Any:
+    """Sign ``user`` in through the login page and land on ``then``."""
+    # The server process knows Django's default hashers, not the fast one the cast was made with.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    user.set_password("browser-pass-Xy9!")
+    user.save(update_fields=["password"])
+    page = open_page(f"{site.url}/accounts/login/?next={then}")
+    page.get_by_label("User name").fill(user.username)
+    page.get_by_label("Password").fill("browser-pass-Xy9!")
+    page.get_by_role("button", name="Sign in").click()
+    return page
+
+
 def test_a_resident_finds_a_recording_and_it_plays_with_the_drawing_replayed(
     site: Any, open_page: Any, playable_recording: Recording, resident: Any, dave: Any, settings: Any
 ) -> None:
-    # The server process knows Django's default hashers, not the fast one the cast was made with.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
-    dave.set_password("dave-pass-Xy9!")
-    dave.save(update_fields=["password"])
-    page = open_page(f"{site.url}/accounts/login/?next=/recordings/")
-    page.get_by_label("User name").fill("dave")
-    page.get_by_label("Password").fill("dave-pass-Xy9!")
-    page.get_by_role("button", name="Sign in").click()
+    page = sign_in(open_page, site, dave, settings, "/recordings/")
     page.get_by_role("heading", name="Recordings library").wait_for()
     page.get_by_role("link", name=playable_recording.session.procedure).click()
     page.wait_for_url(f"**/recordings/{playable_recording.public_id}/")
@@ -71,3 +77,29 @@ def test_a_resident_finds_a_recording_and_it_plays_with_the_drawing_replayed(
     page.wait_for_function("() => document.getElementById('video').currentTime > 0.3", timeout=15_000)
     position = page.locator("#position").inner_text()
     assert position.startswith("0:0") and int(position[-1]) >= 2
+
+
+def test_staff_withdraw_consent_with_one_confirmed_action_and_the_recording_leaves_the_library(
+    site: Any, open_page: Any, playable_recording: Recording, consenting_patient: Any, alice: Any, settings: Any
+) -> None:
+    session = playable_recording.session
+    page = sign_in(open_page, site, alice, settings, f"/consent/sessions/{session.public_id}/")
+    page.get_by_role("heading", name="Consent in force").wait_for()
+    # The withdrawal stays folded until asked for; keyboard only: focus it, open it, confirm.
+    confirm = page.get_by_role("button", name="Yes, withdraw consent now")
+    assert not confirm.is_visible()
+    page.locator("details.withdraw summary").focus()
+    page.keyboard.press("Enter")
+    page.get_by_label("Reason (optional; no names)").fill("asked on the ward round")
+    confirm.focus()
+    page.keyboard.press("Enter")
+    page.get_by_text("Consent withdrawn.").wait_for()
+    assert "No consent in force" in page.locator("#in-force").inner_text()
+    screenshot(page, "consent-withdrawn")
+    consenting_patient.refresh_from_db()
+    playable_recording.refresh_from_db()
+    assert consenting_patient.withdrawn_at is not None
+    assert playable_recording.status == Recording.Status.RESTRICTED
+    page.goto(f"{site.url}/recordings/")
+    assert page.locator("#recordings").count() == 0
+    assert "There is no recording you may watch yet" in page.locator("main").inner_text()
