@@ -23,8 +23,9 @@ venv: $(VENV)/.installed
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 
+run: export ORSTREAM_PUBLIC_URL ?= http://127.0.0.1:$(PORT)
 run: venv
-	mkdir -p var
+	mkdir -p $${ORSTREAM_VAR_DIR:-var}
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
 	PORT=$(PORT) EDGE_PORT=$(EDGE_PORT) $(PY) -m orstream.devserver

@@ -56,14 +56,9 @@ def health(*, edge_url: str | None = None) -> dict[str, Any]:
     return call("GET", "/health", edge_url=edge_url, timeout=2)
 
 
-def session_open(session_id: str, *, edge_url: str | None = None) -> Any:
-    """Create the session's hub on the edge (idempotent: an existing hub is kept)."""
-    try:
-        return call("POST", "/sessions", {"session_id": session_id}, edge_url=edge_url)
-    except EdgeError as refusal:
-        if refusal.status == 409:
-            return None
-        raise
+def session_open(session_id: str, *, edge_url: str | None = None) -> dict[str, Any]:
+    """Create the session's hub on the edge, or keep the existing one: ``{"created": bool}``."""
+    return call("POST", "/sessions", {"session_id": session_id}, edge_url=edge_url)
 
 
 def session_close(session_id: str, *, edge_url: str | None = None) -> None:

@@ -216,11 +216,8 @@ def session_start(*, session: Session, by: Any) -> Session:
     if session.status != Session.Status.SCHEDULED:
         raise SchedulingError(f"A {session.get_status_display().lower()} session cannot go live.")
     if session.room.ingest_url:
-        sid, edge_url = str(session.public_id), session.room.edge_url or None
-        url = session.room.ingest_url
         try:
-            edge.session_open(sid, edge_url=edge_url)
-            edge.source_attach(sid, protocol.SourceAttach(url=url, loop="://" not in url), edge_url=edge_url)
+            _edge_prepare(session)
         except edge.EdgeError as failure:
             raise SchedulingError(f"The room's video feed could not be started: {failure}") from None
     with transaction.atomic():
@@ -249,6 +246,20 @@ def session_end(*, session: Session, by: Any) -> Session:
         )
         _send_after_commit(session_group(session), {"type": "session.status", "status": session.status})
     return session
+
+
+def _edge_prepare(session: Session) -> None:
+    """Make sure the session's hub exists on its edge, fed by the room's own video when it has one.
+
+    Idempotent, and it heals an edge that restarted: a hub the edge had to create anew gets the
+    room's feed attached again.
+    """
+    sid, edge_url = str(session.public_id), session.room.edge_url or None
+    reply = edge.session_open(sid, edge_url=edge_url)
+    created = bool(reply and reply.get("created", True))
+    url = session.room.ingest_url
+    if created and url:
+        edge.source_attach(sid, protocol.SourceAttach(url=url, loop="://" not in url), edge_url=edge_url)
 
 
 def _edge_session_close(session: Session) -> None:
@@ -686,7 +697,7 @@ def media_offer(*, participant: Participant, sdp: str) -> dict[str, str]:
     sid = str(session.public_id)
     edge_url = session.room.edge_url or None
     try:
-        edge.session_open(sid, edge_url=edge_url)
+        _edge_prepare(session)
         if participant.role == Role.SURGEON:
             return edge.publisher_offer(
                 sid, protocol.PublisherOffer(participant_id=str(participant.public_id), sdp=sdp), edge_url=edge_url

@@ -33,8 +33,8 @@ def main() -> int:
     django.setup()
     from django.conf import settings
 
-    from orstream.edge import demo
     from mentoring.management.commands.seed_demo import DEMO_CLIP
+    from orstream.edge import demo
 
     port = int(os.environ.get("PORT", "8000"))
     edge_port = int(os.environ.get("EDGE_PORT", "8010"))

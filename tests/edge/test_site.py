@@ -1,0 +1,109 @@
+"""The control plane drives a real edge process: a room's own feed goes live, a mentor's offer
+brokered by mentoring.services gets a picture, and an edge restart heals on the next offer."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from mentoring import services
+from orstream.edge.h264 import has_idr, split_nal_units
+
+from .peers import RecordingDecoder, as_high_profile_offer, viewer_accept, viewer_offer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class EdgeProcess:
+    def __init__(self, secret: str, log: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.secret, self.log, self.process = secret, log, None
+
+    def start(self) -> None:
+        env = {**os.environ, "ORSTREAM_EDGE_SECRET": self.secret, "ORSTREAM_EDGE_WEBHOOK_URL": ""}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "orstream.edge", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT, env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("the edge did not start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def edge_process(settings: Any, tmp_path: Path) -> Iterator[EdgeProcess]:
+    process = EdgeProcess("site-test-secret", tmp_path / "edge.log")
+    process.start()
+    settings.EDGE_URL = f"http://127.0.0.1:{process.port}"
+    settings.EDGE_SECRET = process.secret
+    yield process
+    process.stop()
+
+
+async def watch(participant: Any, monkeypatch: Any) -> Any:
+    monkeypatch.setattr("aiortc.rtcrtpreceiver.get_decoder", lambda codec: RecordingDecoder())
+    viewer = await viewer_offer()
+    offer = as_high_profile_offer(viewer.pc.localDescription.sdp)
+    answer = await sync_to_async(services.media_offer)(participant=participant, sdp=offer)
+    await viewer_accept(viewer, answer["sdp"])
+    await viewer.connected()
+    deadline = time.monotonic() + 10
+    while len(viewer.frames("video")) < 15 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    return viewer
+
+
+async def test_a_rooms_feed_reaches_a_mentor_and_survives_an_edge_restart(
+    edge_process, session, carol, resident, alice, consenting_patient, aac_clip, monkeypatch
+):
+    session.room.ingest_url = str(aac_clip)
+    await sync_to_async(session.room.save)()
+    await sync_to_async(services.session_start)(session=session, by=alice)
+
+    mentor = await watch(carol, monkeypatch)
+    frames = mentor.frames("video")
+    assert len(frames) >= 15
+    assert has_idr(split_nal_units(frames[0].data)), "a new viewer starts on a keyframe"
+    assert "profile-level-id=64" in mentor.answer_sdp
+    await mentor.close()
+
+    edge_process.stop()
+    with pytest.raises(services.MediaRefused, match="cannot be reached"):
+        await sync_to_async(services.media_offer)(participant=resident, sdp="v=0\r\n")
+    edge_process.start()
+    again = await watch(resident, monkeypatch)
+    assert len(again.frames("video")) >= 15
+    await again.close()
+
+
+async def test_a_room_feed_the_edge_cannot_open_keeps_the_session_scheduled(edge_process, session, alice, tmp_path):
+    session.room.ingest_url = str(tmp_path / "no-such-feed.mp4")
+    await sync_to_async(session.room.save)()
+    with pytest.raises(services.SchedulingError, match="could not be started"):
+        await sync_to_async(services.session_start)(session=session, by=alice)
+    await sync_to_async(session.refresh_from_db)()
+    assert session.status == "scheduled"
