@@ -17,6 +17,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -24,6 +25,10 @@ from mentoring.views import refused
 
 from . import services
 from .models import Bookmark, Recording
+
+
+# The newest recordings shown at once; a search narrows the rest.
+LIBRARY_PAGE = 200
 
 
 def _date(value: str | None) -> date | None:
@@ -71,11 +76,13 @@ def library(request: HttpRequest) -> HttpResponse:
         surgeon=get.get("surgeon", ""), since=_date(get.get("since")), until=_date(get.get("until")), tag=get.get("tag", ""),
         session=_uuid(get.get("session")),
     )
+    recordings = services.recording_list_for(user=request.user, filters=filters)
     return render(
         request,
         "recordings/library.html",
         {
-            "recordings": services.recording_list_for(user=request.user, filters=filters)[:200],
+            "recordings": recordings[:LIBRARY_PAGE],
+            "total": recordings.count(),
             "choices": services.library_choices_for(user=request.user),
             "filters": filters,
             "filtered": any(get.get(k) for k in ("q", "procedure", "room", "surgeon", "since", "until", "tag", "session")),
@@ -181,7 +188,7 @@ def recording_export(request: HttpRequest, public_id: UUID) -> HttpResponse:
 
 @require_GET
 @login_required
-def recording_download(request: HttpRequest, public_id: UUID, index: int) -> HttpResponse:
+def recording_download(request: HttpRequest, public_id: UUID, index: int) -> HttpResponseBase:
     """One part of the recording as a file to save (records office and surgeon; audited)."""
     recording = _recording(public_id)
     try:

@@ -1037,7 +1037,7 @@ def recording_may_download(*, recording: Recording, user: Any) -> bool:
     return user_is_coordinator(user) or getattr(user, "pk", None) == recording.session.surgeon_id
 
 
-def _annotation_offset(card: dict[str, Any], started: float) -> float | None:
+def _annotation_offset(card: dict[str, Any], started: float) -> float:
     # media_time is the edge's ingest wall clock (Unix seconds) of the frame the mentor saw; the
     # recording starts at started_at on the same clock (the control plane and the edge keep NTP
     # time). Strokes without a media time fall back to when the server stored them.
@@ -1071,7 +1071,7 @@ def recording_playback_for(*, recording: Recording, user: Any) -> dict[str, Any]
         if card["kind"] not in ("stroke", "clear"):
             continue
         t = _annotation_offset(card, started)
-        if t is None or t < 0 or t > duration:
+        if t < 0 or t > duration:
             continue
         annotations.append({"t": round(t, 3), "kind": card["kind"], "tool": card.get("tool"), "color": card.get("color"),
                             "points": card.get("points", []), "from_name": card["from_name"]})
