@@ -118,12 +118,17 @@ def _join(session: list[str], sections: list[_Section]) -> str:
 
 
 def _profile_rank(profile_level_id: str) -> int:
-    """Higher is a superset for decoding: High (100) > Main (77) > Baseline/Constrained (66)."""
+    """Higher is a superset for decoding: High 4:4:4 Predictive (244) > High 4:2:2 (122) >
+    High 10 (110) > High (100) > Main (77) > Baseline/Constrained (66).
+
+    Chromium's WebRTC offers no plain High profile, only High 4:4:4 Predictive (f4001f), whose
+    decoders must also decode High (H.264 A.2.11): that is how a 4K High-profile feed reaches it.
+    """
     try:
         profile_idc = int(profile_level_id[:2], 16)
     except ValueError:
         return -1
-    return {66: 1, 77: 2, 100: 3}.get(profile_idc, 0)
+    return {66: 1, 77: 2, 100: 3, 110: 4, 122: 5, 244: 6}.get(profile_idc, 0)
 
 
 def _h264_candidates(section: _Section) -> list[tuple[int, str]]:
@@ -176,12 +181,17 @@ def choose_viewer_video(offer_sdp: str, source_profile_level_id: str) -> tuple[s
         )
         if not (exact or able):
             raise SdpError(f"the viewer cannot decode H.264 profile-level-id {source_profile_level_id}")
-        pt = (exact or able)[0][0]
+        pt, offered = (exact or able)[0]
         section.keep_only({pt} | _rtx_for(section, pt))
         fmtp = section.fmtp().get(pt, {})
         fmtp["profile-level-id"] = AIORTC_H264_PROFILE
         section.set_fmtp(pt, fmtp)
-        choice = VideoChoice(payload_type=pt, answer_profile_level_id=source_profile_level_id)
+        # Same profile: the answer states the source exactly. A superset profile (Chromium's
+        # High 4:4:4 for a High source): the answer keeps the payload type's profile, as RFC 6184
+        # requires, with the source's true level; the stream is the source's, which it decodes.
+        same = offered[:2] == source_profile_level_id[:2]
+        answer = source_profile_level_id if same else offered[:4] + source_profile_level_id[4:]
+        choice = VideoChoice(payload_type=pt, answer_profile_level_id=answer)
     return _join(session, sections), choice
 
 

@@ -1,0 +1,47 @@
+"""Choosing the viewer's H.264 payload type from what a browser really offers."""
+
+from __future__ import annotations
+
+import pytest
+
+from orstream.edge.peer import SdpError, choose_viewer_video
+
+# The H.264 lines Debian's Chromium 156 offers for a receive-only video transceiver.
+CHROMIUM_VIDEO = "\r\n".join(
+    [
+        "v=0", "o=- 1 2 IN IP4 127.0.0.1", "s=-", "t=0 0",
+        "m=video 9 UDP/TLS/RTP/SAVPF 102 104 108 116 41", "c=IN IP4 0.0.0.0", "a=mid:0", "a=recvonly",
+        "a=rtpmap:102 H264/90000", "a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
+        "a=rtpmap:104 H264/90000", "a=fmtp:104 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f",
+        "a=rtpmap:108 H264/90000", "a=fmtp:108 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+        "a=rtpmap:116 H264/90000", "a=fmtp:116 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f",
+        "a=rtpmap:41 H264/90000", "a=fmtp:41 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=f4001f",
+        "",
+    ]
+)
+
+
+def test_a_4k_high_profile_source_goes_to_chromium_on_its_high_444_payload_type():
+    _, choice = choose_viewer_video(CHROMIUM_VIDEO, "640033")
+    assert choice is not None
+    assert choice.payload_type == 41
+    # The payload type's profile, the source's true level (5.1).
+    assert choice.answer_profile_level_id == "f40033"
+
+
+def test_a_main_profile_source_uses_the_exact_main_payload_type():
+    _, choice = choose_viewer_video(CHROMIUM_VIDEO, "4d0028")
+    assert choice is not None and choice.payload_type == 116 and choice.answer_profile_level_id == "4d0028"
+
+
+def test_a_constrained_baseline_source_uses_the_baseline_payload_type():
+    _, choice = choose_viewer_video(CHROMIUM_VIDEO, "42e01f")
+    assert choice is not None and choice.payload_type == 108
+
+
+def test_a_viewer_offering_only_baseline_cannot_take_a_high_source():
+    baseline_only = CHROMIUM_VIDEO.replace("profile-level-id=4d001f", "profile-level-id=42e01f").replace(
+        "profile-level-id=f4001f", "profile-level-id=42e01f"
+    )
+    with pytest.raises(SdpError, match="cannot decode H.264 profile-level-id 640033"):
+        choose_viewer_video(baseline_only, "640033")
