@@ -10,12 +10,15 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from mentoring.models import Annotation
 from recordings.models import Recording
 from tests.recordings.fixtures import ClipFacts, clip, clip_facts, register_segments  # noqa: F401
 
-from .conftest import screenshot
+from consent import services as consent_services
+
+from .conftest import off_loop, screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -24,7 +27,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 def playable_recording(session: Any, consenting_patient: Any, bob: Any, carol: Any, clip: Path, clip_facts: ClipFacts) -> Iterator[Recording]:  # noqa: F811
     """Two parts of the generated clip on the site's own spool (the server process reads the same
     settings), available, with one arrow drawn half a second into the recording."""
-    recording = Recording.objects.create(session=session, started_by=bob, status=Recording.Status.FINALIZING)
+    recording = Recording.objects.create(
+        session=session, started_by=bob, status=Recording.Status.FINALIZING, ended_at=timezone.now()
+    )
     spool = Path(settings.RECORDINGS_SPOOL_DIR)
     try:
         register_segments(recording, clip, clip_facts, spool, 2)
@@ -103,3 +108,18 @@ def test_staff_withdraw_consent_with_one_confirmed_action_and_the_recording_leav
     page.goto(f"{site.url}/recordings/")
     assert page.locator("#recordings").count() == 0
     assert "There is no recording you may watch yet" in page.locator("main").inner_text()
+
+
+def test_a_recording_locked_while_it_plays_stops_with_the_reason_in_words(
+    site: Any, open_page: Any, playable_recording: Recording, consenting_patient: Any, resident: Any, dave: Any, alice: Any, settings: Any
+) -> None:
+    page = sign_in(open_page, site, dave, settings, f"/recordings/{playable_recording.public_id}/")
+    page.wait_for_function("() => document.getElementById('player').dataset.state === 'ready'", timeout=15_000)
+    off_loop(consent_services.consent_withdraw, record=consenting_patient, by=alice)
+    # The first part is already loaded and plays on; the second is refused by the server.
+    page.evaluate("() => { const v = document.getElementById('video'); v.muted = true; return v.play(); }")
+    page.wait_for_function("() => document.getElementById('player').dataset.state === 'error'", timeout=15_000)
+    panel = page.locator("#player-status").inner_text()
+    assert "The recording cannot be played" in panel
+    assert "patient withdrew consent" in panel
+    screenshot(page, "library-locked")
