@@ -1,7 +1,8 @@
 """Recordings services: start and stop under consent, segment registration, verification,
 archiving, export, restriction, erasure and retention.
 
-Called by views (download), the edge webhook view (segment_register, recording_stopped), tasks
+Called by views (media), the library pages (list, player, marks, export, download, hold,
+erasure), the progress consumer, the edge webhook view (segment_register, recording_stopped), tasks
 (one per long job, same names), consent.services (restriction when consent is withdrawn) and
 the admin. Every view, download, export and erasure is audited through consent.services, refusals
 too. Never holds a database transaction across a call to the edge or a long file operation; never
