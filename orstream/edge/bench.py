@@ -51,6 +51,8 @@ TARGETS = {
     "rss_mb_per_viewer": ("<=", 2.0),
     "join_to_picture_ms": ("<=", 300.0),
 }
+# A step that fails while other work on the machine took this much (% of one core) is measured again.
+NOISY_LOAD_PCT = 30.0
 VIEWERS_PER_PROCESS = 8
 MAX_VIEWER_PROCESSES = 4
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -63,6 +65,7 @@ Definitions (all on this machine, loopback, one edge process = one Python thread
                       IDR or the frame before it was decodable: never a picture built on a missing frame
   loss                per viewer, all its RTP streams: 1 - received / (highest - lowest seq + 1) in the
                       window, raw (viewers send no NACK; nothing is repaired)
+  IDR lag             median lag of keyframes only (a 4K IDR is ~1,100 packets per viewer)
   lag                 per decodable frame: viewer wall time when its last packet arrived - edge wall time
                       when ingest read the frame (EncodedFrame.ingest_time), joined by RTP timestamp
   us/packet           edge process CPU (user+sys, all threads: demux, hub, senders) / RTP packets it sent,
@@ -96,19 +99,21 @@ class BenchConfig:
     ingest_window: float
     floor_packets: int
     bisect: int = 2
+    noisy_retries: int = 2
+    quiet_retry_wait: float = 30.0
     tiny: bool = False
 
     @classmethod
     def full(cls) -> BenchConfig:
         return cls(width=3840, height=2160, fps=30, bitrate=25_000_000, clip_seconds=10.0, window=8.0,
-                   warmup=2.5, steps=[1, 2, 4, 8, 12, 16, 24, 32, 48, 64], lag_viewers=16, stock_viewers=16,
+                   warmup=2.5, steps=[1, 2, 4, 8, 12, 16, 24, 32, 48, 64], lag_viewers=16, stock_viewers=8,
                    relay_window=8.0, ingest_window=8.0, floor_packets=200_000)
 
     @classmethod
     def tiny_config(cls) -> BenchConfig:
         return cls(width=320, height=240, fps=30, bitrate=500_000, clip_seconds=2.0, window=2.0, warmup=1.0,
                    steps=[1, 2], lag_viewers=2, stock_viewers=2, relay_window=2.0, ingest_window=1.0,
-                   floor_packets=5_000, bisect=0, tiny=True)
+                   floor_packets=5_000, bisect=0, noisy_retries=0, tiny=True)
 
     @property
     def clip_name(self) -> str:
@@ -255,6 +260,7 @@ class ViewerFigures:
     fps: float = 0.0
     loss: float = 0.0
     lags: list[float] = field(default_factory=list)
+    key_lags: list[float] = field(default_factory=list)
     join_ms: float | None = None
     connected: bool = False
 
@@ -307,6 +313,8 @@ def viewer_figures(report: dict[str, Any], frame_map: dict[int, tuple[float, boo
         if decodable and t0 <= arrived < t1:
             good += 1
             out.lags.append((arrived - ingest_time) * 1000)
+            if keyframe:
+                out.key_lags.append(out.lags[-1])
     out.fps = good / window
     return out
 
@@ -344,6 +352,7 @@ class StepResult:
     p50_lag_ms: float | None = None
     p99_lag_ms: float | None = None
     max_lag_ms: float | None = None
+    p50_keyframe_lag_ms: float | None = None
     us_per_packet: float | None = None
     edge_cpu_pct: float | None = None
     viewers_cpu_pct: float | None = None
@@ -353,6 +362,7 @@ class StepResult:
     rss_mb: float | None = None
     join_ms: list[float] = field(default_factory=list)
     overflows: int | None = None
+    retried: int = 0
     error: str | None = None
 
     def why_failed(self) -> str:
@@ -386,7 +396,7 @@ async def run_step(mode: str, viewers: int, clip: Path, config: BenchConfig, log
             ids[i % nprocs].append(f"v{i:03d}")
         joins = await procs.ask_all(
             [{"cmd": "join", "ids": group, "url": edge.offer_url, "high_profile": mode == "edge"} for group in ids],
-            timeout=30 + 5 * max(len(g) for g in ids),
+            timeout=30 + 10 * max(len(g) for g in ids),
         )
         result.joined = sum(len(j.get("joined", [])) for j in joins)
         errors = [e for j in joins for e in j.get("errors", [])] + [j["error"] for j in joins if "error" in j]
@@ -437,6 +447,8 @@ async def run_step(mode: str, viewers: int, clip: Path, config: BenchConfig, log
             result.p50_lag_ms = percentile(lags, 50)
             result.p99_lag_ms = percentile(lags, 99)
             result.max_lag_ms = max(lags) if lags else None
+            # Keyframes (~1,100 packets each at 4K, to every viewer) are where lag piles up.
+            result.p50_keyframe_lag_ms = percentile([lag for f in figures for lag in f.key_lags], 50)
             result.join_ms = [f.join_ms for f in figures if f.join_ms is not None]
         result.passed = (
             result.error is None
@@ -551,6 +563,20 @@ def ensure_clip(config: BenchConfig, work: Path) -> Path:
     return path
 
 
+def tree_info() -> dict[str, Any]:
+    """Which edge code was measured: the commit, and edge modules changed since (work in progress)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--", "orstream/edge"], cwd=root,
+                                capture_output=True, text=True, timeout=10).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "edge_changes": []}
+    changed = sorted(line[3:] for line in status if "/bench" not in line)
+    return {"commit": commit or None, "edge_changes": changed}
+
+
 def machine_info() -> dict[str, Any]:
     model = platform.processor() or "unknown"
     try:
@@ -593,6 +619,16 @@ async def search_viewers(clip: Path, config: BenchConfig, logs: Path) -> tuple[l
     async def step(n: int) -> StepResult:
         say(f"  edge, {n} viewers ...")
         result = await run_step("edge", n, clip, config, logs)
+        for _ in range(config.noisy_retries):
+            # A failure while other jobs took a core says little about the edge: wait for the
+            # machine to calm down and measure again (the retry is reported in the step's note).
+            if result.passed or (result.other_load_pct or 0.0) < NOISY_LOAD_PCT:
+                break
+            say(f"    fail under {result.other_load_pct:.0f} % other load ({result.why_failed()}); retrying ...")
+            await wait_for_quiet(config.quiet_retry_wait)
+            retry = await run_step("edge", n, clip, config, logs)
+            retry.retried = result.retried + 1
+            result = retry
         results[n] = result
         say(f"    {'pass' if result.passed else 'FAIL: ' + result.why_failed()}; "
             f"{_fmt(result.us_per_packet, '.2f')} us/packet, p99 lag {_fmt(result.p99_lag_ms, '.0f')} ms, "
@@ -679,6 +715,7 @@ async def run(config: BenchConfig, work: Path, quiet_wait: float = 0.0) -> dict[
 
     out["machine"] = machine_info()
     out["aiortc"] = aiortc.__version__
+    out["tree"] = tree_info()
     out["source"] = config.source_description()
     out["steps"] = [_step_json(s) for s in steps]
     out["stock"] = _step_json(stock)
@@ -696,10 +733,20 @@ async def run(config: BenchConfig, work: Path, quiet_wait: float = 0.0) -> dict[
 def _step_json(step: StepResult) -> dict[str, Any]:
     data = {k: v for k, v in step.__dict__.items() if k != "join_ms"}
     data["join_ms_median"] = statistics.median(step.join_ms) if step.join_ms else None
+    data["why"] = None if step.passed else step.why_failed()
     for key, value in data.items():
         if isinstance(value, float):
             data[key] = round(value, 3)
     return data
+
+
+def _note(step: dict[str, Any]) -> str:
+    notes = []
+    if step.get("retried"):
+        notes.append(f"retry {step['retried']} (other load)")
+    if not step["passed"] and step.get("why"):
+        notes.append(step["why"])
+    return "; ".join(notes)[:80]
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -708,18 +755,22 @@ def _fmt(value: Any, spec: str) -> str:
 
 def table(result: dict[str, Any]) -> str:
     lines = [f"orstream edge benchmark: {result['source']}",
-             f"machine: {result['machine']['cpu']}, {result['machine']['cores']} cores; aiortc {result['aiortc']}", ""]
-    lines.append(f"{'mode':<6} {'N':>3} {'pass':>4} {'min fps':>7} {'loss %':>7} {'p50 lag':>7} {'p99 lag':>7} "
+             f"machine: {result['machine']['cpu']}, {result['machine']['cores']} cores; aiortc {result['aiortc']}; "
+             f"edge code: {result['tree']['commit']}"
+             + (f" + uncommitted {', '.join(result['tree']['edge_changes'])}" if result["tree"]["edge_changes"] else ""),
+             ""]
+    lines.append(f"{'mode':<6} {'N':>3} {'pass':>4} {'min fps':>7} {'loss %':>7} {'p50 lag':>7} {'p99 lag':>7} {'IDR lag':>7} "
                  f"{'us/pkt':>6} {'edge %':>6} {'view %':>6} {'other%':>6} {'pkt/s':>7} {'RSS MB':>6} {'join ms':>7}  note")
     for step in [*result["steps"], result["stock"], result["relay"]]:
         lines.append(
             f"{step['mode']:<6} {step['viewers']:>3} {'yes' if step['passed'] else 'no':>4} "
             f"{_fmt(step['min_fps'], '.1f'):>7} {_fmt(step['max_loss_pct'], '.3f'):>7} "
             f"{_fmt(step['p50_lag_ms'], '.0f'):>7} {_fmt(step['p99_lag_ms'], '.0f'):>7} "
+            f"{_fmt(step['p50_keyframe_lag_ms'], '.0f'):>7} "
             f"{_fmt(step['us_per_packet'], '.2f'):>6} {_fmt(step['edge_cpu_pct'], '.0f'):>6} "
             f"{_fmt(step['viewers_cpu_pct'], '.0f'):>6} {_fmt(step['other_load_pct'], '.0f'):>6} "
             f"{_fmt(step['packets_per_s'], '.0f'):>7} {_fmt(step['rss_mb'], '.0f'):>6} "
-            f"{_fmt(step['join_ms_median'], '.0f'):>7}  {(step['error'] or '')[:60]}")
+            f"{_fmt(step['join_ms_median'], '.0f'):>7}  {_note(step)}")
     lines += ["", "(edge %, view % (all viewer processes), other % (everything else on the machine): % of one core;",
               f" host busy before the run: {_fmt(result.get('host_busy_at_start_pct'), '.0f')} % of all cores)", ""]
     for key, label in (
@@ -753,12 +804,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=Path("var/bench"), help="clip cache and logs")
     parser.add_argument("--quiet-wait", type=float, default=None,
                         help="seconds to wait for other work on the machine to stop (default 120, tiny 0)")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="niceness increment for the bench and every process it starts (inherited); a "
+                             "negative value (root only) keeps other work on a shared machine from taking "
+                             "the edge's core; reported in the JSON")
     args = parser.parse_args(argv)
+    if args.nice:
+        try:
+            os.nice(args.nice)
+        except OSError as exc:
+            say(f"cannot change priority by {args.nice}: {exc}; running at normal priority")
     config = BenchConfig.tiny_config() if args.tiny else BenchConfig.full()
     quiet_wait = args.quiet_wait if args.quiet_wait is not None else (0.0 if args.tiny else 120.0)
     started = time.monotonic()
     result = asyncio.run(run(config, args.work_dir, quiet_wait))
     result["bench_seconds"] = round(time.monotonic() - started, 1)
+    result["nice"] = os.getpriority(os.PRIO_PROCESS, 0)
     print(table(result))
     print(json.dumps(result, separators=(",", ":")))
     return 0

@@ -148,10 +148,17 @@ class EdgeTarget(Target):
 
 
 class _PacketTrack:
-    """A stock aiortc track whose recv() returns encoded av.Packets (as MediaPlayer(decode=False))."""
+    """A stock aiortc track whose recv() returns encoded av.Packets (as MediaPlayer(decode=False)).
+
+    Frames are taken only once aiortc's sender has started pulling, and video from a keyframe
+    on: a backlog queued during ICE and DTLS would otherwise be blasted out at once, starving the
+    other viewers' handshakes (and a stock viewer could not decode frames before an IDR anyway).
+    """
 
     def __init__(self, kind: str) -> None:
         from aiortc.mediastreams import MediaStreamTrack
+
+        gate = self
 
         # Built lazily so importing this module does not import aiortc's media stack.
         class Track(MediaStreamTrack):
@@ -161,13 +168,23 @@ class _PacketTrack:
                 self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=120)
 
             async def recv(self) -> Any:
+                gate.pulling = True
                 return await self.queue.get()
 
+        self.kind = kind
+        self.pulling = False
+        self.started = kind != "video"
         self.track = Track()
 
-    def offer(self, packet: Any) -> None:
+    def offer(self, packet: Any, keyframe: bool) -> None:
+        if not self.pulling:
+            return
+        if not self.started:
+            if not keyframe:
+                return
+            self.started = True
         if self.track.queue.full():
-            return  # a stalled stock viewer: drop, as the edge would (and count nothing)
+            return  # a stalled stock viewer: drop, as the edge would
         self.track.queue.put_nowait(packet)
 
 
@@ -201,7 +218,7 @@ class StockTarget(Target):
         if index == 0 and len(self.frame_map) < FRAME_MAP_LIMIT:
             self.frame_map[frame.pts & 0xFFFFFFFF] = (frame.ingest_time, frame.keyframe, None)
         for pair in self.tracks:
-            pair[index].offer(packet)
+            pair[index].offer(packet, frame.keyframe)
 
     async def add_viewer(self, viewer_id: str, sdp: str) -> str:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
