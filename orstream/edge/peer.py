@@ -11,6 +11,8 @@ profile-level-id, read from the SPS) rather than aiortc's fixed Constrained Base
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import socket
 from dataclasses import dataclass
@@ -18,7 +20,10 @@ from typing import Any
 
 import aioice.ice
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver
+from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcpeerconnection import is_codec_compatible
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from .receive import PassthroughReceiver
 from .send import RtpStreamSender
@@ -277,6 +282,7 @@ class EdgePeerConnection(RTCPeerConnection):
             raise
         except Exception as exc:  # aiortc raises ValueError, OperationError, KeyError... on bad SDP
             raise SdpError(f"cannot apply the offer: {exc}") from None
+        self._keep_offered_payload_types()
         transceivers = self.getTransceivers()
         for transceiver, direction in zip(transceivers, directions, strict=False):
             transceiver.direction = direction
@@ -284,6 +290,29 @@ class EdgePeerConnection(RTCPeerConnection):
         await self._prepare_ice()
         await self.setLocalDescription(answer)
         return self.localDescription.sdp
+
+    def _keep_offered_payload_types(self) -> None:
+        """Answer with the payload types the peer offered.
+
+        aiortc keeps an offered payload type only when it lies in 96-127 and otherwise answers
+        with its own number, which the peer never offered: Chromium offers H.264 High 4:4:4 at 41,
+        so its packets would match no codec and no picture would ever decode.
+        """
+        remote = self._RTCPeerConnection__remoteDescription()  # type: ignore[attr-defined]
+        for transceiver in self.getTransceivers():
+            offered = remote.media[transceiver._get_mline_index()].rtp.codecs
+            kept: list[RTCRtpCodecParameters] = []
+            for codec in transceiver._codecs:
+                if is_rtx(codec):
+                    continue  # re-added below, pointing at the payload types kept
+                if not any(o.payloadType == codec.payloadType and o.mimeType.lower() == codec.mimeType.lower() for o in offered):
+                    match = next((o for o in offered if not is_rtx(o) and is_codec_compatible(codec, o)), None)
+                    if match is not None:
+                        codec = dataclasses.replace(codec, payloadType=match.payloadType)
+                kept.append(codec)
+            types = {c.payloadType for c in kept}
+            kept += [copy.deepcopy(o) for o in offered if is_rtx(o) and o.parameters.get("apt") in types]
+            transceiver._codecs = kept
 
     async def _prepare_ice(self) -> None:
         """Gather host candidates ourselves: loopback included when asked, big socket buffers.

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from orstream.edge.peer import SdpError, choose_viewer_video
+from orstream.edge.peer import EdgePeerConnection, SdpError, choose_viewer_video, restore_answer_profile
 
 # The H.264 lines Debian's Chromium 156 offers for a receive-only video transceiver.
 CHROMIUM_VIDEO = "\r\n".join(
     [
         "v=0", "o=- 1 2 IN IP4 127.0.0.1", "s=-", "t=0 0",
-        "m=video 9 UDP/TLS/RTP/SAVPF 102 104 108 116 41", "c=IN IP4 0.0.0.0", "a=mid:0", "a=recvonly",
+        "a=group:BUNDLE 0",
+        "m=video 9 UDP/TLS/RTP/SAVPF 102 104 108 116 41 42", "c=IN IP4 0.0.0.0", "a=mid:0", "a=recvonly",
+        "a=ice-ufrag:abcd", "a=ice-pwd:abcdefghijklmnopqrstuvwx", "a=setup:actpass", "a=rtcp-mux",
+        "a=fingerprint:sha-256 " + ":".join(["AB"] * 32),
         "a=rtpmap:102 H264/90000", "a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
         "a=rtpmap:104 H264/90000", "a=fmtp:104 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f",
         "a=rtpmap:108 H264/90000", "a=fmtp:108 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
         "a=rtpmap:116 H264/90000", "a=fmtp:116 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f",
         "a=rtpmap:41 H264/90000", "a=fmtp:41 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=f4001f",
+        "a=rtpmap:42 rtx/90000", "a=fmtp:42 apt=41",
         "",
     ]
 )
@@ -45,3 +49,16 @@ def test_a_viewer_offering_only_baseline_cannot_take_a_high_source():
     )
     with pytest.raises(SdpError, match="cannot decode H.264 profile-level-id 640033"):
         choose_viewer_video(baseline_only, "640033")
+
+
+async def test_the_answer_keeps_chromiums_payload_types_below_96():
+    munged, choice = choose_viewer_video(CHROMIUM_VIDEO, "640033")
+    pc = EdgePeerConnection()
+    try:
+        answer = restore_answer_profile(await pc.answer(munged, directions=["sendonly"]), choice)
+    finally:
+        await pc.close()
+    video = [line for line in answer.splitlines() if line.startswith(("m=video", "a=rtpmap", "a=fmtp"))]
+    assert video[0].endswith("SAVPF 41 42")
+    assert "a=rtpmap:41 H264/90000" in video and "a=fmtp:42 apt=41" in video
+    assert "a=fmtp:41 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=f40033" in video
