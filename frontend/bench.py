@@ -6,8 +6,8 @@ watches over WebRTC; each displayed frame's rtpTimestamp goes through the edge's
 (GET /sessions/{id}/clock) to its ingest wall-clock time, compared with the frame's expected display
 time. This is the edge-ingest-to-glass part of glass-to-glass: camera and encoder delay come on top.
 The resolution column says what was really sent: Chromium lowers it when the CPU cannot encode more.
-(The demo clip is not used: it is H.264 High, which the edge does not yet offer to Chromium, whose
-SDP names High 4:4:4 only.) Prints a table, then one JSON object on its last line. Never imports Django.
+``--source clip`` loops the demo's H.264 High clip through the edge instead (no encoder in the loop).
+Prints a table, then one JSON object on its last line. Never imports Django.
 """
 
 from __future__ import annotations
@@ -131,12 +131,14 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-def measure(browser: Any, edge: EdgeClient, size: tuple[int, int], *, warmup: float, seconds: float) -> dict[str, Any]:
+def measure(browser: Any, edge: EdgeClient, size: tuple[int, int], *, warmup: float, seconds: float, clip: Path | None = None) -> dict[str, Any]:
     sid = f"bench-{uuid.uuid4().hex[:12]}"
     edge.call("POST", "/sessions", {"session_id": sid})
     camera = browser.new_context()
     context = browser.new_context(viewport={"width": 1920, "height": 1080})
     try:
+        if clip is not None:
+            edge.call("POST", f"/sessions/{sid}/source", {"url": str(clip), "loop": True})
         console = camera.new_page()
         console.expose_function(
             "edgePublish",
@@ -145,7 +147,8 @@ def measure(browser: Any, edge: EdgeClient, size: tuple[int, int], *, warmup: fl
         # A loopback origin is a secure context: the camera is available there, not on about:blank.
         console.goto(edge.url + "/health")
         console.set_content("<!doctype html><body></body>")
-        console.evaluate(PUBLISHER, list(size))
+        if clip is None:
+            console.evaluate(PUBLISHER, list(size))
         page = context.new_page()
         page.expose_function(
             "edgeOffer",
@@ -185,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chromium", default=os.environ.get("ORSTREAM_CHROMIUM", "/usr/bin/chromium"))
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument(
+        "--source", choices=["camera", "clip"], default="camera",
+        help="camera: Chromium's fake camera published like the OR console; clip: the demo's H.264 High clip looped by the edge",
+    )
     parser.add_argument("--clips", type=Path, default=ROOT / "var" / "bench-browser")
     args = parser.parse_args(argv)
     if not Path(args.chromium).exists():
@@ -192,6 +199,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.clips.mkdir(parents=True, exist_ok=True)
     cases = [("1080p30", 1920, 1080), ("4K30", 3840, 2160)]
+    if args.source == "clip":
+        from orstream.edge import demo
+
+        for name, width, height in cases:
+            if not (args.clips / f"{name}.mp4").exists():
+                demo.generate(args.clips / f"{name}.mp4", width=width, height=height, fps=30, seconds=10.0, bitrate=8_000_000 if height <= 1080 else 25_000_000)
     port = free_port()
     env = {**os.environ, "ORSTREAM_EDGE_SECRET": SECRET, "ORSTREAM_EDGE_MEDIA_DIR": str(args.clips / "media")}
     log = (args.clips / "edge.log").open("ab")
@@ -215,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS, headless=True)
             for name, width, height in cases:
-                results[name] = measure(browser, EdgeClient(f"http://127.0.0.1:{port}"), (width, height), warmup=args.warmup, seconds=args.seconds)
+                clip = args.clips / f"{name}.mp4" if args.source == "clip" else None
+                results[name] = measure(browser, EdgeClient(f"http://127.0.0.1:{port}"), (width, height), warmup=args.warmup, seconds=args.seconds, clip=clip)
             browser.close()
     finally:
         edge_process.terminate()
@@ -223,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'case':<9} {'resolution':<11} {'fps':>5} {'samples':>8} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     for name, r in results.items():
         print(f"{name:<9} {r['resolution']:<11} {r['fps_displayed']:>5} {r['samples']:>8} {r['p50_ms']!s:>8} {r['p95_ms']!s:>8} {r['max_ms']!s:>8}")
-    print(json.dumps({"ingest_to_display": results}))
+    print(json.dumps({"ingest_to_display": results, "source": args.source}))
     return 0
 
 
