@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.generic.websocket import WebsocketConsumer
 from django.conf import settings
+from django.db import close_old_connections
 
 from . import services
 from .models import Participant, Session
 
 log = logging.getLogger(__name__)
+
+# Threads for calls to the edge (offers, clock), shared by every consumer of this server process.
+EDGE_CALLS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="edge-call")
 
 CLOSE_BAD_INPUT = 4400
 CLOSE_REFUSED = 4403
@@ -36,6 +42,7 @@ class SessionConsumer(WebsocketConsumer):
         self.participant = None
         self.session = None
         self.bad_frames = 0
+        self.pending: set[str] = set()
         self.session_public_id = str(self.scope["url_route"]["kwargs"]["session_id"])
         self.accept()
 
@@ -140,22 +147,52 @@ class SessionConsumer(WebsocketConsumer):
         sdp = message.get("sdp")
         if not isinstance(sdp, str) or not sdp.startswith("v=0"):
             return self.bad_input("bad_sdp", "The offer needs an SDP string starting with v=0.")
-        try:
-            answer = services.media_offer(participant=self.participant, sdp=sdp)
-        except services.MediaRefused as refusal:
-            self.send_json({"type": "media_error", "message": str(refusal)})
-            return
-        self.send_json({"type": "answer", "sdp": answer["sdp"]})
+        participant = self.participant
+
+        def broker() -> dict[str, Any]:
+            try:
+                return {"type": "answer", "sdp": services.media_offer(participant=participant, sdp=sdp)["sdp"]}
+            except services.MediaRefused as refusal:
+                return {"type": "media_error", "message": str(refusal)}
+
+        self.off_thread("offer", broker)
 
     def on_clock(self, message: dict[str, Any]) -> None:
         """The edge's RTP timestamp <-> ingest wall-clock mapping, for the page's latency badge."""
         assert self.participant is not None
-        try:
-            mapping = services.media_clock(participant=self.participant)
-        except services.MediaRefused as refusal:
-            self.send_json({"type": "clock", "error": str(refusal)})
-            return
-        self.send_json({**mapping, "type": "clock"})
+        participant = self.participant
+
+        def ask() -> dict[str, Any]:
+            try:
+                return {**services.media_clock(participant=participant), "type": "clock"}
+            except services.MediaRefused as refusal:
+                return {"type": "clock", "error": str(refusal)}
+
+        self.off_thread("clock", ask)
+
+    def off_thread(self, name: str, work: Callable[[], dict[str, Any]]) -> None:
+        """Run a call to the edge on a thread of its own and send its reply when it comes.
+
+        Sync consumers share one thread: an edge that takes seconds to answer one viewer's offer
+        would freeze every WebSocket of this server, the OR console's included.
+        """
+        if name in self.pending:
+            return self.send_error("busy", f"The previous {name} request is still being answered.")
+        self.pending.add(name)
+        layer, channel = self.channel_layer, self.channel_name
+
+        def run() -> None:
+            try:
+                reply = work()
+            finally:
+                close_old_connections()
+            async_to_sync(layer.send)(channel, {"type": "edge.reply", "name": name, "message": reply})
+
+        EDGE_CALLS.submit(run)
+
+    def edge_reply(self, event: dict[str, Any]) -> None:
+        self.pending.discard(event["name"])
+        self.send_json(event["message"])
 
     def on_stroke(self, message: dict[str, Any]) -> None:
         self.relay_annotation("stroke", message)

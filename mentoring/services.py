@@ -395,23 +395,36 @@ def _mail_invitation(participant: Participant, *, method: str, url: str = "") ->
     message.send()
 
 
-def join_token_revoke(*, participant: Participant, by: Any) -> int:
-    """Revoke every active token of ``participant`` and drop their live connection and peer."""
+def join_token_revoke(*, participant: Participant, by: Any, reason: str = "revoked") -> int:
+    """Revoke every active token of ``participant`` and drop their live connection and media peer."""
     with transaction.atomic():
         count = JoinToken.objects.filter(participant=participant, revoked_at__isnull=True).update(
             revoked_at=timezone.now()
         )
         consent_services.audit_record(
-            action="token.revoke",
+            action="token.revoke" if reason == "revoked" else "participant.remove",
             actor=f"user:{by.pk}",
             session_public_id=str(participant.session.public_id),
             target=f"participant:{participant.public_id}",
         )
-        _send_after_commit(
-            session_group(participant.session),
-            {"type": "participant.removed", "participant": str(participant.public_id), "reason": "revoked"},
-        )
+        transaction.on_commit(partial(_participant_drop, participant, reason=reason))
     return count
+
+
+def _participant_drop(participant: Participant, *, reason: str) -> None:
+    """Close the participant's WebSocket and their peer on the edge, whatever their browser does."""
+    layer = get_channel_layer()
+    if layer is not None:
+        async_to_sync(layer.group_send)(
+            session_group(participant.session),
+            {"type": "participant.removed", "participant": str(participant.public_id), "reason": reason},
+        )
+    session = participant.session
+    try:
+        edge.participant_remove(str(session.public_id), str(participant.public_id), edge_url=session.room.edge_url or None)
+    except edge.EdgeError as failure:
+        # No hub or no peer (never connected) is the common case; an unreachable edge has no peer to keep.
+        log.info("edge did not drop a participant of session %s: %s", session.public_id, failure)
 
 
 def participant_remove(*, participant: Participant, by: Any) -> Participant:
@@ -419,7 +432,7 @@ def participant_remove(*, participant: Participant, by: Any) -> Participant:
     with transaction.atomic():
         participant.removed_at = timezone.now()
         participant.save(update_fields=["removed_at"])
-        join_token_revoke(participant=participant, by=by)
+        join_token_revoke(participant=participant, by=by, reason="removed")
     return participant
 
 
@@ -486,16 +499,26 @@ def join_token_check(*, token: str, session_public_id: str | None = None, consum
         if consume and admission.token.one_time:
             with transaction.atomic():
                 row = JoinToken.objects.select_for_update().get(pk=admission.token.pk)
-                if row.used_at is not None:
-                    raise JoinRefused("This one-time link was already used. Ask for a new one.", reason="used")
-                row.used_at = timezone.now()
-                row.save(update_fields=["used_at"])
+                _refuse_if_in_use(row, admission.participant)
+                if row.used_at is None:
+                    row.used_at = timezone.now()
+                    row.save(update_fields=["used_at"])
     except JoinRefused as refusal:
         # Audited outside any transaction the refusal rolled back, so the record stays.
         if refusal.reason != "consent":  # the consent gate audits its own refusals
             _audit_refusal(refusal, session_id=session_public_id or sid)
         raise
     return admission
+
+
+def _refuse_if_in_use(row: JoinToken, participant: Participant) -> None:
+    """A one-time link admits one connection at a time: the same browser may reconnect after a
+    network blip, a second browser may not join while the first is connected."""
+    if row.one_time and row.used_at is not None and participant in presence_connected(session=participant.session):
+        raise JoinRefused(
+            "This one-time link is already open on another screen. Close it there, or ask for a new link.",
+            reason="used",
+        )
 
 
 def _admit(*, token: str, claims: Any, session_public_id: str | None) -> Admission:
@@ -520,8 +543,7 @@ def _admit(*, token: str, claims: Any, session_public_id: str | None) -> Admissi
         )
     if row.expires_at <= timezone.now():
         raise JoinRefused("This link has expired. Ask the coordinator for a new one.", reason="expired")
-    if row.one_time and row.used_at is not None:
-        raise JoinRefused("This one-time link was already used. Ask for a new one.", reason="used")
+    _refuse_if_in_use(row, participant)
     if claims.get("r") != participant.role or claims.get("p") != str(participant.public_id):
         raise JoinRefused("This link does not match its participant.", reason="mismatch")
     if session.status in (Session.Status.ENDED, Session.Status.CANCELLED):
@@ -691,7 +713,7 @@ def media_offer(*, participant: Participant, sdp: str) -> dict[str, str]:
     The surgeon's console publishes; everyone else watches, and the edge makes roles without
     the right to talk receive-only.
     """
-    session = participant.session
+    session = Session.objects.select_related("room").get(pk=participant.session_id)  # its status now, not at join
     if session.status != Session.Status.LIVE:
         raise MediaRefused("The session is not live yet: the video starts when the coordinator starts it.")
     sid = str(session.public_id)
@@ -714,7 +736,7 @@ def media_offer(*, participant: Participant, sdp: str) -> dict[str, str]:
 def media_clock(*, participant: Participant) -> dict[str, Any]:
     """The edge's RTP timestamp <-> ingest wall-clock mapping of the participant's session, with the
     edge's current time, so a page can estimate glass-to-glass latency against the edge's clock."""
-    session = participant.session
+    session = Session.objects.select_related("room").get(pk=participant.session_id)
     if session.status != Session.Status.LIVE:
         raise MediaRefused("The session is not live yet.")
     try:
@@ -747,16 +769,7 @@ def session_enforce_consent(*, session: Session) -> list[Participant]:
             target=f"participant:{participant.public_id}",
             detail={"missing_purpose": purpose},
         )
-        layer = get_channel_layer()
-        if layer is not None:
-            async_to_sync(layer.group_send)(
-                session_group(session),
-                {"type": "participant.removed", "participant": str(participant.public_id), "reason": "consent"},
-            )
-        try:
-            edge.participant_remove(str(session.public_id), str(participant.public_id), edge_url=session.room.edge_url or None)
-        except edge.EdgeError as failure:
-            log.warning("edge could not drop a participant of session %s: %s", session.public_id, failure)
+        _participant_drop(participant, reason="consent")
     return dropped
 
 

@@ -147,3 +147,24 @@ async def test_offer_before_the_session_is_live_gets_a_media_error(session, caro
     await communicator.send_json_to({"type": "offer", "sdp": "garbage"})
     assert (await next_of(communicator, "error"))["code"] == "bad_sdp"
     await communicator.disconnect()
+
+
+async def test_a_slow_edge_answer_does_not_hold_up_other_participants(session, carol, resident, consenting_patient, monkeypatch):
+    import time
+
+    def slow_offer(*, participant: Any, sdp: str) -> dict[str, str]:
+        time.sleep(2)
+        return {"sdp": "v=0\r\nanswer", "type": "answer"}
+
+    monkeypatch.setattr(services, "media_offer", slow_offer)
+    mentor, _ = await join(session, await mint(participant=carol))
+    other, _ = await join(session, await mint(participant=resident))
+    await mentor.send_json_to({"type": "offer", "sdp": "v=0\r\n"})
+    started = time.monotonic()
+    await other.send_json_to({"type": "ping"})
+    await next_of(other, "pong")
+    assert time.monotonic() - started < 1.0, "a pong waited for another participant's offer"
+    answer = await next_of(mentor, "answer")
+    assert answer["sdp"] == "v=0\r\nanswer"
+    await mentor.disconnect()
+    await other.disconnect()

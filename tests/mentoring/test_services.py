@@ -183,7 +183,7 @@ def test_resident_watches_with_internal_consent_only(session, resident, consent_
     assert services.join_token_check(token=token).participant == resident
 
 
-def test_specialist_link_is_one_time_and_only_while_live(session, alice, bob, consenting_patient):
+def test_specialist_link_admits_one_connection_at_a_time_and_only_while_live(session, alice, bob, consenting_patient):
     with pytest.raises(services.SchedulingError, match="live"):
         services.specialist_link_mint(session=session, by=alice, minutes=15, display_name="Dr Neuro")
     services.session_start(session=session, by=alice)
@@ -192,9 +192,14 @@ def test_specialist_link_is_one_time_and_only_while_live(session, alice, bob, co
     row = JoinToken.objects.get(participant=participant)
     assert row.one_time and timedelta(minutes=14) < row.expires_at - timezone.now() <= timedelta(minutes=15)
     services.join_token_check(token=token, consume=True)
+    services.presence_record(participant=participant, kind="joined")
+    # While the specialist is connected, nobody else can use the link...
     with pytest.raises(services.JoinRefused) as refusal:
-        services.join_token_check(token=token)
+        services.join_token_check(token=token, consume=True)
     assert refusal.value.reason == "used"
+    # ...and after a network blip the specialist gets back in.
+    services.presence_record(participant=participant, kind="left")
+    assert services.join_token_check(token=token, consume=True).participant == participant
 
 
 def test_only_coordinator_or_surgeon_may_call_a_specialist(session, alice, eve, consenting_patient):
