@@ -153,6 +153,7 @@ def test_session_lifecycle_buttons(coordinator_client, session):
     coordinator_client.post(f"/sessions/{session.public_id}/start/")
     session.refresh_from_db()
     assert session.status == "live"
+    assert f"/sessions/{session.public_id}/live/" in coordinator_client.get(f"/sessions/{session.public_id}/").content.decode()
     response = coordinator_client.post(f"/sessions/{session.public_id}/cancel/", follow=True)
     assert "cannot be cancelled" in response.content.decode()
     coordinator_client.post(f"/sessions/{session.public_id}/end/")
