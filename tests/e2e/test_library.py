@@ -12,11 +12,10 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from consent import services as consent_services
 from mentoring.models import Annotation
 from recordings.models import Recording
 from tests.recordings.fixtures import ClipFacts, clip, clip_facts, register_segments  # noqa: F401
-
-from consent import services as consent_services
 
 from .conftest import off_loop, screenshot
 
