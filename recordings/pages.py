@@ -26,7 +26,6 @@ from mentoring.views import refused
 from . import services
 from .models import Bookmark, Recording
 
-
 # The newest recordings shown at once; a search narrows the rest.
 LIBRARY_PAGE = 200
 
