@@ -35,6 +35,7 @@ from .peer import (
 )
 from .protocol import PublisherOffer, RecordingStart, SourceAttach, ViewerOffer
 from .receive import PassthroughReceiver
+from .recorder_thread import RecorderThread
 from .send import FrameFeed, PacketizedFrame, RtpStreamSender, packetize
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ GOP_CACHE_MAX_BYTES = 64 * 1024 * 1024
 # A talker holds the floor until this much silence.
 TALK_FLOOR_RELEASE = 0.5
 OPUS_FRAME = 960
+# A viewer not heard from (RTCP reports come about every second) for this long counts as
+# disconnected: its feeds pause until it is heard again, then restart on a keyframe.
+VIEWER_SILENCE = 3.0
 
 
 class HubError(Exception):
@@ -125,6 +129,8 @@ class HubCounters:
     talkback_frames: int = 0
     viewers_joined: int = 0
     viewers_left: int = 0
+    viewers_paused: int = 0
+    viewers_resumed: int = 0
 
 
 class SessionHub:
@@ -140,6 +146,7 @@ class SessionHub:
         viewer_queue_frames: int = 120,
         profile_wait: float = 5.0,
         connect_timeout: float = 30.0,
+        viewer_silence: float = VIEWER_SILENCE,
     ) -> None:
         self.session_id = session_id
         self.emit = emit
@@ -148,10 +155,11 @@ class SessionHub:
         self.viewer_queue_frames = viewer_queue_frames
         self.profile_wait = profile_wait
         self.connect_timeout = connect_timeout
+        self.viewer_silence = viewer_silence
         self.source: PyAVSource | None = None
         self.publisher: Publisher | None = None
         self.viewers: dict[str, Viewer] = {}
-        self.recorder: Any = None
+        self.recorder: RecorderThread | None = None
         self.recording_id: str | None = None
         self.counters = HubCounters()
         self.video_profile_level_id: str | None = None
@@ -206,11 +214,8 @@ class SessionHub:
                 if viewer.active and viewer.audio is not None:
                     viewer.audio.offer(packetized)
         if self.recorder is not None:
-            try:
-                self.recorder.write(frame)
-            except Exception:  # a recorder failure must not stop the live stream
-                logger.exception("session %s: recorder failed; recording stopped", self.session_id)
-                self._spawn(self.stop_recording())
+            # Only a queue append: muxing, disk writes and fsyncs happen on the recorder's thread.
+            self.recorder.write(frame)
 
     def _note_profile(self, frame: EncodedFrame) -> None:
         for unit in split_nal_units(frame.data):
@@ -371,6 +376,12 @@ class SessionHub:
         for feed in viewer.feeds():
             feed.start()
         self._watch(pc, offer.participant_id)
+        pid = offer.participant_id
+
+        def on_presence(state: str) -> None:
+            self._on_viewer_presence(pid, pc, state)
+
+        pc.watch_presence(silence=self.viewer_silence, on_change=on_presence)
         self._spawn(self._activate(viewer))
         self.counters.viewers_joined += 1
         self.emit("viewer.joined", {"participant_id": offer.participant_id, "role": offer.role})
@@ -439,6 +450,36 @@ class SessionHub:
             if pc.connectionState in ("failed", "closed"):
                 await self._drop_pc(pc, participant_id)
 
+        @pc.on("iceconnectionstatechange")
+        async def on_ice_state() -> None:
+            if pc.iceConnectionState == "failed":
+                await self._drop_pc(pc, participant_id)
+
+    def _on_viewer_presence(self, participant_id: str, pc: EdgePeerConnection, state: str) -> None:
+        """Pause a silent viewer's feeds; when it is heard again, restart it on a keyframe."""
+        viewer = self.viewers.get(participant_id)
+        if viewer is None or viewer.pc is not pc:
+            return
+        if state == "disconnected":
+            logger.info("session %s: viewer %s went silent; pausing", self.session_id, participant_id)
+            self.counters.viewers_paused += 1
+            for feed in viewer.feeds():
+                feed.pause()
+            return
+        logger.info("session %s: viewer %s is back; resuming on a keyframe", self.session_id, participant_id)
+        self.counters.viewers_resumed += 1
+        for feed in viewer.feeds():
+            # What queued up while it was away is stale: drop it rather than burst it late.
+            feed.resume(fresh=True)
+        video = viewer.video
+        if video is not None and viewer.active:
+            if self._gop_valid and self._gop:
+                # The current GOP at once, as for a new viewer: a picture without waiting.
+                video.capacity = max(self.viewer_queue_frames, len(self._gop) + self.viewer_queue_frames // 2)
+                video.offer_many(self._gop)
+            else:
+                self.request_keyframe()
+
     async def _drop_pc(self, pc: EdgePeerConnection, participant_id: str) -> None:
         viewer = self.viewers.get(participant_id)
         if viewer is not None and viewer.pc is pc:
@@ -496,8 +537,18 @@ class SessionHub:
             self._segments_closed += 1
             loop.call_soon_threadsafe(self.emit, "segment.closed", data)
 
+        def failed(exc: BaseException) -> None:
+            # A recorder failure must not stop the live stream: stop this recording only.
+            logger.error("session %s: recorder failed (%s); recording stopped", self.session_id, exc)
+            if self.recording_id == recording_id:
+                self._spawn(self.stop_recording())
+
         self._segments_closed = 0
-        self.recorder = Recorder(directory, segment_seconds=float(start.segment_seconds), on_segment_closed=segment_closed)
+        self.recorder = RecorderThread(
+            Recorder(directory, segment_seconds=float(start.segment_seconds), on_segment_closed=segment_closed),
+            on_error=failed,
+            name=f"orstream-recorder-{recording_id}",
+        )
         self.recording_id = recording_id
         self.emit("recording.started", {"recording_id": recording_id, "directory": str(directory)})
         return directory
@@ -507,8 +558,8 @@ class SessionHub:
         recording_id, self.recording_id = self.recording_id, None
         if recorder is None:
             return False
-        await asyncio.get_running_loop().run_in_executor(None, recorder.close)
-        await asyncio.sleep(0)  # let the last segment.closed (queued from the executor) go first
+        await recorder.close()  # drains the queue, then trailer and fsync, on the recorder's thread
+        await asyncio.sleep(0)  # let the last segment.closed (queued from that thread) go first
         self.emit(
             "recording.stopped",
             {"recording_id": recording_id, "recording_public_id": recording_id, "segments": self._segments_closed},
@@ -555,6 +606,7 @@ class SessionHub:
                     "queued_frames": video.queued if video else 0,
                     "overflows": video.stats.overflows if video else 0,
                     "waiting_for_keyframe": video.waiting_for_keyframe if video else False,
+                    "paused": video.paused if video else False,
                     "nacks": video.sender.stats.nacks_received if video else 0,
                     "retransmits": video.sender.stats.retransmits if video else 0,
                 }
@@ -573,6 +625,7 @@ class SessionHub:
             "source": self.source.stats.to_dict() if self.source else None,
             "publisher": publisher,
             "recording_id": self.recording_id,
+            "recording": self.recorder.snapshot() if self.recorder is not None else None,
             "counters": dict(self.counters.__dict__),
             "gop_cached_frames": len(self._gop) if self._gop_valid else 0,
             "viewers": viewers,

@@ -11,10 +11,13 @@ profile-level-id, read from the SPS) rather than aiortc's fixed Constrained Base
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import logging
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -244,7 +247,12 @@ def offer_media_kinds(offer_sdp: str) -> list[str]:
 
 
 class EdgePeerConnection(RTCPeerConnection):
-    """An RTCPeerConnection whose transceivers use the edge's own RTP sender and receiver."""
+    """An RTCPeerConnection whose transceivers use the edge's own RTP sender and receiver.
+
+    It also tells when the remote has gone quiet (``watch_presence``): aiortc 1.16 has no
+    "disconnected" ICE state (aioice only gives up, "failed", after ~30 s of unanswered consent
+    checks), yet a viewer whose Wi-Fi dropped should not be sent 4K for 30 s into the void.
+    """
 
     def __init__(self, *, ice_loopback: bool = True, configuration: RTCConfiguration | None = None) -> None:
         # No STUN by default: aiortc would otherwise contact a public server the edge may not reach.
@@ -254,6 +262,11 @@ class EdgePeerConnection(RTCPeerConnection):
             configuration or RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
         self.ice_loopback = ice_loopback
+        # "connected" / "disconnected" as far as hearing from the remote goes (see watch_presence)
+        self.presence = "new"
+        self._last_heard = 0.0
+        self._presence_task: asyncio.Task[None] | None = None
+        self._watched: list[Any] = []  # aioice connections whose incoming traffic we note
 
     # aiortc creates every transceiver in this (name-mangled) method; overriding it here swaps
     # in the edge's sender and receiver for this connection only.
@@ -313,6 +326,95 @@ class EdgePeerConnection(RTCPeerConnection):
             types = {c.payloadType for c in kept}
             kept += [copy.deepcopy(o) for o in offered if is_rtx(o) and o.parameters.get("apt") in types]
             transceiver._codecs = kept
+
+    def watch_presence(self, *, silence: float, on_change: Callable[[str], None]) -> None:
+        """Call ``on_change("disconnected")`` when the remote has not been heard for ``silence``
+        seconds after ICE completed, and ``on_change("connected")`` when it is heard again.
+
+        Heard: any datagram but a STUN response (RTCP reports, media, DTLS), the remote's own
+        consent checks, and answers to probes: once the remote has been quiet for a third of
+        ``silence`` the edge sends it a STUN binding request of its own (as browsers do on a
+        quiet pair), so a peer that sends no RTCP at all is still known to be there. Call after
+        ``answer``.
+        """
+        for transceiver in self.getTransceivers():
+            connection: Any = transceiver.receiver.transport.transport._connection
+            if connection in self._watched:
+                continue  # one transport under max-bundle: hook it once
+            self._watched.append(connection)
+            data_received = connection.data_received
+            request_received = connection.request_received
+
+            def on_data(data: bytes, component: int, _inner: Any = data_received) -> None:
+                self._last_heard = time.monotonic()
+                _inner(data, component)
+
+            def on_request(*args: Any, _inner: Any = request_received) -> None:
+                self._last_heard = time.monotonic()
+                _inner(*args)
+
+            connection.data_received = on_data
+            connection.request_received = on_request
+        if self._presence_task is None:
+            self._presence_task = asyncio.ensure_future(self._run_presence(silence, on_change))
+
+    async def _run_presence(self, silence: float, on_change: Callable[[str], None]) -> None:
+        tick = min(0.25, silence / 4)
+        probe: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await asyncio.sleep(tick)
+                if self.iceConnectionState != "completed":
+                    continue  # not up yet, or failed/closed: aiortc's own states take over
+                now = time.monotonic()
+                if self.presence == "new":
+                    self.presence = "connected"
+                    self._last_heard = max(self._last_heard, now)
+                quiet_for = now - self._last_heard
+                if quiet_for > silence / 3 and (probe is None or probe.done()):
+                    probe = asyncio.ensure_future(self._probe(timeout=silence / 3))
+                quiet = quiet_for > silence
+                if quiet == (self.presence == "disconnected"):
+                    continue
+                self.presence = "disconnected" if quiet else "connected"
+                try:
+                    on_change(self.presence)
+                except Exception:  # the watch must outlive a failing listener
+                    logger.exception("presence listener failed")
+        finally:
+            if probe is not None:
+                probe.cancel()
+
+    async def _probe(self, timeout: float) -> None:
+        """One STUN binding request on each nominated pair; an answer counts as hearing the remote."""
+        for connection in self._watched:
+            pair = connection._nominated.get(1)
+            if pair is None or connection.remote_password is None:
+                continue
+            request = connection.build_request(pair, nominate=False)
+            try:
+                await asyncio.wait_for(
+                    pair.protocol.request(
+                        request,
+                        pair.remote_addr,
+                        integrity_key=connection.remote_password.encode("utf8"),
+                        retransmissions=0,
+                    ),
+                    timeout=timeout,
+                )
+            except (TimeoutError, Exception):  # no answer: the silence goes on
+                continue
+            self._last_heard = time.monotonic()
+
+    async def close(self) -> None:
+        task, self._presence_task = self._presence_task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        await super().close()
 
     async def _prepare_ice(self) -> None:
         """Gather host candidates ourselves: loopback included when asked, big socket buffers.

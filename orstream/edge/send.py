@@ -699,18 +699,17 @@ class FrameFeed:
         """
         self._paused = True
 
-    def resume(self, *, from_keyframe: bool = False) -> None:
-        """Drain again. ``from_keyframe``: drop what was queued and restart on the next keyframe
-        (what the viewer missed while away cannot be repaired; a stale burst would only add lag).
+    def resume(self, *, fresh: bool = False) -> None:
+        """Drain again. ``fresh``: drop what queued up meanwhile and, for video, restart on the
+        next keyframe (the viewer missed frames that cannot be repaired; a stale burst would
+        only add lag). The caller decides how to get that keyframe (cached GOP or a request).
         """
-        if from_keyframe and self.gated:
+        if fresh:
             if self._queue:
                 self.stats.frames_dropped += len(self._queue)
                 self._queue.clear()
-            if not self._waiting_for_keyframe:
+            if self.gated:
                 self._waiting_for_keyframe = True
-            if self.on_need_keyframe is not None:
-                self.on_need_keyframe()
         self._paused = False
         self._wakeup.set()
 
