@@ -362,6 +362,7 @@ class StepResult:
     rss_mb: float | None = None
     join_ms: list[float] = field(default_factory=list)
     overflows: int | None = None
+    viewers_paused: int | None = None
     retried: int = 0
     error: str | None = None
 
@@ -435,6 +436,8 @@ async def run_step(mode: str, viewers: int, clip: Path, config: BenchConfig, log
         result.other_load_pct = max(0.0, 100 * busy * (os.cpu_count() or 1) - result.edge_cpu_pct - result.viewers_cpu_pct)
         result.rss_mb = s1["rss"] / 2**20
         result.overflows = s1.get("overflows")
+        # the edge pauses a viewer it has not heard from for seconds (and restarts it on a keyframe)
+        result.viewers_paused = s1.get("viewers_paused")
         figures = [
             viewer_figures(v, frame_map, offsets.get(v["id"], 0 if mode == "edge" else None), t0, t1)
             for r in reports for v in r.get("viewers", [])
@@ -535,12 +538,18 @@ def measure_floor(packets: int, profile: str) -> float:
         addr = ("127.0.0.1", port)
         sendto = sock.sendto
         protect = session.protect
-        start = time.thread_time()
-        for header in headers:
-            sendto(protect(header + payload), addr)
-        spent = time.thread_time() - start
+        # Best of three runs: a microbenchmark's noise (a neighbour on the same physical core)
+        # only ever adds time.
+        best = float("inf")
+        chunk = max(1, packets // 3)
+        for run in range(3):
+            batch = headers[run * chunk : (run + 1) * chunk]  # sequence numbers keep increasing
+            start = time.thread_time()
+            for header in batch:
+                sendto(protect(header + payload), addr)
+            best = min(best, (time.thread_time() - start) / len(batch))
         sock.close()
-        return 1e6 * spent / packets
+        return 1e6 * best
     finally:
         sink.kill()
         sink.wait()
@@ -742,6 +751,10 @@ def _step_json(step: StepResult) -> dict[str, Any]:
 
 def _note(step: dict[str, Any]) -> str:
     notes = []
+    if step.get("overflows"):
+        notes.append(f"{step['overflows']} queue overflows")
+    if step.get("viewers_paused"):
+        notes.append(f"{step['viewers_paused']} viewer pauses")
     if step.get("retried"):
         notes.append(f"retry {step['retried']} (other load)")
     if not step["passed"] and step.get("why"):

@@ -135,7 +135,9 @@ class EdgeTarget(Target):
             if viewer.video is not None:
                 overflows += viewer.video.stats.overflows
                 dropped += viewer.video.stats.frames_dropped
-        return {"overflows": overflows, "frames_dropped": dropped}
+        counters = self.hub.counters
+        return {"overflows": overflows, "frames_dropped": dropped,
+                "viewers_paused": getattr(counters, "viewers_paused", 0)}
 
     async def record(self, directory: Path) -> None:
         from .protocol import RecordingStart

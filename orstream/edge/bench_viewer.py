@@ -14,7 +14,9 @@ under test, on a 2-core machine where the viewers and the edge share the cores. 
 about 1 µs per packet and still shows what matters: which packets arrived, when each frame's
 last packet arrived, and whether a frame arrived whole.
 
-Never sends NACK or PLI (loss is measured raw, with no repair) and never decodes.
+Sends an RTCP receiver report per stream every second, as browsers do (the edge uses them to
+know a viewer is there). Never sends NACK or PLI (loss is measured raw, with no repair) and never
+decodes.
 
 Commands: ``join`` (add viewers one after another), ``window`` (the measurement interval, wall
 clock), ``report`` (per-viewer counts and per-frame records), ``quit``.
@@ -50,6 +52,7 @@ _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 class StreamCount:
     """One RTP stream (one payload type) as seen by a counting viewer."""
 
+    ssrc: int = 0
     received: int = 0
     window_received: int = 0
     window_min: int | None = None
@@ -137,7 +140,7 @@ class CountingViewer:
             pt = b1 & 0x7F
             stream = streams.get(pt)
             if stream is None:
-                stream = streams[pt] = StreamCount()
+                stream = streams[pt] = StreamCount(ssrc=int.from_bytes(buf[8:12], "big"))
             ext = stream.extend((buf[2] << 8) | buf[3])
             stream.received += 1
             if in_window:
@@ -163,6 +166,36 @@ class CountingViewer:
                     frame[2] = ext
                 if b1 & 0x80:
                     frame[3] = time.time()  # the frame's last packet: when it became decodable
+
+    async def send_receiver_reports(self) -> None:
+        """An RTCP receiver report per stream about every second, as a browser sends.
+
+        aiortc's receiver never sees the media this viewer counts, so it would send none; the
+        edge reads these reports (loss, RTT, presence), so a silent viewer would not be a fair one.
+        """
+        from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
+
+        ssrc = self.pc.getTransceivers()[0].sender._ssrc
+        dtls = self.pc.getTransceivers()[0].receiver.transport
+        last: dict[int, tuple[int, int]] = {}
+        while True:
+            await asyncio.sleep(1.0)
+            reports = []
+            for stream in self.streams.values():
+                highest = (stream.cycles + (stream.last_seq or 0)) & 0xFFFFFFFF
+                before = last.get(stream.ssrc, (highest, stream.received))
+                expected = highest - before[0]
+                lost = max(0, expected - (stream.received - before[1]))
+                last[stream.ssrc] = (highest, stream.received)
+                reports.append(RtcpReceiverInfo(
+                    ssrc=stream.ssrc, fraction_lost=min(255, (lost * 256) // expected) if expected > 0 else 0,
+                    packets_lost=0, highest_sequence=highest, jitter=0, lsr=0, dlsr=0,
+                ))
+            if reports and dtls.state == "connected":
+                try:
+                    await dtls._send_rtp(bytes(RtcpRrPacket(ssrc=ssrc, reports=reports)))
+                except Exception:  # the peer is closing: reports end with it
+                    return
 
     def report(self) -> dict[str, Any]:
         video = [s for pt, s in self.streams.items() if pt in self.video_pts]
@@ -208,6 +241,7 @@ class ViewerProcess:
 
     def __init__(self) -> None:
         self.viewers: list[CountingViewer] = []
+        self.tasks: list[asyncio.Task[None]] = []
         self.session: aiohttp.ClientSession | None = None
 
     async def join_one(self, viewer_id: str, url: str, *, high_profile: bool, audio: bool) -> CountingViewer:
@@ -238,6 +272,7 @@ class ViewerProcess:
                 raise RuntimeError(f"viewer {viewer_id} did not connect: {pc.connectionState}")
             await asyncio.sleep(0.01)
         viewer.connected_time = time.time()
+        self.tasks.append(asyncio.ensure_future(viewer.send_receiver_reports()))
         return viewer
 
     async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
@@ -268,6 +303,10 @@ class ViewerProcess:
         return {"error": f"unknown command {name!r}"}
 
     async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
         await asyncio.gather(*(v.pc.close() for v in self.viewers), return_exceptions=True)
         self.viewers.clear()
         if self.session is not None:
