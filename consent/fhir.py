@@ -13,8 +13,21 @@ from typing import Any
 
 from django.conf import settings
 from fhir.resources.auditevent import AuditEvent as FhirAuditEvent
-from fhir.resources.bundle import Bundle
+from fhir.resources.auditevent import (
+    AuditEventAgent,
+    AuditEventEntity,
+    AuditEventEntityDetail,
+    AuditEventOutcome,
+    AuditEventSource,
+)
+from fhir.resources.bundle import Bundle, BundleEntry
+from fhir.resources.codeableconcept import CodeableConcept
+from fhir.resources.coding import Coding
 from fhir.resources.consent import Consent as FhirConsent
+from fhir.resources.consent import ConsentProvision
+from fhir.resources.identifier import Identifier
+from fhir.resources.period import Period
+from fhir.resources.reference import Reference
 
 from .models import AuditEvent, ConsentRecord, Purpose
 
@@ -44,29 +57,37 @@ _CRUDE = {
 
 def audit_event_to_fhir(event: AuditEvent) -> dict[str, Any]:
     """One audit event as a FHIR R5 AuditEvent (a JSON-ready dict). Hashes travel as entity details."""
-    entities: list[dict[str, Any]] = []
+    entities: list[AuditEventEntity] = []
     if event.session_public_id:
-        entities.append({"what": {"identifier": {"system": SESSION_SYSTEM, "value": event.session_public_id}}})
-    details = [{"type": {"text": "hash"}, "valueString": event.hash}, {"type": {"text": "prev_hash"}, "valueString": event.prev_hash}]
-    details += [{"type": {"text": str(key)}, "valueString": _text(value)} for key, value in sorted(event.detail.items())]
+        entities.append(
+            AuditEventEntity(what=Reference(identifier=Identifier(system=SESSION_SYSTEM, value=event.session_public_id)))
+        )
+    details = [
+        AuditEventEntityDetail(type=CodeableConcept(text="hash"), valueString=event.hash),
+        AuditEventEntityDetail(type=CodeableConcept(text="prev_hash"), valueString=event.prev_hash),
+    ]
+    details += [
+        AuditEventEntityDetail(type=CodeableConcept(text=str(key)), valueString=_text(value))
+        for key, value in sorted(event.detail.items())
+    ]
     entities.append(
-        {
-            "what": {"identifier": {"system": ACTION_SYSTEM, "value": event.target or event.action}},
-            "detail": details,
-        }
+        AuditEventEntity(
+            what=Reference(identifier=Identifier(system=ACTION_SYSTEM, value=event.target or event.action)),
+            detail=details,
+        )
     )
     resource = FhirAuditEvent(
         id=f"audit-{event.pk}",
-        code={"coding": [{"system": ACTION_SYSTEM, "code": event.action}], "text": event.action},
+        code=CodeableConcept(coding=[Coding(system=ACTION_SYSTEM, code=event.action)], text=event.action),
         action=_CRUDE.get(event.action, "E"),
         recorded=event.at,
-        outcome={
+        outcome=AuditEventOutcome(
             # 0 success, 4 minor failure: a refusal is the system working, the request failing.
-            "code": {"system": OUTCOME_SYSTEM, "code": "0" if event.outcome == "allowed" else "4"},
-            "detail": [{"text": event.outcome}],
-        },
-        agent=[{"who": {"identifier": {"system": ACTOR_SYSTEM, "value": event.actor}}, "requestor": True}],
-        source={"observer": {"display": f"orstream {settings.PUBLIC_URL}"}},
+            code=Coding(system=OUTCOME_SYSTEM, code="0" if event.outcome == "allowed" else "4"),
+            detail=[CodeableConcept(text=event.outcome)],
+        ),
+        agent=[AuditEventAgent(who=Reference(identifier=Identifier(system=ACTOR_SYSTEM, value=event.actor)), requestor=True)],
+        source=AuditEventSource(observer=Reference(display=f"orstream {settings.PUBLIC_URL}")),
         entity=entities,
     )
     return resource.model_dump(mode="json", exclude_none=True)
@@ -83,17 +104,18 @@ def consent_to_fhir(record: ConsentRecord) -> dict[str, Any]:
     resource = FhirConsent(
         id=f"consent-{record.pk}",
         status="inactive" if record.withdrawn_at else "active",
-        category=[{"coding": [{"system": CONSENT_SCOPE_SYSTEM, "code": "treatment"}], "text": record.form.title}],
-        subject={"identifier": {"system": PATIENT_REF_SYSTEM, "value": record.patient_ref}},
+        category=[
+            CodeableConcept(coding=[Coding(system=CONSENT_SCOPE_SYSTEM, code="treatment")], text=record.form.title)
+        ],
+        subject=Reference(identifier=Identifier(system=PATIENT_REF_SYSTEM, value=record.patient_ref)),
         date=record.obtained_at.date(),
-        period={"start": record.obtained_at, **({"end": record.withdrawn_at} if record.withdrawn_at else {})},
-        identifier=[{"system": SESSION_SYSTEM, "value": str(record.session.public_id)}],
-        policyText=[{"display": f"{record.form.title} v{record.form.version}"}],
+        # No end while the consent stands (exclude_none drops it from the JSON).
+        period=Period(start=record.obtained_at, end=record.withdrawn_at),
+        identifier=[Identifier(system=SESSION_SYSTEM, value=str(record.session.public_id))],
+        policyText=[Reference(display=f"{record.form.title} v{record.form.version}")],
         decision="deny",
         provision=[
-            {
-                "purpose": [{"system": PURPOSE_SYSTEM, "code": purpose, "display": Purpose(purpose).label}],
-            }
+            ConsentProvision(purpose=[Coding(system=PURPOSE_SYSTEM, code=purpose, display=Purpose(purpose).label)])
             for purpose in granted
         ]
         or None,
@@ -105,7 +127,7 @@ def audit_bundle(events: Any) -> dict[str, Any]:
     """A FHIR collection Bundle of audit events (e.g. everything about one session)."""
     bundle = Bundle(
         type="collection",
-        entry=[{"resource": FhirAuditEvent(**audit_event_to_fhir(event))} for event in events],
+        entry=[BundleEntry(resource=FhirAuditEvent.model_validate(audit_event_to_fhir(event))) for event in events],
     )
     return bundle.model_dump(mode="json", exclude_none=True)
 

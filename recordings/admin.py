@@ -22,13 +22,16 @@ READ_ONLY = [
     "legal_hold", "legal_hold_reason",
 ]
 
+# A tuple: ModelAdmin types `fields` and `readonly_fields` as different (invariant) lists, a tuple fits both.
+SEGMENT_FIELDS = ("index", "path", "size", "sha256", "duration", "video_frames", "audio_frames", "verified_at", "archived_key")
+
 
 class SegmentInline(admin.TabularInline):
     model = Segment
     extra = 0
     can_delete = False
-    fields = ["index", "path", "size", "sha256", "duration", "video_frames", "audio_frames", "verified_at", "archived_key"]
-    readonly_fields = fields
+    fields = SEGMENT_FIELDS
+    readonly_fields = SEGMENT_FIELDS
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

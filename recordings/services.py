@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -333,7 +334,7 @@ def _contact_sheet(frames: list[av.VideoFrame]) -> bytes:
     """Tile small frames into one JPEG with FFmpeg's tile filter (row by row, in time order)."""
     first = frames[0]
     graph = av.filter.Graph()
-    source = graph.add_buffer(width=first.width, height=first.height, format=first.format.name, time_base=Fraction(1, 25))
+    source = graph.add_buffer(width=first.width, height=first.height, format=first.format, time_base=Fraction(1, 25))
     tile = graph.add("tile", f"{CONTACT_SHEET_COLUMNS}x{CONTACT_SHEET_ROWS}:padding=4:margin=4")
     sink = graph.add("buffersink")
     source.link_to(tile)
@@ -361,20 +362,22 @@ def _decode(
         streams = [video] + ([audio] if audio is not None else [])
         for packet in container.demux(*streams):
             for frame in packet.decode():
+                if not isinstance(frame, (av.VideoFrame, av.AudioFrame)):
+                    continue  # only video and audio streams are demuxed
                 if frame.pts is not None and frame.time_base is not None:
                     end = max(end, float(frame.pts * frame.time_base) + (
                         float(packet.duration * packet.time_base) if packet.duration else 0.0
                     ))
                 if isinstance(frame, av.VideoFrame):
                     video_frames += 1
-                    at = offset + float(frame.pts * frame.time_base) if frame.pts is not None else offset
+                    at = offset + float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base is not None else offset
                     if grab_at and at >= grab_at[0]:
                         grab_at.pop(0)
                         height = max(2, round(frame.height * CONTACT_SHEET_TILE_WIDTH / frame.width / 2) * 2)
                         grabbed.append(frame.reformat(width=CONTACT_SHEET_TILE_WIDTH, height=height, format="yuv420p"))
                 else:
                     audio_frames += 1
-        start = float(video.start_time * video.time_base) if video.start_time is not None else 0.0
+        start = float(video.start_time * video.time_base) if video.start_time is not None and video.time_base is not None else 0.0
         rate = video.average_rate or video.base_rate or video.guessed_rate
         return _Decoded(
             video_frames=video_frames,
@@ -751,7 +754,11 @@ def recording_live_stop_for_session(*, session: Session, by: Any = None, retry: 
             log.error("edge did not stop recording %s after a withdrawal: %s", recording.public_id, failure)
             _audit(recording, "recording.stop", by, outcome="refused", reason="edge", error=str(failure))
             if retry:
-                transaction.on_commit(lambda pk=recording.pk: _retry_stop(pk), robust=True)
+                # A named function, not a partial: a robust on_commit logs the callback's __qualname__.
+                def retry_stop(pk: int = recording.pk) -> None:
+                    _retry_stop(pk)
+
+                transaction.on_commit(retry_stop, robust=True)
             continue
         segments = reply.get("segments") if isinstance(reply, dict) else None
         with transaction.atomic():
@@ -816,12 +823,12 @@ def _recording_files(recording: Recording) -> Iterator[tuple[str, Callable[[], N
     """(description, delete) for every file of the recording; each delete tolerates a missing file."""
     for segment in recording.segments.order_by("index"):
         spool = _spool_path(segment)
-        yield f"spool segment {segment.index}", lambda p=spool: p.unlink(missing_ok=True)
+        yield f"spool segment {segment.index}", partial(spool.unlink, missing_ok=True)
         if segment.archived_key:
-            yield f"archived segment {segment.index}", lambda k=segment.archived_key: default_storage.delete(k)
+            yield f"archived segment {segment.index}", partial(default_storage.delete, segment.archived_key)
     for key in (recording.thumbnail, recording.contact_sheet):
         if key:
-            yield "picture", lambda k=key: default_storage.delete(k)
+            yield "picture", partial(default_storage.delete, key)
 
 
 def recording_erase(*, recording: Recording, by: Any = None, reason: str = "") -> Recording:

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseForbidden, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_GET
 
 from . import services
@@ -66,7 +67,7 @@ def _stream(handle: IO[bytes], start: int, end: int) -> Iterator[bytes]:
 
 
 @require_GET
-def recording_media(request: HttpRequest, public_id: UUID, index: int = 0) -> HttpResponse:
+def recording_media(request: HttpRequest, public_id: UUID, index: int = 0) -> HttpResponseBase:
     recording = services.recording_get(public_id=public_id)
     if recording is None:
         raise Http404("No such recording.")
@@ -85,9 +86,9 @@ def recording_media(request: HttpRequest, public_id: UUID, index: int = 0) -> Ht
         wanted = byte_range(header, media.size)
     except Unsatisfiable:
         media.handle.close()
-        response = HttpResponse(status=416)
-        response["Content-Range"] = f"bytes */{media.size}"
-        return response
+        unsatisfiable = HttpResponse(status=416)
+        unsatisfiable["Content-Range"] = f"bytes */{media.size}"
+        return unsatisfiable
     start, end = wanted if wanted is not None else (0, media.size - 1)
     response = StreamingHttpResponse(_stream(media.handle, start, end), status=206 if wanted else 200, content_type="video/mp4")
     response["Content-Length"] = str(end - start + 1)
