@@ -70,12 +70,15 @@ class ReceiverStats:
 
 
 class _PartialFrame:
-    __slots__ = ("timestamp", "parts", "marker_seq", "first_seen")
+    __slots__ = ("timestamp", "parts", "marker_seq", "first_seen", "span")
 
     def __init__(self, timestamp: int, now: float) -> None:
         self.timestamp = timestamp
         self.parts: dict[int, bytes] = {}
         self.marker_seq: int | None = None
+        # packets from the earliest one seen to the marker, minus one; kept up to date once the
+        # marker is in, so checking a frame held up by a loss costs O(1) per arriving packet
+        self.span = 0
         self.first_seen = now
 
 
@@ -278,13 +281,20 @@ class PassthroughReceiver:
         partial = self._pending.get(ts)
         if partial is None:
             partial = self._pending[ts] = _PartialFrame(ts, now)
+        seq = packet.sequence_number
         try:
-            partial.parts[packet.sequence_number] = depayload(codec, packet.payload) if packet.payload else b""
+            partial.parts[seq] = depayload(codec, packet.payload) if packet.payload else b""
         except ValueError:
             return
         if packet.marker:
-            partial.marker_seq = packet.sequence_number
-            self._remember_marker(packet.sequence_number)
+            partial.marker_seq = seq
+            # the earliest packet is the one farthest behind the marker, modulo 2^16
+            partial.span = max((seq - s) & 0xFFFF for s in partial.parts)
+            self._remember_marker(seq)
+        elif partial.marker_seq is not None:
+            behind = (partial.marker_seq - seq) & 0xFFFF
+            if behind > partial.span:
+                partial.span = behind
         self._release(now)
 
     def _remember_marker(self, seq: int) -> None:
@@ -296,13 +306,9 @@ class PassthroughReceiver:
     def _complete(self, partial: _PartialFrame) -> bool:
         if partial.marker_seq is None:
             return False
-        marker = partial.marker_seq
-        # the earliest packet is the one farthest behind the marker, modulo 2^16
-        span = max((marker - s) & 0xFFFF for s in partial.parts)
-        first = (marker - span) & 0xFFFF
-        count = span + 1
-        if count != len(partial.parts):
+        if partial.span + 1 != len(partial.parts):
             return False
+        first = (partial.marker_seq - partial.span) & 0xFFFF
         # Only when the packet before the first one ended a frame do we know the start is here.
         return ((first - 1) & 0xFFFF) in self._recent_markers
 
