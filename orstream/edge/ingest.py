@@ -1,12 +1,15 @@
 """Sources that PyAV can open, turned into EncodedFrames without decoding video.
 
 The hub of a session owns one ``PyAVSource`` when the control plane attaches a source URL (a file,
-looped; rtsp://; srt://; udp:// MPEG-TS; a V4L2 device that emits H.264). Demuxing runs in a
+looped; rtsp://; srt://; udp:// MPEG-TS; a V4L2 device that emits H.264). A source of raw
+pictures (a raw V4L2 camera, a lavfi test pattern such as ``testsrc2=size=3840x2160:rate=30`` with
+``options={"format": "lavfi"}``) is encoded once, by x264 at zero latency, and from then on is an
+H.264 source like any other. Demuxing runs in a
 thread of its own, because PyAV blocks; frames reach the event loop through
 ``call_soon_threadsafe``. File sources are paced by their timestamps so they play in real time;
 live sources are paced by the network.
 
-Never decodes video. Audio is passed through when it is Opus and transcoded to Opus otherwise
+Never decodes an encoded video stream. Audio is passed through when it is Opus and transcoded to Opus otherwise
 (AAC from cameras), which is cheap next to video.
 """
 
@@ -122,6 +125,43 @@ class _OpusTranscoder:
         self.next_pts = None
 
 
+# Raw picture formats the edge encodes itself; anything else that is not H.264 is refused.
+RAW_VIDEO_CODECS = frozenset({"rawvideo", "wrapped_avframe"})
+
+
+class _RawEncoder:
+    """Raw pictures encoded once to H.264: x264 ultrafast at zero latency (no lookahead, no
+    B-frames, one packet out per picture in), a keyframe every second with SPS/PPS in front."""
+
+    def __init__(self, stream: av.video.stream.VideoStream) -> None:
+        rate = stream.average_rate or stream.guessed_rate or Fraction(30)
+        self.context = av.CodecContext.create("libx264", "w")
+        self.context.width = stream.codec_context.width
+        self.context.height = stream.codec_context.height
+        self.context.pix_fmt = "yuv420p"
+        self.context.time_base = Fraction(1, VIDEO_CLOCK)
+        self.context.framerate = rate
+        self.context.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "bf": "0",
+            "g": str(max(1, round(rate))),
+            "x264-params": "repeat-headers=1",
+        }
+
+    def encode(self, packet: av.Packet, edge_seconds: float) -> list[bytes]:
+        out: list[bytes] = []
+        for picture in packet.decode():
+            if not isinstance(picture, av.VideoFrame):
+                continue
+            if picture.format.name != "yuv420p":
+                picture = picture.reformat(format="yuv420p")
+            picture.pts = round(edge_seconds * VIDEO_CLOCK)
+            picture.time_base = Fraction(1, VIDEO_CLOCK)
+            out += [bytes(encoded) for encoded in self.context.encode(picture)]
+        return out
+
+
 @dataclass
 class PyAVSource:
     """Any URL PyAV opens, demuxed in a thread, delivered as EncodedFrames on the event loop.
@@ -191,8 +231,10 @@ class PyAVSource:
         if not container.streams.video:
             raise SourceError("source has no video stream")
         codec = container.streams.video[0].codec_context.name
-        if codec != "h264":
-            raise SourceError(f"video codec {codec} is not forwarded; the source must send H.264")
+        if codec != "h264" and codec not in RAW_VIDEO_CODECS:
+            raise SourceError(
+                f"video codec {codec} is not forwarded; the source must send H.264 (or raw pictures, encoded here)"
+            )
 
     def _set_state(self, state: str) -> None:
         self.stats.state = state
@@ -258,8 +300,9 @@ class PyAVSource:
             transcoder = _OpusTranscoder(audio)
         self._set_state("playing")
         pacer = _Pacer(enabled=bool(self.realtime))
+        raw = _RawEncoder(video) if video.codec_context.name in RAW_VIDEO_CODECS else None
         while not self._stop.is_set():
-            annexb = BitStreamFilterContext("h264_mp4toannexb", video)
+            annexb = BitStreamFilterContext("h264_mp4toannexb", video) if raw is None else None
             timeline.begin_pass()
             if transcoder is not None:
                 transcoder.resync()
@@ -274,8 +317,13 @@ class PyAVSource:
                 pacer.wait_until(seconds, self._stop)
                 now = time.time()
                 if packet.stream.index == video.index:
-                    for filtered in annexb.filter(packet):
-                        units = keeper.fix(split_nal_units(bytes(filtered)))
+                    if raw is not None:
+                        encoded = raw.encode(packet, seconds)
+                    else:
+                        assert annexb is not None
+                        encoded = [bytes(f) for f in annexb.filter(packet)]
+                    for access_unit in encoded:
+                        units = keeper.fix(split_nal_units(access_unit))
                         if not units:
                             continue
                         if keeper.profile_level_id:
