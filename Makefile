@@ -41,7 +41,7 @@ test: venv browser
 	$(TEST_ENV) $(PY) -m pytest -m e2e
 
 bench: venv
-	$(PY) -m orstream.edge.bench
+	$(PY) -m orstream.bench
 
 clean:
 	rm -rf var .pytest_cache
