@@ -40,7 +40,7 @@ test: venv browser
 	$(TEST_ENV) $(PY) -m pytest -m "not e2e"
 	$(TEST_ENV) $(PY) -m pytest -m e2e
 
-bench: venv
+bench: venv browser
 	$(PY) -m orstream.bench
 
 clean:
