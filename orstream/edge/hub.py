@@ -6,9 +6,12 @@ publisher, packetizes each once, keeps the current GOP so a new viewer starts on
 once, and offers each frame to every viewer's feeds without waiting on any of them. Keyframe
 requests from viewers are relayed to the publisher at most once per ``KEYFRAME_INTERVAL`` for
 all viewers together. Talkback from viewers allowed to talk goes to the publisher and to the
-other viewers, never back to the talker, one talker at a time.
+other viewers, never back to the talker, one talker at a time. A viewer that goes silent (see
+``EdgePeerConnection.watch_presence``) has its feeds paused and restarts on the cached GOP when
+it is heard again; one whose ICE fails is dropped. Recording runs on its own thread
+(recorder_thread.py): the hub only queues frames for it.
 
-Never decodes or encodes video; never blocks on a viewer.
+Never decodes or encodes video; never blocks on a viewer or on the disk.
 """
 
 from __future__ import annotations

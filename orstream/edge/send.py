@@ -1,15 +1,24 @@
 """Sending encoded frames to viewers: packetize once, then per viewer only a header, SRTP, a send.
 
-The hub packetizes each frame once (``packetize``) and offers the result to every viewer's
-``FrameFeed``: a bounded queue drained by one task per feed, which gates on keyframes and
-survives overflow by flushing and waiting for the next keyframe. ``RtpStreamSender`` stands in
-for aiortc's RTCRtpSender on the edge's transceivers: it writes RTP headers for its own SSRC and
-sequence numbers, protects with the viewer's SRTP context and hands datagrams straight to the
-ICE-selected socket; it answers NACKs from a 4,096-packet history and passes PLI/FIR to the hub.
+The hub packetizes each frame once (``packetize``: RFC 6184, FU-A fragments all of one size but
+the last) and offers the result to every viewer's ``FrameFeed``: a bounded queue drained by one
+task per feed, which gates on keyframes and survives overflow by flushing and waiting for the
+next keyframe. An idle feed sends a small frame at once, inside ``offer``; big frames leave from
+its task in slices, so feeds take turns on the event loop.
+
+``RtpStreamSender`` stands in for aiortc's RTCRtpSender on the edge's transceivers. Its hot path
+(``_send_wire``) works on a ``WireFrame``: the frame's packets laid end to end once per header
+shape, each followed by room for its SRTP tag and shared by all viewers. Per viewer and GSO batch
+it copies the batch into a scratch buffer, writes each packet's 12-byte header (its own SSRC and
+sequence numbers), has libsrtp protect each packet in place with the viewer's DTLS-SRTP context,
+and sends the batch of equal-size datagrams to the ICE-selected socket with one ``sendmsg``
+(udp.py). No Python object is made per packet. TURN paths, unknown SRTP profiles or a missing
+libsrtp binding take the plain path (one ``protect`` and ``sendto`` per packet). NACKs are
+answered from a history of the last 4,096 packets kept as (first sequence number, frame)
+entries, rebuilt from the shared payloads when asked for; PLI/FIR go to the hub.
 
 Never encodes, never decodes, never waits on a slow viewer while serving the others.
 """
-
 from __future__ import annotations
 
 import asyncio

@@ -126,6 +126,7 @@ async def run(clip: Path, viewers: int, window: float, warmup: float) -> dict[st
                for v in hub.viewers.values() for f in v.feeds()]
     syscalls = sum(w.syscalls for w in writers if w is not None)
     gso = sorted({w.gso for w in writers if w is not None})
+    paused = getattr(hub.counters, "viewers_paused", None)
     lags = [v.video.stats.lag_avg * 1000 for v in hub.viewers.values() if v.video]
     await edge.close()
     for pc in pcs:
@@ -140,6 +141,7 @@ async def run(clip: Path, viewers: int, window: float, warmup: float) -> dict[st
         "sys_us_per_packet": round(1e6 * (c1[1] - c0[1]) / max(1, p1 - p0), 3),
         "lag_avg_ms": round(sum(lags) / max(1, len(lags)), 2),
         "srtp_profiles": profiles,
+        "viewers_paused": paused,
         "fast_paths": sum(1 for w in writers if w is not None),
         "gso": gso,
         "packets_per_syscall": round(p1 / syscalls, 1) if syscalls else None,
