@@ -704,7 +704,7 @@ async def run(config: BenchConfig, work: Path, quiet_wait: float = 0.0) -> dict[
     out["join_to_picture_ms"] = statistics.median(lag_step.join_ms) if lag_step.join_ms else None
     if out["join_to_picture_ms"] is None:
         errors["join_to_picture_ms"] = "no viewer received a whole IDR"
-    rss_points = [(s.viewers, s.rss_mb) for s in steps if s.rss_mb is not None and s.joined == s.viewers]
+    rss_points = [(float(s.viewers), s.rss_mb) for s in steps if s.rss_mb is not None and s.joined == s.viewers]
     out["rss_mb_per_viewer"] = slope(rss_points)
     if out["rss_mb_per_viewer"] is None:
         errors["rss_mb_per_viewer"] = "fewer than two edge steps with every viewer joined"

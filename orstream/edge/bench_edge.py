@@ -62,6 +62,9 @@ def rss_bytes() -> int:
 class Target:
     """What every mode offers the HTTP server."""
 
+    def __init__(self, clip: Path) -> None:
+        self.clip = clip
+
     async def start(self) -> None: ...
 
     async def add_viewer(self, viewer_id: str, sdp: str) -> str:

@@ -209,7 +209,9 @@ class CountingViewer:
                     "video": pt in self.video_pts,
                     "received": s.received,
                     "window_received": s.window_received,
-                    "window_expected": (s.window_max - s.window_min + 1) if s.window_min is not None else 0,
+                    "window_expected": (
+                        s.window_max - s.window_min + 1 if s.window_min is not None and s.window_max is not None else 0
+                    ),
                 }
                 for pt, s in self.streams.items()
             },
