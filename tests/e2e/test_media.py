@@ -146,7 +146,7 @@ def test_the_coordinator_sees_who_is_connected_and_removes_a_mentor(site, open_p
     page.on("dialog", lambda dialog: dialog.accept())
     row.get_by_role("button", name="Remove Dr Carol Mentor from the session").click()
     mentor.get_by_role("alert").wait_for(timeout=10_000)
-    assert "by the coordinator" in mentor.get_by_role("alert").inner_text()
+    assert "The coordinator removed you" in mentor.get_by_role("alert").inner_text()
     mentor.wait_for_function("() => window.orstream.media.pc === null")
     row.wait_for(state="detached", timeout=10_000)
     carol.refresh_from_db()
