@@ -65,6 +65,8 @@ Definitions (all on this machine, loopback, one edge process = one Python thread
                       IDR or the frame before it was decodable: never a picture built on a missing frame
   loss                per viewer, all its RTP streams: 1 - received / (highest - lowest seq + 1) in the
                       window, raw (viewers send no NACK; nothing is repaired)
+  edge lag            the edge's own view, sampled twice a second: max over viewers of ingest -> last packet
+                      of the latest frame handed to the socket (FeedStats.lag_last)
   IDR lag             median lag of keyframes only (a 4K IDR is ~1,100 packets per viewer)
   lag                 per decodable frame: viewer wall time when its last packet arrived - edge wall time
                       when ingest read the frame (EncodedFrame.ingest_time), joined by RTP timestamp
@@ -363,6 +365,7 @@ class StepResult:
     join_ms: list[float] = field(default_factory=list)
     overflows: int | None = None
     viewers_paused: int | None = None
+    send_lag_ms: float | None = None
     retried: int = 0
     error: str | None = None
 
@@ -411,8 +414,17 @@ async def run_step(mode: str, viewers: int, clip: Path, config: BenchConfig, log
         s0 = await edge.get("/stats")
         v0 = [proc_cpu_seconds(pid) for pid in procs.pids]
         m0 = machine_busy()
+        # Sampled through the window: the edge's own lag (ingest to last packet handed to the
+        # socket) tells a late edge from late viewer processes.
+        send_lags = [s0.get("send_lag_max_ms")]
+        while time.time() < t1 - 0.6:
+            await asyncio.sleep(0.5)
+            send_lags.append((await edge.get("/stats")).get("send_lag_max_ms"))
         await asyncio.sleep(max(0.0, t1 - time.time()))
         s1 = await edge.get("/stats")
+        send_lags.append(s1.get("send_lag_max_ms"))
+        sampled = [lag for lag in send_lags if lag is not None]
+        result.send_lag_ms = max(sampled) if sampled else None
         v1 = [proc_cpu_seconds(pid) for pid in procs.pids]
         m1 = machine_busy()
         await asyncio.sleep(0.2)  # frames whose last packet is still on its way count only if in the window
@@ -772,14 +784,14 @@ def table(result: dict[str, Any]) -> str:
              f"edge code: {result['tree']['commit']}"
              + (f" + uncommitted {', '.join(result['tree']['edge_changes'])}" if result["tree"]["edge_changes"] else ""),
              ""]
-    lines.append(f"{'mode':<6} {'N':>3} {'pass':>4} {'min fps':>7} {'loss %':>7} {'p50 lag':>7} {'p99 lag':>7} {'IDR lag':>7} "
+    lines.append(f"{'mode':<6} {'N':>3} {'pass':>4} {'min fps':>7} {'loss %':>7} {'p50 lag':>7} {'p99 lag':>7} {'IDR lag':>7} {'edgelag':>7} "
                  f"{'us/pkt':>6} {'edge %':>6} {'view %':>6} {'other%':>6} {'pkt/s':>7} {'RSS MB':>6} {'join ms':>7}  note")
     for step in [*result["steps"], result["stock"], result["relay"]]:
         lines.append(
             f"{step['mode']:<6} {step['viewers']:>3} {'yes' if step['passed'] else 'no':>4} "
             f"{_fmt(step['min_fps'], '.1f'):>7} {_fmt(step['max_loss_pct'], '.3f'):>7} "
             f"{_fmt(step['p50_lag_ms'], '.0f'):>7} {_fmt(step['p99_lag_ms'], '.0f'):>7} "
-            f"{_fmt(step['p50_keyframe_lag_ms'], '.0f'):>7} "
+            f"{_fmt(step['p50_keyframe_lag_ms'], '.0f'):>7} {_fmt(step['send_lag_ms'], '.0f'):>7} "
             f"{_fmt(step['us_per_packet'], '.2f'):>6} {_fmt(step['edge_cpu_pct'], '.0f'):>6} "
             f"{_fmt(step['viewers_cpu_pct'], '.0f'):>6} {_fmt(step['other_load_pct'], '.0f'):>6} "
             f"{_fmt(step['packets_per_s'], '.0f'):>7} {_fmt(step['rss_mb'], '.0f'):>6} "

@@ -134,12 +134,16 @@ class EdgeTarget(Target):
 
     def feed_stats(self) -> dict[str, Any]:
         overflows = dropped = 0
+        send_lags = []
         for viewer in self.hub.viewers.values():
             if viewer.video is not None:
                 overflows += viewer.video.stats.overflows
                 dropped += viewer.video.stats.frames_dropped
+                # the edge's own view: ingest -> last packet of the latest frame handed to the socket
+                send_lags.append(viewer.video.stats.lag_last)
         counters = self.hub.counters
         return {"overflows": overflows, "frames_dropped": dropped,
+                "send_lag_max_ms": 1000 * max(send_lags) if send_lags else None,
                 "viewers_paused": getattr(counters, "viewers_paused", 0)}
 
     async def record(self, directory: Path) -> None:
