@@ -9,7 +9,7 @@ EDGE_PORT ?= 8010
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orstream
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test bench venv browser lint typecheck clean
+.PHONY: run test bench venv browser typecheck clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,12 @@ run: venv
 TEST_ENV = DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	CELERY_TASK_ALWAYS_EAGER=true
 
+typecheck: venv
+	$(PY) -m mypy orstream mentoring consent recordings frontend
+
 test: venv browser
 	$(PY) -m ruff check .
+	$(PY) -m mypy orstream mentoring consent recordings frontend
 	$(TEST_ENV) $(PY) -m pytest -m "not e2e"
 	$(TEST_ENV) $(PY) -m pytest -m e2e
 
