@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -12,6 +11,7 @@ from channels.layers import get_channel_layer
 from orstream.edge import protocol
 
 from .models import Session
+from .services import is_uuid, session_group
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +25,13 @@ class EventError(Exception):
 
 
 def _broadcast(session: Session, notice: dict[str, Any]) -> None:
-    from .services import session_group
-
     layer = get_channel_layer()
     if layer is not None:
         async_to_sync(layer.group_send)(session_group(session), {"type": "session.notice", "notice": notice})
 
 
 def edge_event_handle(*, event: protocol.EdgeEvent) -> None:
-    session = Session.objects.filter(public_id=event.session_id).first() if _is_uuid(event.session_id) else None
+    session = Session.objects.filter(public_id=event.session_id).first() if is_uuid(event.session_id) else None
     if session is None:
         raise EventError(f"unknown session {event.session_id[:40]!r}", status=404)
     if event.type in ("segment.closed", "recording.stopped"):
@@ -55,10 +53,3 @@ def edge_event_handle(*, event: protocol.EdgeEvent) -> None:
         return
     log.info("edge event %s ignored", event.type)
 
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

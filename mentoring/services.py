@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import uuid
 import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -749,10 +750,20 @@ def media_clock(*, participant: Participant) -> dict[str, Any]:
 def session_enforce_consent(*, session: Session) -> list[Participant]:
     """Drop every connected participant the consent in force no longer covers (after a withdrawal).
 
-    Returns the participants dropped. Their WebSocket closes and the edge drops their peer.
+    Connected means on the session's WebSocket or holding a media peer on the edge: a page that
+    closed its WebSocket but kept its peer is dropped all the same. Returns the participants
+    dropped; their WebSocket closes and the edge drops their peer.
     """
+    connected = {p.pk: p for p in presence_connected(session=session)}
+    try:
+        viewers = edge.stats(str(session.public_id), edge_url=session.room.edge_url or None).get("viewers", [])
+        on_edge = {str(v.get("participant_id")) for v in viewers}
+    except edge.EdgeError:
+        on_edge = set()  # no hub, or an edge that is down: it holds no peer to keep
+    for participant in session.participants.filter(public_id__in=[p for p in on_edge if is_uuid(p)]):
+        connected.setdefault(participant.pk, participant)
     dropped: list[Participant] = []
-    for participant in presence_connected(session=session):
+    for participant in connected.values():
         purpose = ROLE_PURPOSE.get(Role(participant.role))
         if purpose is None:
             continue
@@ -771,6 +782,14 @@ def session_enforce_consent(*, session: Session) -> list[Participant]:
         )
         _participant_drop(participant, reason="consent")
     return dropped
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def session_ics(*, session: Session) -> bytes:

@@ -33,7 +33,12 @@ class EdgeProcess:
         self.secret, self.log, self.process = secret, log, None
 
     def start(self) -> None:
-        env = {**os.environ, "ORSTREAM_EDGE_SECRET": self.secret, "ORSTREAM_EDGE_WEBHOOK_URL": ""}
+        env = {
+            **os.environ,
+            "ORSTREAM_EDGE_SECRET": self.secret,
+            "ORSTREAM_EDGE_WEBHOOK_URL": "",
+            "ORSTREAM_EDGE_MEDIA_DIR": str(self.log.parent / "spool"),
+        }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "orstream.edge", "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=ROOT, env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
@@ -107,3 +112,37 @@ async def test_a_room_feed_the_edge_cannot_open_keeps_the_session_scheduled(edge
         await sync_to_async(services.session_start)(session=session, by=alice)
     await sync_to_async(session.refresh_from_db)()
     assert session.status == "scheduled"
+
+
+async def test_a_withdrawal_mid_session_drops_the_external_mentor_and_stops_the_recording(
+    edge_process, session, carol, alice, consenting_patient, aac_clip, monkeypatch, settings, tmp_path
+):
+    """The patient withdraws while a mentor watches and the procedure records: within 2 s the
+    mentor's peer is gone from the edge, the recording has stopped there and is restricted."""
+    from consent import services as consent_services
+    from mentoring import edge
+    from recordings import services as recording_services
+
+    settings.RECORDINGS_SPOOL_DIR = tmp_path / "spool"
+    session.room.ingest_url = str(aac_clip)
+    await sync_to_async(session.room.save)()
+    await sync_to_async(services.session_start)(session=session, by=alice)
+    mentor = await watch(carol, monkeypatch)
+    recording = await sync_to_async(recording_services.recording_start)(session=session, by=alice)
+    sid = str(session.public_id)
+    stats = await sync_to_async(edge.stats)(sid)
+    assert [v["participant_id"] for v in stats["viewers"]] == [str(carol.public_id)]
+    assert stats["recording_id"] == str(recording.public_id)
+
+    withdrawn_at = time.monotonic()
+    await sync_to_async(consent_services.consent_withdraw)(record=consenting_patient, by=alice, reason="patient asked")
+    while time.monotonic() - withdrawn_at < 2.0:
+        stats = await sync_to_async(edge.stats)(sid)
+        if not stats["viewers"] and stats["recording_id"] is None:
+            break
+        await asyncio.sleep(0.1)
+    assert stats["viewers"] == [], "the external mentor's peer is dropped within 2 s"
+    assert stats["recording_id"] is None, "the recording stops within 2 s"
+    await sync_to_async(recording.refresh_from_db)()
+    assert recording.status == "restricted"
+    await mentor.close()
