@@ -166,8 +166,28 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Recordings, thumbnails and exports' sources: the local filesystem (MEDIA_ROOT), or an
+# S3-compatible object store (AWS, MinIO, Ceph...) when ORSTREAM_S3_BUCKET is set.
+S3_BUCKET = env("ORSTREAM_S3_BUCKET")
+DEFAULT_STORAGE: dict[str, object] = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+if S3_BUCKET:
+    DEFAULT_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": S3_BUCKET,
+            "endpoint_url": env("ORSTREAM_S3_ENDPOINT_URL") or None,
+            "region_name": env("ORSTREAM_S3_REGION") or None,
+            "access_key": env_secret("ORSTREAM_S3_ACCESS_KEY") or None,
+            "secret_key": env_secret("ORSTREAM_S3_SECRET_KEY") or None,
+            # Recordings are clinical records: private objects, reached only through orstream.
+            "default_acl": "private",
+            "querystring_auth": True,
+            "querystring_expire": 300,
+            "file_overwrite": False,
+        },
+    }
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": DEFAULT_STORAGE,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if PRODUCTION

@@ -59,3 +59,12 @@ def test_the_embedded_default_needs_nothing_set(tmp_path):
         env={"ORSTREAM_VAR_DIR": str(tmp_path)},
     )
     assert result.stdout.strip().splitlines()[-1].split() == ["django.db.backends.sqlite3", "channels.layers.InMemoryChannelLayer", "True"], result.stderr
+
+
+def test_an_s3_bucket_moves_recordings_to_object_storage(tmp_path):
+    result = manage(
+        "shell", "-c",
+        "from django.conf import settings as s; d = s.STORAGES['default']; print(d['BACKEND'], d['OPTIONS']['bucket_name'], d['OPTIONS']['default_acl'])",
+        env={"ORSTREAM_VAR_DIR": str(tmp_path), "ORSTREAM_S3_BUCKET": "or-recordings", "ORSTREAM_S3_ENDPOINT_URL": "https://minio.hospital.example"},
+    )
+    assert result.stdout.strip().splitlines()[-1].split() == ["storages.backends.s3.S3Storage", "or-recordings", "private"], result.stderr
