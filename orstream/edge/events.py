@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from .protocol import EdgeEvent, sign
+from .tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +72,7 @@ class WebhookSender:
         while self._queue and self._task is not None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
         if self._session is not None:
             await self._session.close()
             self._session = None

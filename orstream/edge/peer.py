@@ -30,6 +30,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from .receive import PassthroughReceiver
 from .send import RtpStreamSender
+from .tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -408,12 +409,7 @@ class EdgePeerConnection(RTCPeerConnection):
 
     async def close(self) -> None:
         task, self._presence_task = self._presence_task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
         await super().close()
 
     async def _prepare_ice(self) -> None:

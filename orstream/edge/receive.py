@@ -41,6 +41,7 @@ from aiortc.stats import RTCInboundRtpStreamStats, RTCStatsReport
 
 from .frames import EncodedFrame
 from .h264 import ParameterSetKeeper, has_idr, join_nal_units, split_nal_units
+from .tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -181,13 +182,8 @@ class PassthroughReceiver:
             return
         self._started = False
         self._transport._unregister_rtp_receiver(self)
-        if self._rtcp_task is not None:
-            self._rtcp_task.cancel()
-            try:
-                await self._rtcp_task
-            except asyncio.CancelledError:
-                pass
-            self._rtcp_task = None
+        task, self._rtcp_task = self._rtcp_task, None
+        await cancel_and_wait(task)
 
     def _handle_disconnect(self) -> None:
         pass

@@ -53,6 +53,7 @@ from aiortc.stats import RTCOutboundRtpStreamStats, RTCStatsReport
 
 from .frames import EncodedFrame
 from .h264 import split_nal_units
+from .tasks import cancel_and_wait
 from .udp import GSO_MAX_BYTES, GSO_MAX_SEGMENTS, DatagramWriter, writer_for
 
 logger = logging.getLogger(__name__)
@@ -347,13 +348,8 @@ class RtpStreamSender:
             return
         self._started = False
         self._transport._unregister_rtp_sender(self)
-        if self._rtcp_task is not None:
-            self._rtcp_task.cancel()
-            try:
-                await self._rtcp_task
-            except asyncio.CancelledError:
-                pass
-            self._rtcp_task = None
+        task, self._rtcp_task = self._rtcp_task, None
+        await cancel_and_wait(task)
         self._send_rtcp([RtcpByePacket(sources=[self._ssrc])])
 
     async def getStats(self) -> RTCStatsReport:  # noqa: N802
@@ -648,12 +644,7 @@ class FrameFeed:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
 
     @property
     def waiting_for_keyframe(self) -> bool:
