@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 from consent import services as consent_services
 from mentoring import edge, services
 from mentoring.models import Participant, Role, Session
-from mentoring.views import coordinator_required
+from mentoring.views import coordinator_required, page_context
 from recordings import services as recording_services
 from recordings.models import Recording
 
@@ -160,19 +160,7 @@ def session_live(request: HttpRequest, public_id: Any) -> HttpResponse:
             email=user.email, user=user, by=user,
         )
     token = services.join_token_mint(participant=participant, valid_for=timedelta(hours=12), by=user)
-    response = render(request, "frontend/live.html", live_context(session, participant, token))
+    response = render(request, "frontend/live.html", page_context(session, participant, token))
     response["Cache-Control"] = "no-store"
     return response
 
-
-def live_context(session: Session, participant: Participant, token: str) -> dict[str, Any]:
-    return {
-        "session": session,
-        "participant": participant,
-        "bootstrap": {
-            "session": services.session_card(session),
-            "participant": services.participant_card(participant),
-            "ws_path": f"/ws/sessions/{session.public_id}/",
-            "token": token,
-        },
-    }

@@ -201,6 +201,20 @@ def room_new(request: HttpRequest) -> HttpResponse:
     return render(request, "mentoring/room_form.html", {"form": form})
 
 
+def page_context(session: Session, participant: Participant, token: str) -> dict[str, Any]:
+    """What a live page needs: its session and participant, and the bootstrap its script reads."""
+    return {
+        "session": session,
+        "participant": participant,
+        "bootstrap": {
+            "session": services.session_card(session),
+            "participant": services.participant_card(participant),
+            "ws_path": f"/ws/sessions/{session.public_id}/",
+            "token": token,
+        },
+    }
+
+
 def join(request: HttpRequest, token: str) -> HttpResponse:
     """A join link: refuses with a clear 403 page, or opens the page for the participant's role."""
     try:
@@ -213,17 +227,7 @@ def join(request: HttpRequest, token: str) -> HttpResponse:
         "display": "frontend/display.html",
         "coordinator": "frontend/live.html",
     }.get(participant.role, "frontend/mentor.html")
-    context = {
-        "session": session,
-        "participant": participant,
-        "bootstrap": {
-            "session": services.session_card(session),
-            "participant": services.participant_card(participant),
-            "ws_path": f"/ws/sessions/{session.public_id}/",
-            "token": token,
-        },
-    }
-    response = render(request, page, context)
+    response = render(request, page, page_context(session, participant, token))
     # The token is in this URL: keep it out of referrers and caches.
     response["Referrer-Policy"] = "no-referrer"
     response["Cache-Control"] = "no-store"
