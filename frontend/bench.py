@@ -73,14 +73,21 @@ async () => {
   });
   const answer = await window.edgeOffer(pc.localDescription.sdp);
   await pc.setRemoteDescription({ type: 'answer', sdp: answer });
-  const state = { samples: [], frames: 0, width: 0, height: 0, mapping: null, offset: 0 };
+  const state = { samples: [], frames: 0, width: 0, height: 0, mapping: null, offset: 0, bestRtt: undefined, offsetAt: 0 };
   window.bench = state;
   state.pc = pc;
   const refresh = async () => {
     const sent = Date.now();
     const clock = await window.edgeClock();
     const back = Date.now();
-    state.offset = clock.now * 1000 - (sent + back) / 2;
+    // As the pages' LatencyMeter: the edge read its clock halfway through the round trip, so the
+    // offset is off by up to rtt/2; a slow answer keeps the offset of a fast one.
+    const rtt = back - sent;
+    if (state.bestRtt === undefined || rtt <= state.bestRtt * 1.5 || Date.now() - state.offsetAt > 60000) {
+      state.offset = clock.now * 1000 - (sent + back) / 2;
+      state.offsetAt = Date.now();
+      state.bestRtt = state.bestRtt === undefined ? rtt : Math.min(state.bestRtt, rtt);
+    }
     state.mapping = clock.video;
   };
   await refresh();
@@ -164,10 +171,12 @@ def measure(browser: Any, edge: EdgeClient, size: tuple[int, int], *, warmup: fl
             print(page.evaluate("""async () => { const r = await window.bench.pc.getStats(); const out = [window.bench.pc.connectionState];
               r.forEach(s => { if (s.type === 'inbound-rtp') out.push([s.kind, s.packetsReceived, s.framesDecoded, s.keyFramesDecoded, s.decoderImplementation, s.framesDropped]); }); return out; }"""), file=sys.stderr)
             raise
-        time.sleep(warmup)
+        # Wait with Playwright, never time.sleep: the page's clock requests (edgeClock) are only
+        # answered while Playwright runs, and a reply held back for seconds skews the clock offset.
+        page.wait_for_timeout(warmup * 1000)
         page.evaluate("() => { window.bench.collect = true; window.bench.start = window.bench.frames; }")
-        time.sleep(seconds)
-        result = page.evaluate("() => ({ samples: window.bench.samples, frames: window.bench.frames - window.bench.start, width: window.bench.width, height: window.bench.height })")
+        page.wait_for_timeout(seconds * 1000)
+        result = page.evaluate("() => ({ samples: window.bench.samples, frames: window.bench.frames - window.bench.start, width: window.bench.width, height: window.bench.height, clock_rtt: window.bench.bestRtt })")
     finally:
         context.close()
         camera.close()
@@ -180,6 +189,7 @@ def measure(browser: Any, edge: EdgeClient, size: tuple[int, int], *, warmup: fl
         "p50_ms": round(statistics.median(samples), 1) if samples else None,
         "p95_ms": round(percentile(samples, 0.95), 1) if samples else None,
         "max_ms": round(max(samples), 1) if samples else None,
+        "clock_rtt_ms": result["clock_rtt"],
     }
 
 
