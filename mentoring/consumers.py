@@ -109,6 +109,7 @@ class SessionConsumer(WebsocketConsumer):
                 "participant": services.participant_card(self.participant),
                 "session": services.session_card(self.session),
                 "present": services.presence_list(session=self.session),
+                "drawing": services.drawing_in_view(session=self.session),
                 "ice_servers": services.ice_servers_for(participant=self.participant),
             }
         )

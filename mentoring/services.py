@@ -649,6 +649,19 @@ def annotation_card(annotation: Annotation) -> dict[str, Any]:
     }
 
 
+MAX_DRAWING_ON_JOIN = 500
+
+
+def drawing_in_view(*, session: Session) -> list[dict[str, Any]]:
+    """The strokes on screen now (drawn since the last clear), for a page that joins late."""
+    last_clear = session.annotations.filter(kind=Annotation.Kind.CLEAR).order_by("-at", "-pk").first()
+    strokes = session.annotations.filter(kind=Annotation.Kind.STROKE).select_related("participant")
+    if last_clear is not None:
+        strokes = strokes.filter(pk__gt=last_clear.pk)
+    recent = list(strokes.order_by("-pk")[:MAX_DRAWING_ON_JOIN])
+    return [annotation_card(a) for a in reversed(recent)]
+
+
 def annotation_list_for(*, session: Session) -> list[dict[str, Any]]:
     return [annotation_card(a) for a in session.annotations.select_related("participant")]
 

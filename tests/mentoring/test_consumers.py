@@ -28,11 +28,11 @@ async def join(session: Any, token: str) -> tuple[WebsocketCommunicator, dict[st
     return communicator, await communicator.receive_json_from(timeout=5)
 
 
-async def next_of(communicator: WebsocketCommunicator, kind: str, **match: Any) -> dict[str, Any]:
-    """The next message of ``kind`` whose fields include ``match`` (e.g. event="left")."""
+async def next_of(communicator: WebsocketCommunicator, message_type: str, **match: Any) -> dict[str, Any]:
+    """The next message of ``message_type`` whose fields include ``match`` (e.g. event="left")."""
     while True:
         message = await communicator.receive_json_from(timeout=5)
-        if message["type"] == kind and all(message.get(k) == v for k, v in match.items()):
+        if message["type"] == message_type and all(message.get(k) == v for k, v in match.items()):
             return message
 
 
@@ -168,3 +168,18 @@ async def test_a_slow_edge_answer_does_not_hold_up_other_participants(session, c
     assert answer["sdp"] == "v=0\r\nanswer"
     await mentor.disconnect()
     await other.disconnect()
+
+
+async def test_a_late_joiner_sees_the_drawing_on_screen_and_nothing_cleared(session, carol, resident, consenting_patient):
+    mentor, _ = await join(session, await mint(participant=carol))
+    stroke = {"type": "stroke", "tool": "arrow", "color": "#ff1744", "points": [[0.1, 0.1], [0.3, 0.3]], "media_time": 1.0}
+    await mentor.send_json_to(stroke)
+    await next_of(mentor, "annotation")
+    await mentor.send_json_to({"type": "clear", "media_time": 2.0})
+    await next_of(mentor, "annotation", kind="clear")
+    await mentor.send_json_to({**stroke, "tool": "circle", "media_time": 3.0})
+    await next_of(mentor, "annotation", kind="stroke")
+    late, welcome = await join(session, await mint(participant=resident))
+    assert [(a["kind"], a["tool"], a["media_time"]) for a in welcome["drawing"]] == [("stroke", "circle", 3.0)]
+    await mentor.disconnect()
+    await late.disconnect()

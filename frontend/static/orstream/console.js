@@ -152,7 +152,7 @@ const telestration = new Telestration($("overlay"), {
   color: pickers.color,
 });
 link.addEventListener("annotation", (event) => telestration.apply(event.detail));
-link.addEventListener("welcome", () => telestration.apply({ kind: "clear" }));
+link.addEventListener("welcome", (event) => telestration.restore(event.detail.drawing || []));
 $("clear").addEventListener("click", () => link.send({ type: "clear", media_time: Date.now() / 1000 }));
 $("camera-retry").addEventListener("click", openCamera);
 

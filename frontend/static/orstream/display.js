@@ -34,7 +34,7 @@ media.addEventListener("state", (event) => {
 new Presence(link, null, $("talking"));
 const telestration = new Telestration($("overlay"));
 link.addEventListener("annotation", (event) => telestration.apply(event.detail));
-link.addEventListener("welcome", () => telestration.apply({ kind: "clear" }));
+link.addEventListener("welcome", (event) => telestration.restore(event.detail.drawing || []));
 document.addEventListener("orstream:ended", () => media.stop());
 
 Object.assign(window.orstream, { media, telestration, latency, sound, stats: () => receiveStats(media.pc) });

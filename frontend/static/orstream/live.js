@@ -25,7 +25,7 @@ media.addEventListener("state", (event) => {
 new Presence(link, null, $("talking"));
 const telestration = new Telestration($("overlay"));
 link.addEventListener("annotation", (event) => telestration.apply(event.detail));
-link.addEventListener("welcome", () => telestration.apply({ kind: "clear" }));
+link.addEventListener("welcome", (event) => telestration.restore(event.detail.drawing || []));
 
 // ---------------------------------------------------------------- people and their charts
 const HISTORY = 60; // samples, one per 2 s: the last two minutes

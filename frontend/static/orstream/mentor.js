@@ -51,7 +51,7 @@ const telestration = new Telestration($("overlay"), {
   color: () => pickers?.color() || "#ffeb3b",
 });
 link.addEventListener("annotation", (event) => telestration.apply(event.detail));
-link.addEventListener("welcome", () => telestration.apply({ kind: "clear" }));
+link.addEventListener("welcome", (event) => telestration.restore(event.detail.drawing || []));
 $("clear").addEventListener("click", () => link.send({ type: "clear", media_time: latency.mediaTime() }));
 
 // ---------------------------------------------------------------- microphone

@@ -45,6 +45,13 @@ export class Telestration {
     this.redraw();
   }
 
+  // The strokes already on screen when this page joined (the `drawing` of the welcome message).
+  restore(annotations) {
+    this.strokes = annotations.filter((a) => a.kind === "stroke");
+    this.draft = null;
+    this.redraw();
+  }
+
   listen() {
     const canvas = this.canvas;
     canvas.style.touchAction = "none";
