@@ -167,15 +167,17 @@ class VideoChoice:
     answer_profile_level_id: str
 
 
-def choose_viewer_video(offer_sdp: str, source_profile_level_id: str) -> tuple[str, VideoChoice | None]:
-    """Keep, in a viewer's offer, the one H.264 payload type able to decode the source.
+def _choose_video(
+    offer_sdp: str, who: str, pick: Callable[[list[tuple[int, str]]], tuple[int, str]]
+) -> tuple[str, VideoChoice | None]:
+    """Keep, in the one video section of an offer, the H.264 payload type ``pick`` chooses from
+    the candidates (payload type, profile-level-id); ``pick`` also says what the answer states.
 
     Returns the offer rewritten for aiortc (that payload type labelled with aiortc's profile so
     its negotiation accepts it) and the choice, or no choice when the offer has no video.
     """
     session, sections = _split(offer_sdp)
     choice: VideoChoice | None = None
-    source_rank = _profile_rank(source_profile_level_id)
     for section in sections:
         if section.kind != "video":
             continue
@@ -183,7 +185,21 @@ def choose_viewer_video(offer_sdp: str, source_profile_level_id: str) -> tuple[s
             raise SdpError("only one video section is supported")
         candidates = _h264_candidates(section)
         if not candidates:
-            raise SdpError("the viewer's offer has no H.264 with packetization-mode=1")
+            raise SdpError(f"the {who}'s offer has no H.264 with packetization-mode=1")
+        pt, answer = pick(candidates)
+        section.keep_only({pt} | _rtx_for(section, pt))
+        fmtp = section.fmtp().get(pt, {})
+        fmtp["profile-level-id"] = AIORTC_H264_PROFILE
+        section.set_fmtp(pt, fmtp)
+        choice = VideoChoice(payload_type=pt, answer_profile_level_id=answer)
+    return _join(session, sections), choice
+
+
+def choose_viewer_video(offer_sdp: str, source_profile_level_id: str) -> tuple[str, VideoChoice | None]:
+    """Keep, in a viewer's offer, the one H.264 payload type able to decode the source."""
+    source_rank = _profile_rank(source_profile_level_id)
+
+    def pick(candidates: list[tuple[int, str]]) -> tuple[int, str]:
         exact = [c for c in candidates if c[1][:4] == source_profile_level_id[:4]]
         able = sorted(
             (c for c in candidates if _profile_rank(c[1]) >= source_rank), key=lambda c: _profile_rank(c[1])
@@ -191,38 +207,23 @@ def choose_viewer_video(offer_sdp: str, source_profile_level_id: str) -> tuple[s
         if not (exact or able):
             raise SdpError(f"the viewer cannot decode H.264 profile-level-id {source_profile_level_id}")
         pt, offered = (exact or able)[0]
-        section.keep_only({pt} | _rtx_for(section, pt))
-        fmtp = section.fmtp().get(pt, {})
-        fmtp["profile-level-id"] = AIORTC_H264_PROFILE
-        section.set_fmtp(pt, fmtp)
         # Same profile: the answer states the source exactly. A superset profile (Chromium's
         # High 4:4:4 for a High source): the answer keeps the payload type's profile, as RFC 6184
         # requires, with the source's true level; the stream is the source's, which it decodes.
         same = offered[:2] == source_profile_level_id[:2]
-        answer = source_profile_level_id if same else offered[:4] + source_profile_level_id[4:]
-        choice = VideoChoice(payload_type=pt, answer_profile_level_id=answer)
-    return _join(session, sections), choice
+        return pt, source_profile_level_id if same else offered[:4] + source_profile_level_id[4:]
+
+    return _choose_video(offer_sdp, "viewer", pick)
 
 
 def choose_publisher_video(offer_sdp: str) -> tuple[str, VideoChoice | None]:
     """Pick the richest H.264 profile a publisher offers; the answer lets it send up to level 5.2."""
-    session, sections = _split(offer_sdp)
-    choice: VideoChoice | None = None
-    for section in sections:
-        if section.kind != "video":
-            continue
-        if choice is not None:
-            raise SdpError("only one video section is supported")
-        candidates = _h264_candidates(section)
-        if not candidates:
-            raise SdpError("the publisher's offer has no H.264 with packetization-mode=1")
+
+    def pick(candidates: list[tuple[int, str]]) -> tuple[int, str]:
         pt, profile = max(candidates, key=lambda c: _profile_rank(c[1]))
-        section.keep_only({pt} | _rtx_for(section, pt))
-        fmtp = section.fmtp().get(pt, {})
-        fmtp["profile-level-id"] = AIORTC_H264_PROFILE
-        section.set_fmtp(pt, fmtp)
-        choice = VideoChoice(payload_type=pt, answer_profile_level_id=profile[:4] + MAX_RECEIVE_LEVEL)
-    return _join(session, sections), choice
+        return pt, profile[:4] + MAX_RECEIVE_LEVEL
+
+    return _choose_video(offer_sdp, "publisher", pick)
 
 
 def restore_answer_profile(answer_sdp: str, choice: VideoChoice | None) -> str:
