@@ -41,9 +41,9 @@ def test_the_mentor_sees_the_or_camera_as_h264_with_a_delay_badge(site, open_pag
     mentor = open_page(site.join_url(services.join_token_mint(participant=carol)))
     mentor.wait_for_function("() => document.getElementById('video').videoWidth > 0", timeout=30_000)
     first = wait_for_frames(mentor)
-    mentor.wait_for_timeout(2000)
-    later = int(mentor.evaluate(FRAMES))
-    assert later - first >= 10, f"only {later - first} frames in 2 s"
+    # Frames keep coming (counted, not timed: a loaded machine's fake camera starts slowly).
+    later = wait_for_frames(mentor, more_than=first + 10, timeout=15_000)
+    assert later - first > 10
     stats = mentor.evaluate("() => window.orstream.stats()")
     assert stats["video"]["codec"] == "video/H264"
     assert stats["video"]["framesDecoded"] > 0
