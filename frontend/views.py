@@ -67,7 +67,12 @@ def _recording_card(session: Session) -> dict[str, Any]:
     recording = Recording.objects.filter(session=session, status=Recording.Status.RECORDING).order_by("-started_at").first()
     if recording is None:
         return {"state": "off"}
-    return {"state": "recording", "id": str(recording.public_id), "started_at": recording.started_at.isoformat()}
+    return {
+        "state": "recording",
+        "id": str(recording.public_id),
+        "started_at": recording.started_at.isoformat(),
+        "since": services.session_clock(session=session, moment=recording.started_at),
+    }
 
 
 @require_GET

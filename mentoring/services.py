@@ -102,6 +102,25 @@ def _zone(name: str) -> zoneinfo.ZoneInfo:
         ) from None
 
 
+def session_when(*, session: Session) -> str:
+    """The session's planned times in its own time zone, as the pages and the e-mails print them:
+    ``Tue 01 Dec 2026 09:00-12:00 (Europe/Paris)``; the .ics carries the same zone (VTIMEZONE)."""
+    zone = _zone(session.time_zone)
+    start, end = session.planned_start.astimezone(zone), session.planned_end.astimezone(zone)
+    until = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%a %d %b %Y %H:%M}"
+    return f"{start:%a %d %b %Y %H:%M}-{until} ({session.time_zone})"
+
+
+def session_moment(*, session: Session, moment: datetime) -> str:
+    """A moment of the session (a recording's start, consent taken) in the session's time zone."""
+    return f"{moment.astimezone(_zone(session.time_zone)):%d %b %Y %H:%M} ({session.time_zone})"
+
+
+def session_clock(*, session: Session, moment: datetime) -> str:
+    """The time of day of a moment of the session, in its zone: ``09:04 (Europe/Paris)``."""
+    return f"{moment.astimezone(_zone(session.time_zone)):%H:%M} ({session.time_zone})"
+
+
 def _check_times(
     *, room: OperatingRoom, start: datetime, end: datetime, time_zone: str, exclude: Session | None = None
 ) -> None:
@@ -380,14 +399,14 @@ def _mail_invitation(participant: Participant, *, method: str, url: str = "") ->
         subject = f"Cancelled: {session.procedure} on {start:%d %b %Y %H:%M}"
         body = (
             f"The telementoring session for {session.procedure} in {session.room.name} on "
-            f"{start:%A %d %B %Y at %H:%M} ({session.time_zone}) is cancelled. Your join link no longer works."
+            f"{session_when(session=session)} is cancelled. Your join link no longer works."
         )
     else:
         subject = f"Invitation: {session.procedure} on {start:%d %b %Y %H:%M}"
         link = f"Join link (personal, do not forward):\n{url}\n\n" if url else ""
         body = (
             f"You are invited as {participant.get_role_display()} to the telementoring session for "
-            f"{session.procedure} in {session.room.name} on {start:%A %d %B %Y at %H:%M} ({session.time_zone}).\n\n"
+            f"{session.procedure} in {session.room.name} on {session_when(session=session)}.\n\n"
             f"{link}Open the link in Chrome, Edge or Firefox a few minutes before the start."
         )
     ics = calendar.session_ics(session=session, method=method, attendees=[participant])
@@ -688,6 +707,7 @@ def session_card(session: Session) -> dict[str, Any]:
         "planned_start": session.planned_start.isoformat(),
         "planned_end": session.planned_end.isoformat(),
         "time_zone": session.time_zone,
+        "when": session_when(session=session),
     }
 
 

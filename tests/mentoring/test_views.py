@@ -159,3 +159,34 @@ def test_session_lifecycle_buttons(coordinator_client, session):
     coordinator_client.post(f"/sessions/{session.public_id}/end/")
     session.refresh_from_db()
     assert session.status == "ended"
+
+
+def test_the_pages_the_email_and_the_ics_agree_on_the_sessions_own_time(
+    coordinator_client, alice, bob, room, mailoutbox, django_capture_on_commit_callbacks
+):
+    import zoneinfo
+
+    from icalendar import Calendar
+
+    paris = zoneinfo.ZoneInfo("Europe/Paris")
+    day = (timezone.now() + timedelta(days=40)).astimezone(paris).date()
+    start = timezone.datetime(day.year, day.month, day.day, 9, 0, tzinfo=paris)
+    session = services.session_schedule(
+        room=room, procedure="Clipping", surgeon=bob, planned_start=start, planned_end=start + timedelta(hours=1),
+        time_zone="Europe/Paris", created_by=alice,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        coordinator_client.post(
+            f"/sessions/{session.public_id}/participants/",
+            {"role": "mentor", "display_name": "Dr Carol Mentor", "email": "carol@reference.example", "send_invitation": "on"},
+        )
+    shown = f"{start:%a %d %b %Y} 09:00-10:00 (Europe/Paris)"
+    detail = coordinator_client.get(f"/sessions/{session.public_id}/").content.decode()
+    listing = coordinator_client.get("/").content.decode()
+    assert shown in detail and shown in listing
+    assert " UTC" not in detail and " UTC" not in listing
+    assert shown in mailoutbox[0].body
+    event = Calendar.from_ical(coordinator_client.get(f"/sessions/{session.public_id}/calendar.ics").content).walk("VEVENT")[0]
+    assert str(event["dtstart"].params["TZID"]) == "Europe/Paris"
+    assert event.decoded("dtstart").replace(tzinfo=None) == start.replace(tzinfo=None)
+    assert event.decoded("dtend").hour == 10

@@ -321,7 +321,8 @@ export function consentText(consent) {
 export function recordingText(recording) {
   if (!recording) return "unknown";
   if (recording.state === "recording") {
-    const since = new Date(recording.started_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    // The site words the time in the session's own zone, as on every page and in the e-mail.
+    const since = recording.since || new Date(recording.started_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     return `Recording since ${since}`;
   }
   return "Not recording";
