@@ -10,7 +10,6 @@ authorizes, calls one service and shapes the reply; the rules live in the apps' 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -153,19 +152,12 @@ def live_recording(request: HttpRequest, public_id: Any) -> HttpResponse:
 
 @coordinator_required
 def session_live(request: HttpRequest, public_id: Any) -> HttpResponse:
-    """The live view for a logged-in coordinator: joins as the session's coordinator participant."""
+    """The live view for a logged-in coordinator, as the session's own coordinator participant."""
     session = _session(public_id)
-    user: Any = request.user
-    if not session.is_open:
-        return render(request, "mentoring/refused.html", {"title": "This session is over", "message": f"This session is {session.get_status_display().lower()}."}, status=403)
-    participant = Participant.objects.filter(session=session, user=user, role=Role.COORDINATOR, removed_at__isnull=True).first()
-    if participant is None:
-        participant = services.participant_add(
-            session=session, role=Role.COORDINATOR, display_name=user.get_full_name() or user.get_username(),
-            email=user.email, user=user, by=user,
-        )
-    token = services.join_token_mint(participant=participant, valid_for=timedelta(hours=12), by=user)
+    try:
+        participant, token = services.session_live_join(session=session, user=request.user)
+    except services.SchedulingError as error:
+        return render(request, "mentoring/refused.html", {"title": "This session is over", "message": str(error)}, status=403)
     response = render(request, "frontend/live.html", page_context(session, participant, token))
     response["Cache-Control"] = "no-store"
     return response
-

@@ -35,11 +35,17 @@ class RoomSerializer(serializers.ModelSerializer):
 
 class ParticipantSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
+    link_state = serializers.SerializerMethodField(
+        help_text="active, revoked, expired, used (a one-time link spent), removed or none (never sent)"
+    )
 
     class Meta:
         model = Participant
-        fields = ["id", "role", "display_name", "email", "is_external", "invited_at", "removed_at"]
-        read_only_fields = ["id", "invited_at", "removed_at"]
+        fields = ["id", "role", "display_name", "email", "is_external", "invited_at", "removed_at", "link_state"]
+        read_only_fields = ["id", "invited_at", "removed_at", "link_state"]
+
+    def get_link_state(self, participant: Participant) -> str:
+        return services.participant_link_state(participant=participant)
 
 
 class SessionSerializer(serializers.ModelSerializer):
@@ -118,7 +124,7 @@ class SessionList(APIView):
     @extend_schema(responses=SessionSerializer(many=True))
     def get(self, request: Request) -> Response:
         sessions = services.session_list_for(user=request.user, include_past=request.query_params.get("past") == "1")
-        return Response(SessionSerializer(sessions.prefetch_related("participants"), many=True).data)
+        return Response(SessionSerializer(sessions.prefetch_related("participants__tokens"), many=True).data)
 
     @extend_schema(request=SessionSerializer, responses={201: SessionSerializer})
     def post(self, request: Request) -> Response:
@@ -187,6 +193,22 @@ class ParticipantRevoke(APIView):
     def post(self, request: Request, participant_id: Any) -> Response:
         participant = get_object_or_404(Participant, public_id=participant_id)
         return Response({"revoked": services.join_token_revoke(participant=participant, by=request.user)})
+
+
+class ParticipantReinvite(APIView):
+    """A new join link for a participant whose links were revoked or expired (e-mailed when they
+    have an address); their earlier links stay revoked."""
+
+    permission_classes = [IsCoordinator]
+
+    @extend_schema(request=None, responses={201: JoinLinkSerializer})
+    def post(self, request: Request, participant_id: Any) -> Response:
+        participant = get_object_or_404(Participant.objects.select_related("session"), public_id=participant_id)
+        try:
+            url = services.participant_reinvite(participant=participant, by=request.user)
+        except services.SchedulingError as error:
+            return _scheduling_error(error)
+        return Response({"participant": ParticipantSerializer(participant).data, "join_url": url}, status=201)
 
 
 class ParticipantDetail(APIView):

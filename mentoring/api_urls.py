@@ -12,4 +12,5 @@ urlpatterns = [
     path("sessions/<uuid:public_id>/<str:action>/", api.SessionAction.as_view(), name="api-session-action"),
     path("participants/<uuid:participant_id>/", api.ParticipantDetail.as_view(), name="api-participant"),
     path("participants/<uuid:participant_id>/revoke/", api.ParticipantRevoke.as_view(), name="api-participant-revoke"),
+    path("participants/<uuid:participant_id>/reinvite/", api.ParticipantReinvite.as_view(), name="api-participant-reinvite"),
 ]

@@ -456,6 +456,75 @@ def participant_remove(*, participant: Participant, by: Any) -> Participant:
     return participant
 
 
+def participant_reinvite(*, participant: Participant, by: Any) -> str:
+    """Give a participant whose links were revoked (or expired, or never sent) a new link: by
+    e-mail with an invitation when they have an address, else shown once to the coordinator.
+    Their earlier links stay revoked. Returns the new join URL."""
+    session = participant.session
+    if participant.removed_at is not None:
+        raise SchedulingError(f"{participant.display_name} was removed from this session: add them again instead.")
+    if not session.is_open:
+        raise SchedulingError(f"This session is {session.get_status_display().lower()}: no one can be invited.")
+    if participant.role == Role.SPECIALIST:
+        raise SchedulingError("A specialist's link is one-time: call them in again with a new one-time link.")
+    with transaction.atomic():
+        if participant.email:
+            url = invitation_send(participant=participant, by=by)
+        else:
+            url = join_url(join_token_mint(participant=participant, by=by))
+        consent_services.audit_record(
+            action="participant.reinvite",
+            actor=f"user:{by.pk}",
+            session_public_id=str(session.public_id),
+            target=f"participant:{participant.public_id}",
+            detail={"mailed": bool(participant.email)},
+        )
+    return url
+
+
+def participant_link_state(*, participant: Participant) -> str:
+    """Where the participant's links stand: ``active`` (one works), ``revoked`` (the last one was
+    revoked), ``expired``, ``used`` (a one-time link spent), ``removed`` or ``none`` (never minted)."""
+    if participant.removed_at is not None:
+        return "removed"
+    tokens = list(participant.tokens.all())
+    if any(t.is_active for t in tokens):
+        return "active"
+    if not tokens:
+        return "none"
+    last = max(tokens, key=lambda t: t.created_at)
+    if last.revoked_at is not None:
+        return "revoked"
+    return "used" if last.one_time and last.used_at else "expired"
+
+
+def session_live_join(*, session: Session, user: Any) -> tuple[Participant, str]:
+    """The signed-in coordinator's way into the live view: their own coordinator participant in
+    ``session`` and a fresh 12-hour join token for it.
+
+    Opening the live view never adds a second coordinator: the participant linked to their
+    account is reused, or an unlinked coordinator row with their e-mail address (an invitation
+    sent before they signed in) is linked to them; only without either is one added.
+    """
+    if not session.is_open:
+        raise SchedulingError(f"This session is {session.get_status_display().lower()}.")
+    with transaction.atomic():
+        mine = Participant.objects.select_for_update().filter(session=session, role=Role.COORDINATOR, removed_at__isnull=True)
+        participant = mine.filter(user=user).order_by("created_at", "pk").first()
+        if participant is None and user.email:
+            participant = mine.filter(user__isnull=True, email__iexact=user.email).order_by("created_at", "pk").first()
+            if participant is not None:
+                participant.user = user
+                participant.save(update_fields=["user"])
+        if participant is None:
+            participant = participant_add(
+                session=session, role=Role.COORDINATOR, display_name=user.get_full_name() or user.get_username(),
+                email=user.email, user=user, by=user,
+            )
+        token = join_token_mint(participant=participant, valid_for=timedelta(hours=12), by=user)
+    return participant, token
+
+
 def specialist_link_mint(
     *, session: Session, by: Any, minutes: int, display_name: str, email: str = "", is_external: bool = True
 ) -> tuple[Participant, str]:

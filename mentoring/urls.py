@@ -13,6 +13,7 @@ urlpatterns = [
     path("sessions/<uuid:public_id>/specialist/", views.specialist_link, name="specialist_link"),
     path("sessions/<uuid:public_id>/<str:action>/", views.session_action, name="session_action"),
     path("participants/<uuid:participant_id>/revoke/", views.participant_revoke, name="participant_revoke"),
+    path("participants/<uuid:participant_id>/reinvite/", views.participant_reinvite, name="participant_reinvite"),
     path("participants/<uuid:participant_id>/remove/", views.participant_remove, name="participant_remove"),
     path("rooms/new/", views.room_new, name="room_new"),
     path("join/<str:token>/", views.join, name="join"),

@@ -14,6 +14,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -28,6 +29,18 @@ log = logging.getLogger(__name__)
 
 def refused(request: HttpRequest, message: str, *, title: str = "You cannot open this page", status: int = 403) -> HttpResponse:
     return render(request, "mentoring/refused.html", {"title": title, "message": message}, status=status)
+
+
+def confirmation(
+    request: HttpRequest, *, title: str, message: str, button: str, back: str, keep: str = "No, go back"
+) -> HttpResponse | None:
+    """The confirm step of a destructive action: None once the person confirmed, else the page
+    that asks them (a plain form, so it works without script under a strict CSP). The JSON API
+    acts at once."""
+    if request.POST.get("confirmed") == "yes":
+        return None
+    context = {"title": title, "message": message, "button": button, "back": back, "keep": keep}
+    return render(request, "mentoring/confirm.html", context)
 
 
 def _form_errors(form: Any) -> str:
@@ -88,7 +101,10 @@ def session_detail(request: HttpRequest, public_id: Any) -> HttpResponse:
         "mentoring/session_detail.html",
         {
             "session": session,
-            "participants": session.participants.filter(removed_at__isnull=True).select_related("user"),
+            "participants": [
+                (p, services.participant_link_state(participant=p))
+                for p in session.participants.filter(removed_at__isnull=True).prefetch_related("tokens")
+            ],
             "connected": {p.pk for p in services.presence_connected(session=session)},
             "participant_form": ParticipantForm(),
             "specialist_form": SpecialistForm(),
@@ -104,6 +120,21 @@ def session_action(request: HttpRequest, public_id: Any, action: str) -> HttpRes
     act = {"start": services.session_start, "end": services.session_end, "cancel": services.session_cancel}.get(action)
     if act is None:
         return refused(request, "Unknown action.", status=404)
+    back = reverse("mentoring:session_detail", args=[session.public_id])
+    if action == "end" and session.status == Session.Status.LIVE:
+        ask = confirmation(
+            request, title=f"End {session.procedure}?", back=back, button="End the session", keep="Keep it live",
+            message="Everyone watching is disconnected, any recording stops, and the session cannot go live again.",
+        )
+    elif action == "cancel" and session.status == Session.Status.SCHEDULED:
+        ask = confirmation(
+            request, title=f"Cancel {session.procedure}?", back=back, button="Cancel the session", keep="Keep it scheduled",
+            message="Every invitee gets a cancellation and every join link stops working. This cannot be undone.",
+        )
+    else:
+        ask = None
+    if ask is not None:
+        return ask
     try:
         act(session=session, by=request.user)
     except services.SchedulingError as error:
@@ -142,10 +173,19 @@ def participant_invite(request: HttpRequest, public_id: Any) -> HttpResponse:
     return redirect("mentoring:session_detail", session.public_id)
 
 
+def _ask_about(request: HttpRequest, participant: Participant, title: str, button: str, message: str) -> HttpResponse | None:
+    back = reverse("mentoring:session_detail", args=[participant.session.public_id])
+    return confirmation(request, title=title, button=button, message=message, back=back)
+
+
 @require_POST
 @coordinator_required
 def participant_revoke(request: HttpRequest, participant_id: Any) -> HttpResponse:
     participant = get_object_or_404(Participant.objects.select_related("session"), public_id=participant_id)
+    ask = _ask_about(request, participant, f"Revoke the links of {participant.display_name}?", "Revoke their links",
+                     "Their join links stop working and their connection drops now. You can send them a new link later.")
+    if ask is not None:
+        return ask
     count = services.join_token_revoke(participant=participant, by=request.user)
     messages.success(request, f"{count} link(s) of {participant.display_name} revoked; their connection was dropped.")
     return redirect("mentoring:session_detail", participant.session.public_id)
@@ -153,8 +193,26 @@ def participant_revoke(request: HttpRequest, participant_id: Any) -> HttpRespons
 
 @require_POST
 @coordinator_required
+def participant_reinvite(request: HttpRequest, participant_id: Any) -> HttpResponse:
+    participant = get_object_or_404(Participant.objects.select_related("session"), public_id=participant_id)
+    try:
+        url = services.participant_reinvite(participant=participant, by=request.user)
+    except services.SchedulingError as error:
+        messages.error(request, str(error))
+    else:
+        mailed = " and e-mailed to them" if participant.email else ""
+        messages.success(request, f"New join link for {participant.display_name}{mailed} (shown once): {url}")
+    return redirect("mentoring:session_detail", participant.session.public_id)
+
+
+@require_POST
+@coordinator_required
 def participant_remove(request: HttpRequest, participant_id: Any) -> HttpResponse:
     participant = get_object_or_404(Participant.objects.select_related("session"), public_id=participant_id)
+    ask = _ask_about(request, participant, f"Remove {participant.display_name} from the session?", "Remove them",
+                     "They leave the participant list, their links stop working and their connection drops now.")
+    if ask is not None:
+        return ask
     services.participant_remove(participant=participant, by=request.user)
     messages.success(request, f"{participant.display_name} was removed from the session.")
     return redirect("mentoring:session_detail", participant.session.public_id)

@@ -8,6 +8,7 @@ import pytest
 import yaml
 from django.utils import timezone
 
+from mentoring import services
 from mentoring.models import Session
 
 
@@ -83,3 +84,15 @@ def test_revoke_and_remove_through_the_api(api, carol):
     assert api.delete(f"/api/participants/{carol.public_id}/").status_code == 204
     carol.refresh_from_db()
     assert carol.removed_at is not None
+
+
+def test_a_revoked_participant_is_reinvited_through_the_api(api, carol, consenting_patient):
+    services.join_token_mint(participant=carol)
+    assert api.post(f"/api/participants/{carol.public_id}/revoke/").status_code == 200
+    session = api.get(f"/api/sessions/{carol.session.public_id}/").json()
+    (row,) = [p for p in session["participants"] if p["id"] == str(carol.public_id)]
+    assert row["link_state"] == "revoked"
+    response = api.post(f"/api/participants/{carol.public_id}/reinvite/")
+    assert response.status_code == 201 and response.json()["participant"]["link_state"] == "active"
+    token = response.json()["join_url"].split("/join/")[1].rstrip("/")
+    assert services.join_token_check(token=token).participant == carol

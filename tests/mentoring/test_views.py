@@ -139,14 +139,29 @@ def test_a_good_join_link_opens_the_page_for_the_role(client, carol, consenting_
     assert "orstream-bootstrap" in response.content.decode()
 
 
+CONFIRMED = {"confirmed": "yes"}
+
+
 def test_revoke_and_remove_from_the_page(coordinator_client, carol, consenting_patient):
     token = services.join_token_mint(participant=carol)
-    assert coordinator_client.post(f"/participants/{carol.public_id}/revoke/").status_code == 302
+    assert coordinator_client.post(f"/participants/{carol.public_id}/revoke/", CONFIRMED).status_code == 302
     with pytest.raises(services.JoinRefused):
         services.join_token_check(token=token)
-    coordinator_client.post(f"/participants/{carol.public_id}/remove/")
+    coordinator_client.post(f"/participants/{carol.public_id}/remove/", CONFIRMED)
     carol.refresh_from_db()
     assert carol.removed_at is not None
+
+
+def test_revoke_and_remove_ask_first_and_do_nothing_until_confirmed(coordinator_client, carol, consenting_patient):
+    token = services.join_token_mint(participant=carol)
+    for verb, words in (("revoke", "Revoke their links"), ("remove", "Remove them")):
+        response = coordinator_client.post(f"/participants/{carol.public_id}/{verb}/")
+        assert response.status_code == 200
+        page = response.content.decode()
+        assert words in page and 'name="confirmed" value="yes"' in page and "onclick" not in page
+    assert services.join_token_check(token=token).participant == carol
+    carol.refresh_from_db()
+    assert carol.removed_at is None
 
 
 def test_session_lifecycle_buttons(coordinator_client, session):
@@ -154,11 +169,25 @@ def test_session_lifecycle_buttons(coordinator_client, session):
     session.refresh_from_db()
     assert session.status == "live"
     assert f"/sessions/{session.public_id}/live/" in coordinator_client.get(f"/sessions/{session.public_id}/").content.decode()
-    response = coordinator_client.post(f"/sessions/{session.public_id}/cancel/", follow=True)
+    response = coordinator_client.post(f"/sessions/{session.public_id}/cancel/", CONFIRMED, follow=True)
     assert "cannot be cancelled" in response.content.decode()
-    coordinator_client.post(f"/sessions/{session.public_id}/end/")
+    asked = coordinator_client.post(f"/sessions/{session.public_id}/end/")
+    assert asked.status_code == 200 and "End the session" in asked.content.decode()
+    session.refresh_from_db()
+    assert session.status == "live"
+    coordinator_client.post(f"/sessions/{session.public_id}/end/", CONFIRMED)
     session.refresh_from_db()
     assert session.status == "ended"
+
+
+def test_cancelling_a_session_asks_first(coordinator_client, session):
+    asked = coordinator_client.post(f"/sessions/{session.public_id}/cancel/")
+    assert asked.status_code == 200 and "Cancel the session" in asked.content.decode()
+    session.refresh_from_db()
+    assert session.status == "scheduled"
+    coordinator_client.post(f"/sessions/{session.public_id}/cancel/", CONFIRMED)
+    session.refresh_from_db()
+    assert session.status == "cancelled"
 
 
 def test_the_pages_the_email_and_the_ics_agree_on_the_sessions_own_time(
@@ -190,3 +219,34 @@ def test_the_pages_the_email_and_the_ics_agree_on_the_sessions_own_time(
     assert str(event["dtstart"].params["TZID"]) == "Europe/Paris"
     assert event.decoded("dtstart").replace(tzinfo=None) == start.replace(tzinfo=None)
     assert event.decoded("dtend").hour == 10
+
+
+def test_opening_the_live_view_again_reuses_the_coordinators_participant(coordinator_client, session, alice):
+    invited = services.participant_add(session=session, role="coordinator", display_name="Alice Coord", email=alice.email, by=alice)
+    services.session_start(session=session, by=alice)
+    for _ in range(2):
+        page = coordinator_client.get(f"/sessions/{session.public_id}/live/")
+        assert page.status_code == 200
+    coordinators = list(session.participants.filter(role="coordinator"))
+    assert coordinators == [invited]
+    invited.refresh_from_db()
+    assert invited.user == alice
+
+
+def test_a_revoked_participant_shows_as_revoked_and_gets_a_new_link(
+    coordinator_client, session, carol, consenting_patient, mailoutbox, django_capture_on_commit_callbacks
+):
+    old = services.join_token_mint(participant=carol)
+    coordinator_client.post(f"/participants/{carol.public_id}/revoke/", CONFIRMED)
+    page = coordinator_client.get(f"/sessions/{session.public_id}/").content.decode()
+    assert f'data-participant="{carol.public_id}" data-link="revoked"' in page
+    assert "Send Dr Carol Mentor a new link" in page and "Revoke the links of Dr Carol Mentor" not in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = coordinator_client.post(f"/participants/{carol.public_id}/reinvite/", follow=True)
+    body = response.content.decode()
+    token = body.split("/join/")[1].split("/")[0]
+    assert services.join_token_check(token=token).participant == carol
+    with pytest.raises(services.JoinRefused):
+        services.join_token_check(token=old)
+    assert mailoutbox[-1].to == ["carol@reference.example"] and token in mailoutbox[-1].body
+    assert f'data-participant="{carol.public_id}" data-link="active"' in body
