@@ -22,7 +22,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
 from django.core import signing
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
@@ -71,6 +71,35 @@ def user_is_coordinator(user: AbstractBaseUser | AnonymousUser) -> bool:
     if not user.is_authenticated:
         return False
     return bool(user.is_superuser or user.groups.filter(name=COORDINATOR_GROUP).exists())  # type: ignore[attr-defined]
+
+
+# What a coordinator administers in /admin/ when made staff: operating rooms (the edge and feed
+# of each room live only there), and a read-only view of sessions, people, recordings and consent
+# to look into a problem. Every other change goes through the pages and their services, and
+# nothing is ever deleted from the admin (the audit trail and PROTECT keys rely on it).
+COORDINATOR_ADMIN_PERMISSIONS = (
+    "mentoring.add_operatingroom", "mentoring.change_operatingroom", "mentoring.view_operatingroom",
+    "mentoring.view_session", "mentoring.view_participant", "mentoring.view_jointoken",
+    "mentoring.view_presenceevent", "mentoring.view_annotation",
+    "recordings.view_recording", "recordings.view_segment", "recordings.view_exportjob",
+    "consent.view_consentform", "consent.view_consentrecord", "consent.view_auditevent",
+)
+
+
+def coordinator_staff_grant(*, user: Any) -> list[str]:
+    """Let a coordinator into /admin/ with the coordinator group's limited permissions (never
+    superuser). Returns the permissions the group holds."""
+    group, _ = Group.objects.get_or_create(name=COORDINATOR_GROUP)
+    wanted: list[Permission] = []
+    for name in COORDINATOR_ADMIN_PERMISSIONS:
+        app_label, codename = name.split(".")
+        wanted.extend(Permission.objects.filter(content_type__app_label=app_label, codename=codename))
+    group.permissions.add(*wanted)
+    user.groups.add(group)
+    if not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    return sorted(f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.select_related("content_type"))
 
 
 def _send_after_commit(group: str, message: dict[str, Any]) -> None:

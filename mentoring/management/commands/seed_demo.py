@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
@@ -33,7 +33,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         password = options["password"] or secrets.token_urlsafe(9)
         coordinator = self.user("coordinator", "Casey", "Coordinator", password=password)
-        coordinator.groups.add(Group.objects.get_or_create(name=services.COORDINATOR_GROUP)[0])
+        # The demo's coordinator may also open /admin/, with the coordinator group's limited
+        # permissions (rooms, and a read-only view of the rest): never a superuser.
+        services.coordinator_staff_grant(user=coordinator)
         surgeon = self.user("surgeon", "Sam", "Surgeon")
         clip = settings.VAR_DIR / DEMO_CLIP
         room = OperatingRoom.objects.filter(name="OR 1 (demo)").first() or services.room_create(
@@ -62,17 +64,28 @@ class Command(BaseCommand):
             (Role.DISPLAY, "Conference room 2", False),
             (Role.COORDINATOR, "Casey Coordinator", False),
         ]
+        # The coordinator's participant is their account's: the live view reuses it.
+        accounts = {Role.SURGEON: surgeon, Role.COORDINATOR: coordinator}
         self.stdout.write(self.style.SUCCESS("orstream demo"))
         self.stdout.write(f"  sign in at {settings.PUBLIC_URL}/accounts/login/ as coordinator / {password}")
+        self.stdout.write(
+            f"  admin: {settings.PUBLIC_URL}/admin/ with the same sign-in (operating rooms, and a read-only view of"
+            " sessions, participants, recordings and consent)"
+        )
         self.stdout.write(f"  session: {session.procedure} ({session.get_status_display()}) in {room.name}")
         self.stdout.write(f"  demo video: {clip.name} looped by the edge when the session goes live")
         self.stdout.write("  join links (personal, valid until the session ends):")
         for role, name, external in cast:
             participant = Participant.objects.filter(session=session, role=role, removed_at__isnull=True).first()
+            account = accounts.get(role)
             if participant is None:
                 participant = services.participant_add(
-                    session=session, role=role, display_name=name, is_external=external, by=coordinator
+                    session=session, role=role, display_name=name, is_external=external, by=coordinator,
+                    user=account, email=account.email if account else "",
                 )
+            elif account is not None and participant.user_id is None:
+                participant.user = account
+                participant.save(update_fields=["user"])
             JoinToken.objects.filter(participant=participant, revoked_at__isnull=True).update(revoked_at=timezone.now())
             token = services.join_token_mint(participant=participant, by=coordinator)
             self.stdout.write(f"    {participant.get_role_display():32} {services.join_url(token)}")
