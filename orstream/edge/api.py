@@ -190,8 +190,8 @@ async def source_attach(request: web.Request) -> web.Response:
 
 async def source_detach(request: web.Request) -> web.Response:
     hub = request.app[EDGE_KEY].session_get(_session_id(request))
-    await hub.detach_source()
-    return web.json_response({"ok": True})
+    detached = await hub.detach_source()
+    return web.json_response({"ok": True, "detached": detached})
 
 
 async def publisher_offer(request: web.Request) -> web.Response:

@@ -259,16 +259,31 @@ class SessionHub:
         except SourceError as exc:
             raise HubError(str(exc), 422) from None
         await self.detach_source()
-        self._epochs["video"].reset()
-        self._epochs["audio"].reset()
+        self._new_video_source()
         self.source = source
         source.start()
 
-    async def detach_source(self) -> None:
+    async def detach_source(self) -> bool:
+        """Stop the ingest source; False when there was none."""
         source, self.source = self.source, None
-        if source is not None:
-            await source.stop()
-            self.emit("publisher.down", {"kind": "source", "url": _redact(source.url)})
+        if source is None:
+            return False
+        await source.stop()
+        self.emit("publisher.down", {"kind": "source", "url": _redact(source.url)})
+        return True
+
+    def _new_video_source(self) -> None:
+        """Forget what the previous source sent: its profile and its cached GOP.
+
+        The room's feed and the OR console's camera differ in profile and size: a viewer who
+        arrives after a switch must be offered the new source's profile (it waits for its first
+        keyframe) and must not start on the old source's GOP.
+        """
+        self._epochs["video"].reset()
+        self._epochs["audio"].reset()
+        self.video_profile_level_id = None
+        self._profile_known.clear()
+        self._gop, self._gop_bytes, self._gop_valid = [], 0, False
 
     def _on_source_state(self, state: str) -> None:
         if self.source is None:
@@ -293,8 +308,10 @@ class SessionHub:
         except SdpError as exc:
             await pc.close()
             raise HubError(str(exc), 400) from None
-        if self.publisher is not None:
-            await self.remove_participant(self.publisher.participant_id)
+        await self._remove_publisher()
+        if offer.participant_id in self.viewers:
+            # The console that watched the room's feed now publishes: its viewer peer is over.
+            await self.remove_participant(offer.participant_id)
         publisher = Publisher(participant_id=offer.participant_id, pc=pc)
         for transceiver in pc.getTransceivers():
             receiver = transceiver.receiver
@@ -308,8 +325,7 @@ class SessionHub:
                     assert isinstance(sender, RtpStreamSender)
                     publisher.talkback = FrameFeed(sender=sender, rtp_origin=random.getrandbits(31), gated=False)
                     publisher.talkback.start()
-        self._epochs["video"].reset()
-        self._epochs["audio"].reset()
+        self._new_video_source()
         self.publisher = publisher
         self._watch(pc, offer.participant_id)
         self._spawn(self._publisher_up(publisher))
@@ -505,15 +521,19 @@ class SessionHub:
                 self._talker = None
             self.emit("viewer.left", {"participant_id": participant_id})
             return True
-        publisher = self.publisher
-        if publisher is not None and publisher.participant_id == participant_id:
-            self.publisher = None
-            if publisher.talkback is not None:
-                await publisher.talkback.stop()
-            await publisher.pc.close()
-            self.emit("publisher.down", {"kind": "webrtc", "participant_id": participant_id})
-            return True
+        if self.publisher is not None and self.publisher.participant_id == participant_id:
+            return await self._remove_publisher()
         return False
+
+    async def _remove_publisher(self) -> bool:
+        publisher, self.publisher = self.publisher, None
+        if publisher is None:
+            return False
+        if publisher.talkback is not None:
+            await publisher.talkback.stop()
+        await publisher.pc.close()
+        self.emit("publisher.down", {"kind": "webrtc", "participant_id": publisher.participant_id})
+        return True
 
     # --- recording -----------------------------------------------------------------------
 

@@ -184,3 +184,45 @@ async def test_webrtc_publisher_is_forwarded_and_talkback_reaches_it_but_not_the
 
 def hub_answer_audio(viewer: ViewerPeer) -> str:
     return viewer.answer_sdp.split("m=audio")[1]
+
+
+async def test_a_switch_from_the_room_feed_to_the_console_camera_starts_new_viewers_on_the_camera(
+    edge: Edge, aac_clip: Path, ts_clip: Path
+) -> None:
+    """The OR console watched the room's feed, then publishes its camera: its viewer peer goes,
+    and a viewer who arrives before the camera's first keyframe waits for it, is offered the
+    camera's profile and starts on the camera's keyframe, never on the feed's cached GOP."""
+    import av
+
+    from orstream.edge.h264 import join_nal_units
+    from orstream.edge.protocol import PublisherOffer
+
+    from .peers import publisher_accept, publisher_offer
+
+    hub = edge.session_create("switch")
+    await hub.attach_source(SourceAttach(url=str(aac_clip), loop=True))
+    console = await join(hub, "or-1", role="surgeon", audio_tracks=2)
+    await wait_for(lambda: len(console.frames("video")) > 5 and hub.stats()["gop_cached_frames"] > 0)
+
+    assert await hub.detach_source() is True
+    assert await hub.detach_source() is False
+    camera = await publisher_offer(str(ts_clip))
+    answer = await hub.add_publisher(PublisherOffer(participant_id="or-1", sdp=camera.pc.localDescription.sdp))
+    assert "or-1" not in hub.viewers, "the console's own viewer peer outlived its switch to the camera"
+    assert hub.video_profile_level_id is None and hub.stats()["gop_cached_frames"] == 0
+
+    # The mentor's offer is in before the camera sends anything: it waits for the camera's keyframe.
+    mentor_joins = asyncio.ensure_future(join(hub, "mentor-1", role="mentor"))
+    await asyncio.sleep(0.2)
+    assert not mentor_joins.done()
+    await publisher_accept(camera, answer)
+    mentor = await mentor_joins
+    await wait_for(lambda: len(mentor.frames("video")) > 5)
+
+    with av.open(str(ts_clip)) as container:
+        sent = [join_nal_units(split_nal_units(bytes(p))) for p in container.demux(container.streams.video[0]) if p.size]
+    first = mentor.frames("video")[0].data
+    assert has_idr(split_nal_units(first)) and first in sent, "the new viewer started on the room feed's GOP"
+    await mentor.close()
+    await console.close()
+    await camera.close()
