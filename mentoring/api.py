@@ -3,12 +3,14 @@ permissions as the coordinator's pages: each endpoint parses, authorizes, calls 
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.request import Request
@@ -98,7 +100,39 @@ def _session(public_id: Any) -> Session:
     return get_object_or_404(Session.objects.select_related("room"), public_id=public_id)
 
 
+class ApiRoot(APIView):
+    """The API's root: every endpoint with its methods, the OpenAPI schema and the browsable docs."""
+
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request) -> Response:
+        from recordings import api_urls as recording_urls
+
+        from . import api_urls
+
+        endpoints = []
+        for pattern in [*api_urls.urlpatterns, *recording_urls.urlpatterns]:
+            view = getattr(pattern.callback, "view_class", None)
+            if view is None:
+                continue
+            endpoints.append({
+                "path": "/api/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", str(pattern.pattern)),
+                "methods": [m.upper() for m in ("get", "post", "put", "patch", "delete") if hasattr(view, m)],
+                "what": (view.__doc__ or "").strip().split("\n")[0],
+            })
+        return Response({
+            "schema": request.build_absolute_uri(reverse("api-schema")),
+            "docs": request.build_absolute_uri(reverse("api-docs")),
+            "signed_in": request.user.is_authenticated,
+            "sign_in": request.build_absolute_uri(reverse("login")),
+            "endpoints": endpoints,
+        })
+
+
 class RoomList(APIView):
+    """Operating rooms: list them (signed in), add one (coordinators)."""
+
     def get_permissions(self) -> list[Any]:
         return [permissions.IsAuthenticated()] if self.request.method == "GET" else [IsCoordinator()]
 
@@ -118,6 +152,8 @@ class RoomList(APIView):
 
 
 class SessionList(APIView):
+    """Sessions you are part of (coordinators: all); schedule one (coordinators)."""
+
     def get_permissions(self) -> list[Any]:
         return [permissions.IsAuthenticated()] if self.request.method == "GET" else [IsCoordinator()]
 
@@ -138,6 +174,8 @@ class SessionList(APIView):
 
 
 class SessionDetail(APIView):
+    """One session with its participants and their link state."""
+
     @extend_schema(responses=SessionSerializer)
     def get(self, request: Request, public_id: Any) -> Response:
         session = _session(public_id)
@@ -148,6 +186,8 @@ class SessionDetail(APIView):
 
 
 class SessionAction(APIView):
+    """Take a session live (start), end it (end) or cancel it (cancel): at once, no confirm step."""
+
     permission_classes = [IsCoordinator]
     actions = {"start": services.session_start, "end": services.session_end, "cancel": services.session_cancel}
 
@@ -164,6 +204,8 @@ class SessionAction(APIView):
 
 
 class ParticipantList(APIView):
+    """Add a participant and send them a join link (shown once)."""
+
     permission_classes = [IsCoordinator]
 
     @extend_schema(request=InviteSerializer, responses={201: JoinLinkSerializer})
@@ -187,6 +229,8 @@ class ParticipantList(APIView):
 
 
 class ParticipantRevoke(APIView):
+    """Revoke a participant's links: their connection drops at once."""
+
     permission_classes = [IsCoordinator]
 
     @extend_schema(request=None, responses={200: None})
@@ -212,6 +256,8 @@ class ParticipantReinvite(APIView):
 
 
 class ParticipantDetail(APIView):
+    """Remove a participant from the session: links revoked, connection dropped."""
+
     permission_classes = [IsCoordinator]
 
     @extend_schema(responses={204: None})
@@ -222,6 +268,8 @@ class ParticipantDetail(APIView):
 
 
 class SpecialistLink(APIView):
+    """A one-time link for a specialist while the session is live."""
+
     @extend_schema(request=SpecialistSerializer, responses={201: JoinLinkSerializer})
     def post(self, request: Request, public_id: Any) -> Response:
         data = SpecialistSerializer(data=request.data)
@@ -234,6 +282,8 @@ class SpecialistLink(APIView):
 
 
 class SessionCalendar(APIView):
+    """The session's iCalendar file (in the session's time zone)."""
+
     @extend_schema(responses={(200, "text/calendar"): str})
     def get(self, request: Request, public_id: Any) -> HttpResponse:
         session = _session(public_id)

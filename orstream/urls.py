@@ -3,7 +3,9 @@ from django.contrib.auth import views as auth_views
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from mentoring.api import ApiRoot
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -19,8 +21,12 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Swagger UI from the drf-spectacular-sidecar package (works offline), its set-up script
+    # served as a file of its own rather than inline.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/", ApiRoot.as_view(), name="api-root"),
     path("api/", include("mentoring.api_urls")),
+    path("api/", include("recordings.api_urls")),
     path("recordings/", include("recordings.urls")),
     path("consent/", include("consent.urls")),
     path("", include("frontend.urls")),  # before mentoring: sessions/<id>/live/ is not a session action

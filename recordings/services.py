@@ -172,7 +172,7 @@ def recording_start(*, session: Session, by: Any) -> Recording:
             action="recording.start", actor=_actor(by), outcome="refused",
             session_public_id=str(session.public_id), detail={"reason": "not coordinator or surgeon"},
         )
-        raise RecordingError("Only the coordinator or the operating surgeon can start a recording.")
+        raise RecordingAccessDenied("Only the coordinator or the operating surgeon can start a recording.")
     # Outside any transaction so that a refusal's audit event is kept.
     consent_services.consent_require(session=session, purpose="record", actor=_actor(by), action="recording.start")
     if session.status != Session.Status.LIVE:
@@ -1133,6 +1133,15 @@ def recording_download_open(*, recording: Recording, index: int, user: Any) -> M
         raise RecordingError(f"This recording has no part {index}.")
     _audit(recording, "recording.download", user, segment=index)
     return MediaFile(handle=_segment_open(segment), size=segment.size, name=f"{recording.prefix}-{index:05d}.mp4")
+
+
+def recording_stop_check(*, recording: Recording, user: Any) -> None:
+    """May ``user`` stop ``recording``? The coordinator or the operating surgeon, as for a start;
+    a refusal is audited."""
+    if user_is_coordinator(user) or getattr(user, "pk", None) == recording.session.surgeon_id:
+        return
+    _audit(recording, "recording.stop", user, outcome="refused", reason="not coordinator or surgeon")
+    raise RecordingAccessDenied("Only the coordinator or the operating surgeon can stop a recording.")
 
 
 def recording_progress_check(*, recording: Recording, user: Any) -> None:

@@ -88,3 +88,24 @@ def test_cancelling_a_session_asks_first_in_the_browser(
     page.locator(".status.cancelled").wait_for()
     session.refresh_from_db()
     assert session.status == "cancelled"
+
+
+def test_the_api_docs_render_with_no_network_beyond_the_site(site: Any, browser: Any) -> None:
+    context = browser.new_context()
+    outside: list[str] = []
+
+    def only_the_site(route: Any) -> None:
+        if route.request.url.startswith(site.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_the_site)
+    page = context.new_page()
+    page.goto(f"{site.url}/api/docs/")
+    page.locator(".swagger-ui .info .title").filter(has_text="orstream API").wait_for(timeout=20_000)
+    page.locator(".opblock-summary-path[data-path='/api/recordings/{public_id}/stop/']").wait_for()
+    screenshot(page, "api-docs")
+    assert outside == []
+    context.close()

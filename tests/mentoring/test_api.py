@@ -96,3 +96,27 @@ def test_a_revoked_participant_is_reinvited_through_the_api(api, carol, consenti
     assert response.status_code == 201 and response.json()["participant"]["link_state"] == "active"
     token = response.json()["join_url"].split("/join/")[1].rstrip("/")
     assert services.join_token_check(token=token).participant == carol
+
+
+def test_the_api_root_lists_every_endpoint_including_recordings(client, db):
+    root = client.get("/api/", HTTP_ACCEPT="application/json")
+    assert root.status_code == 200
+    paths = {e["path"]: e["methods"] for e in root.json()["endpoints"]}
+    assert paths["/api/sessions/"] == ["GET", "POST"]
+    for path in ("/api/recordings/", "/api/sessions/{public_id}/recording/start/", "/api/recordings/{public_id}/stop/",
+                 "/api/recordings/{public_id}/export/", "/api/recordings/{public_id}/parts/{index}.mp4"):
+        assert path in paths
+    assert root.json()["docs"].endswith("/api/docs/")
+
+
+def test_the_schema_describes_the_recording_endpoints(client, db):
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    for path in ("/api/recordings/", "/api/recordings/{public_id}/stop/", "/api/recordings/{public_id}/parts/{index}.mp4",
+                 "/api/participants/{participant_id}/reinvite/"):
+        assert path in schema["paths"], path
+
+
+def test_the_api_docs_load_their_viewer_from_the_site_not_a_cdn(client, db):
+    page = client.get("/api/docs/").content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    assert "cdn" not in page.lower() and "<script>" not in page
