@@ -129,6 +129,15 @@ TEMPLATES = [
 _default_db = f"sqlite:///{VAR_DIR / 'orstream.sqlite3'}"
 DATABASE_URL = required("DATABASE_URL", env("DATABASE_URL", "" if PRODUCTION else _default_db))
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded default writes from several threads at once (requests, consumers, the edge's
+    # webhooks). A transaction that reads before it writes, as the audit chain does, must take the
+    # write lock when it begins: SQLite refuses its later upgrade at once with "database is
+    # locked" when another thread wrote in between. Begun IMMEDIATE, it waits for the lock instead;
+    # WAL lets readers go on meanwhile.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = required("REDIS_URL", env("REDIS_URL"))
