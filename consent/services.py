@@ -2,21 +2,25 @@
 export is allowed by the patient's consent, and the append-only audit trail.
 
 Called by mentoring (admission to live sessions), recordings (start, view, export) and the
-pages. Never reaches into other apps' tables except through their services; never logs
-patient identifiers.
+pages. Imports no app above it: what a narrower consent changes in those apps reaches them
+through the effects they register (consent/effects.py). Never logs patient identifiers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
 
+from .effects import ConsentNarrowed, consent_effects
 from .models import AuditEvent, ConsentDecision, ConsentForm, ConsentRecord, Purpose
+
+log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 
@@ -136,6 +140,11 @@ def consent_form_create(*, title: str, version: str, text: str, purposes: list[s
     return ConsentForm.objects.create(title=title, version=version, text=text, purposes=list(purposes))
 
 
+def _granted_purposes(*, session: Any) -> frozenset[str]:
+    record = consent_in_force(session=session)
+    return frozenset(d.purpose for d in record.decisions.all() if d.granted) if record else frozenset()
+
+
 def consent_record(
     *,
     session: Any,
@@ -147,7 +156,8 @@ def consent_record(
 ) -> ConsentRecord:
     """Record the patient's decision for each purpose of ``form`` (a refusal is recorded too).
 
-    A new record replaces any earlier one in force for the same session.
+    A new record replaces any earlier one in force for the same session; when it grants less,
+    it acts like a withdrawal of what it no longer grants.
     """
     missing = [p for p in form.purposes if p not in decisions]
     if missing:
@@ -162,13 +172,12 @@ def consent_record(
         raise ConsentError("The session has no pseudonymous patient reference; set one first.")
     with transaction.atomic():
         now = timezone.now()
-        replaced = False
+        before = _granted_purposes(session=session)
         for earlier in ConsentRecord.objects.select_for_update().filter(session=session, withdrawn_at__isnull=True):
             earlier.withdrawn_at = now
             earlier.withdrawn_by = obtained_by
             earlier.withdrawal_reason = "replaced by a newer consent record"
             earlier.save(update_fields=["withdrawn_at", "withdrawn_by", "withdrawal_reason"])
-            replaced = True
         record = ConsentRecord.objects.create(
             session=session, form=form, patient_ref=ref, obtained_by=obtained_by, attestation=attestation
         )
@@ -182,9 +191,9 @@ def consent_record(
             target=f"consent:{record.pk}",
             detail={"decisions": decisions, "form": f"{form.title} v{form.version}"},
         )
-        if replaced:
-            # A newer record may grant less than the one it replaces: it acts like a withdrawal.
-            _consent_effects(session=session, by=obtained_by, reason="replaced by a consent record that grants less")
+        if before - {p for p, g in decisions.items() if g}:
+            # The newer record grants less than the one it replaces: it acts like a withdrawal.
+            _consent_narrowed(session=session, by=obtained_by, reason="replaced by a consent record that grants less")
     return record
 
 
@@ -226,9 +235,10 @@ def consent_require(*, session: Any, purpose: str, actor: str, action: str) -> N
 def consent_withdraw(*, record: ConsentRecord, by: Any, reason: str = "") -> ConsentRecord:
     """Withdraw consent: one action, and it acts on what is live.
 
-    In the same transaction the session's recordings become restricted (nobody may view or
-    export them from that instant). After commit, a live recording is stopped at the edge and
-    connected viewers the remaining consent no longer covers are dropped.
+    In the same transaction, every registered effect's ``within`` part runs (the session's
+    recordings become restricted: nobody may view or export them from that instant). After
+    commit, each effect's ``deliver`` part runs in its own retried job (a live recording is
+    stopped at the edge, connected viewers the remaining consent no longer covers are dropped).
     """
     with transaction.atomic():
         record = ConsentRecord.objects.select_for_update().select_related("session").get(pk=record.pk)
@@ -244,43 +254,90 @@ def consent_withdraw(*, record: ConsentRecord, by: Any, reason: str = "") -> Con
             session_public_id=str(record.session.public_id),
             target=f"consent:{record.pk}",
         )
-        _consent_effects(session=record.session, by=by, reason="consent withdrawn")
+        _consent_narrowed(session=record.session, by=by, reason="consent withdrawn")
     return record
 
 
-def _consent_effects(*, session: Any, by: Any, reason: str) -> None:
-    """What a narrower consent changes, inside the caller's transaction and after its commit.
+def _consent_narrowed(*, session: Any, by: Any, reason: str) -> None:
+    """Announce a narrower consent to the registered effects, inside the caller's transaction.
 
-    Imports lazily: recordings and mentoring import this module, not the other way round.
+    ``within`` parts run now: an error rolls the caller's change back with it. ``deliver`` parts
+    are queued for after commit, one job each, so that one effect failing neither stops nor
+    repeats the others.
     """
-    from recordings import services as recordings_services
+    change = ConsentNarrowed(
+        session_id=session.pk,
+        session_public_id=str(session.public_id),
+        granted=_granted_purposes(session=session),
+        by_id=getattr(by, "pk", None),
+        reason=reason,
+    )
+    for effect in consent_effects:
+        if effect.within is not None:
+            effect.within(change=change)
+    names = [effect.name for effect in consent_effects if effect.deliver is not None]
+    if names:
 
-    if not consent_granted(session=session, purpose="record"):
-        recordings_services.recording_restrict_for_session(session=session, reason=reason, by=by)
-        transaction.on_commit(
-            lambda: recordings_services.recording_live_stop_for_session(session=session, by=by), robust=True
+        def consent_effects_enqueue() -> None:
+            _effects_enqueue(names, change)
+
+        transaction.on_commit(consent_effects_enqueue)
+
+
+def _effects_enqueue(names: list[str], change: ConsentNarrowed) -> None:
+    from . import tasks
+
+    for name in names:
+        try:
+            tasks.consent_effect_deliver.delay(name, change.as_json())
+        except Exception:
+            # Only reached when the job cannot be queued (broker down) or, in eager mode (the
+            # embedded default), when it gave up after its retries: consent_effect_deliver has
+            # logged and audited that already. The other effects still go.
+            log.exception("consent effect %s for session %s was not carried out", name, change.session_public_id)
+
+
+def consent_effect_deliver(*, effect: str, change: ConsentNarrowed, last_attempt: bool) -> None:
+    """Run one effect's ``deliver`` part (called by the consent_effect_deliver task, which retries).
+
+    A failure is logged, and on the last attempt audited as a refusal naming the effect, then
+    raised again: the job is marked failed, never quietly done.
+    """
+    deliver = consent_effects.get(effect).deliver
+    if deliver is None:
+        return
+    try:
+        deliver(change=change)
+    except Exception as failure:
+        log.warning(
+            "consent effect %s for session %s failed%s: %s",
+            effect, change.session_public_id, " for the last time" if last_attempt else ", retrying", failure,
         )
-    transaction.on_commit(lambda: _enforce_live_consent(session), robust=True)
-
-
-def _enforce_live_consent(session: Any) -> None:
-    from mentoring import services as mentoring_services
-
-    mentoring_services.session_enforce_consent(session=session)
+        if last_attempt:
+            audit_record(
+                action="consent.effect",
+                actor="system",
+                outcome="refused",
+                session_public_id=change.session_public_id,
+                target=f"effect:{effect}",
+                detail={"reason": change.reason, "error": str(failure)},
+            )
+        raise
 
 
 # ---------------------------------------------------------------- pages
 
 CONSENT_STAFF_GROUP = "consent_staff"
+# Coordinators take consent too. The name is mentoring's COORDINATOR_GROUP, written here because
+# consent imports no app above it (a test keeps the two equal).
+COORDINATOR_GROUP = "coordinator"
 
 
 def user_is_consent_staff(user: Any) -> bool:
-    """Who records and withdraws consent: coordinators and the consent_staff group (ward staff)."""
+    """Who records and withdraws consent: coordinators (and superusers) and the consent_staff group (ward staff)."""
     if not getattr(user, "is_authenticated", False):
         return False
-    from mentoring.services import user_is_coordinator
-
-    return user_is_coordinator(user) or bool(user.groups.filter(name=CONSENT_STAFF_GROUP).exists())
+    return bool(user.is_superuser or user.groups.filter(name__in=[COORDINATOR_GROUP, CONSENT_STAFF_GROUP]).exists())
 
 
 def consent_form_list_active() -> list[ConsentForm]:

@@ -20,11 +20,16 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from mentoring.models import Session
-from mentoring.views import refused
-
 from . import fhir, services
 from .models import ConsentForm, ConsentRecord, Purpose
+
+# The procedure a consent is about, as consent's own rows name it: consent imports no app above it.
+Session: Any = ConsentRecord._meta.get_field("session").related_model
+
+
+def refused(request: HttpRequest, message: str) -> HttpResponse:
+    """The site's refusal page (frontend/templates), the same one every app shows."""
+    return render(request, "mentoring/refused.html", {"title": "You cannot open this page", "message": message}, status=403)
 
 
 def consent_staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -42,15 +47,15 @@ def consent_staff_required(view: Callable[..., HttpResponse]) -> Callable[..., H
     return wrapper
 
 
-def _session(public_id: Any) -> Session:
+def _session(public_id: Any) -> Any:
     return get_object_or_404(Session.objects.select_related("room", "surgeon"), public_id=public_id)
 
 
-def _record(session: Session, record_id: int) -> ConsentRecord:
+def _record(session: Any, record_id: int) -> ConsentRecord:
     return get_object_or_404(ConsentRecord.objects.select_related("session", "form"), session=session, pk=record_id)
 
 
-def _page(request: HttpRequest, session: Session, *, error: str = "", entered: dict[str, Any] | None = None, status: int = 200) -> HttpResponse:
+def _page(request: HttpRequest, session: Any, *, error: str = "", entered: dict[str, Any] | None = None, status: int = 200) -> HttpResponse:
     forms = services.consent_form_list_active()
     return render(
         request,

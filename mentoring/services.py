@@ -30,6 +30,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from consent import services as consent_services
+from consent.effects import ConsentNarrowed
 from orstream.edge import protocol
 
 from . import calendar, edge
@@ -913,6 +914,14 @@ def session_enforce_consent(*, session: Session) -> list[Participant]:
         )
         _participant_drop(participant, reason="consent")
     return dropped
+
+
+def session_drop_uncovered(*, change: ConsentNarrowed) -> None:
+    """Consent effect (registered in MentoringConfig.ready): after a narrower consent commits, drop
+    every connected participant it no longer covers. Idempotent: whoever is dropped is no longer
+    connected, so a retry only drops whom the last attempt missed. Raises when it cannot tell a
+    page to stop (the channel layer down), so the job retries it."""
+    session_enforce_consent(session=Session.objects.select_related("room").get(pk=change.session_id))
 
 
 def is_uuid(value: str) -> bool:

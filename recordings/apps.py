@@ -4,3 +4,18 @@ from django.apps import AppConfig
 class RecordingsConfig(AppConfig):
     name = "recordings"
     verbose_name = "Recordings"
+
+    def ready(self) -> None:
+        from consent.effects import ConsentEffect, consent_effects
+
+        from . import services
+
+        # Without consent to record, the session's recordings are restricted in the withdrawal's
+        # own transaction, and a live one is stopped at the edge after it commits.
+        consent_effects.register(
+            ConsentEffect(
+                name="recordings.restrict_and_stop",
+                within=services.recording_restrict_uncovered,
+                deliver=services.recording_stop_uncovered,
+            )
+        )

@@ -3,8 +3,8 @@ archiving, export, restriction, erasure and retention.
 
 Called by views (media), the library pages (list, player, marks, export, download, hold,
 erasure), the progress consumer, the edge webhook view (segment_register, recording_stopped), tasks
-(one per long job, same names), consent.services (restriction when consent is withdrawn) and
-the admin. Every view, download, export and erasure is audited through consent.services, refusals
+(one per long job, same names), the consent effects registered in RecordingsConfig.ready
+(restriction and stop when consent is withdrawn) and the admin. Every view, download, export and erasure is audited through consent.services, refusals
 too. Never holds a database transaction across a call to the edge or a long file operation; never
 writes a patient identifier into a path, a log line or a progress message.
 """
@@ -29,6 +29,7 @@ import av
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -36,6 +37,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from consent import services as consent_services
+from consent.effects import ConsentNarrowed
 from mentoring import edge
 from mentoring.models import Role, Session
 from orstream.edge import protocol
@@ -737,12 +739,37 @@ def recording_restrict(*, recording: Recording, reason: str, by: Any = None) -> 
     return recording
 
 
-def recording_live_stop_for_session(*, session: Session, by: Any = None, retry: bool = True) -> list[Recording]:
+def recording_restrict_uncovered(*, change: ConsentNarrowed) -> None:
+    """Consent effect, inside the withdrawal's transaction (registered in RecordingsConfig.ready):
+    without consent to record, every recording of the session is restricted at once."""
+    if change.covers("record"):
+        return
+    session = Session.objects.get(pk=change.session_id)
+    recording_restrict_for_session(session=session, reason=change.reason, by=_user(change.by_id))
+
+
+def recording_stop_uncovered(*, change: ConsentNarrowed) -> None:
+    """Consent effect, after the withdrawal commits (in consent's retried job): stop at the edge
+    the recordings it restricted while live. Raises EdgeError while one is still live, so the
+    job tries again; a stopped one is not stopped twice."""
+    if change.covers("record"):
+        return
+    session = Session.objects.get(pk=change.session_id)
+    recording_live_stop_for_session(session=session, by=_user(change.by_id))
+    if Recording.objects.filter(session=session, status=Recording.Status.RESTRICTED, ended_at__isnull=True).exists():
+        raise edge.EdgeError("the edge has not stopped the recording yet")
+
+
+def _user(pk: int | None) -> Any:
+    return None if pk is None else get_user_model().objects.filter(pk=pk).first()
+
+
+def recording_live_stop_for_session(*, session: Session, by: Any = None) -> list[Recording]:
     """After a withdrawal: stop at the edge every recording of ``session`` that was still live
     when it was restricted, and queue its verification (it stays restricted). Called after commit.
 
-    When the edge cannot be reached the refusal is audited and, with ``retry``, the stop is
-    retried by a task (which itself calls with ``retry=False`` and lets Celery back off).
+    When the edge cannot be reached the refusal is audited and the recording left as it is; the
+    caller (recording_stop_uncovered, in a retried job) tries again.
     """
     stopped = []
     for recording in Recording.objects.select_related("session__room").filter(
@@ -753,12 +780,6 @@ def recording_live_stop_for_session(*, session: Session, by: Any = None, retry: 
         except edge.EdgeError as failure:
             log.error("edge did not stop recording %s after a withdrawal: %s", recording.public_id, failure)
             _audit(recording, "recording.stop", by, outcome="refused", reason="edge", error=str(failure))
-            if retry:
-                # A named function, not a partial: a robust on_commit logs the callback's __qualname__.
-                def retry_stop(pk: int = recording.pk) -> None:
-                    _retry_stop(pk)
-
-                transaction.on_commit(retry_stop, robust=True)
             continue
         segments = reply.get("segments") if isinstance(reply, dict) else None
         with transaction.atomic():
@@ -774,12 +795,6 @@ def recording_live_stop_for_session(*, session: Session, by: Any = None, retry: 
                 _enqueue("recording_finalize", recording.pk)
         stopped.append(recording)
     return stopped
-
-
-def _retry_stop(pk: int) -> None:
-    from . import tasks
-
-    tasks.recording_live_stop_for_session.delay(Recording.objects.get(pk=pk).session_id)
 
 
 def recording_legal_hold(*, recording: Recording, hold: bool, reason: str, by: Any) -> Recording:

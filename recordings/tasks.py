@@ -57,16 +57,6 @@ def recording_erase(self: Any, recording_id: int) -> str:
     return recording.status
 
 
-@shared_task(name="recordings.tasks.recording_live_stop_for_session", **OPTIONS)
-def recording_live_stop_for_session(self: Any, session_id: int) -> int:
-    from mentoring.models import Session
-
-    stopped = services.recording_live_stop_for_session(session=Session.objects.get(pk=session_id), retry=False)
-    if Recording.objects.filter(session_id=session_id, status=Recording.Status.RESTRICTED, ended_at__isnull=True).exists():
-        raise EdgeError("the edge has not stopped the recording yet")
-    return len(stopped)
-
-
 @shared_task(name="recordings.tasks.retention_apply", **OPTIONS)
 def retention_apply(self: Any) -> dict[str, list[str]]:
     result = services.retention_apply()

@@ -13,9 +13,9 @@ from fhir.resources.consent import Consent as FhirConsent
 
 from consent import services
 from consent.models import AuditEvent, ConsentRecord
-from recordings.models import Recording
 from tests.conftest import ALL_PURPOSES, make_user
-from tests.recordings.fixtures import available_recording, stopped_recording  # noqa: F401
+
+from .conftest import Probe
 
 
 def signed_in(user: Any) -> Client:
@@ -90,19 +90,20 @@ def test_people_who_do_not_take_consent_are_refused(session: Any, consent_form: 
     assert anonymous.status_code == 302 and anonymous["Location"].startswith("/accounts/login/")
 
 
-def test_withdrawal_is_one_action_that_locks_the_recordings_and_is_audited(
-    available_recording: Recording, consenting_patient: Any, alice: Any, fake_edge: Any  # noqa: F811
+def test_withdrawal_is_one_action_that_acts_on_what_is_live_and_is_audited(
+    session: Any, consenting_patient: Any, alice: Any, probe: Probe, django_capture_on_commit_callbacks: Any
 ) -> None:
-    session = available_recording.session
     url = f"/consent/sessions/{session.public_id}/records/{consenting_patient.pk}/withdraw/"
     assert f'action="{url}"' in signed_in(alice).get(page(session)).content.decode()
-    response = signed_in(alice).post(url, {"reason": "patient asked on the ward round"})
+    with django_capture_on_commit_callbacks(execute=True):
+        response = signed_in(alice).post(url, {"reason": "patient asked on the ward round"})
     assert response.status_code == 302
     consenting_patient.refresh_from_db()
     assert consenting_patient.withdrawn_at is not None and consenting_patient.withdrawn_by == alice
     assert consenting_patient.withdrawal_reason == "patient asked on the ward round"
-    available_recording.refresh_from_db()
-    assert available_recording.status == Recording.Status.RESTRICTED
+    # Through this door too, every effect ran: within the withdrawal, then delivered after it.
+    assert [c.session_id for c in probe.within] == [session.pk]
+    assert probe.delivered == probe.within
     event = AuditEvent.objects.get(action="consent.withdraw")
     assert event.actor == f"user:{alice.pk}" and event.target == f"consent:{consenting_patient.pk}"
     assert services.consent_in_force(session=session) is None

@@ -1,4 +1,4 @@
-"""Fixtures for recordings tests live in tests/recordings/fixtures.py (the consent tests use them too)."""
+"""Fixtures for recordings tests live in tests/recordings/fixtures.py (the mentoring and browser tests use them too)."""
 
 from tests.recordings.fixtures import (  # noqa: F401
     available_recording,

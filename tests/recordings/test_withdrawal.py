@@ -1,5 +1,6 @@
-"""A withdrawal acts on what is live: recordings restricted at once, the edge stops recording,
-viewers the remaining consent does not cover are dropped."""
+"""A withdrawal acts on what is live, through the effects mentoring and recordings register with
+consent: recordings restricted at once, the edge stops recording, viewers the remaining consent
+does not cover are dropped."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from consent import services
+from consent import services, tasks
+from consent.effects import consent_effects
 from consent.models import AuditEvent, ConsentRecord
 from mentoring import services as mentoring_services
 from mentoring.models import Participant, Session
@@ -71,7 +73,7 @@ def test_a_newer_record_that_refuses_recording_acts_like_a_withdrawal(
     register_segments(live_recording, clip, clip_facts, spool, 2)
     with django_capture_on_commit_callbacks(execute=True):
         services.consent_record(
-            session=session, form=consent_form, decisions={p: p != "record" for p in ALL_PURPOSES},
+            session=session, form=consent_form, decisions={p: p in ("live_internal", "live_external") for p in ALL_PURPOSES},
             obtained_by=alice, attestation="Patient changed their mind about the recording",
         )
     live_recording.refresh_from_db()
@@ -81,13 +83,73 @@ def test_a_newer_record_that_refuses_recording_acts_like_a_withdrawal(
 
 def test_an_unreachable_edge_on_withdrawal_is_audited(
     live_recording: Recording, consenting_patient: ConsentRecord, alice: Any, fake_edge: FakeEdge,
-    django_capture_on_commit_callbacks: Any,
+    django_capture_on_commit_callbacks: Any, monkeypatch: Any,
 ) -> None:
+    monkeypatch.setattr(tasks, "backoff", lambda retries: 0.0)  # count the attempts, do not wait for them
     fake_edge.fail_with = 503
     with django_capture_on_commit_callbacks(execute=True):
         services.consent_withdraw(record=consenting_patient, by=alice)
-    # Refused once after commit, then again by the retrying task.
-    assert AuditEvent.objects.filter(action="recording.stop", outcome="refused").count() >= 2
-    assert [c for c in fake_edge.calls if c[0] == "DELETE"]
+    # Refused on every attempt of the retried job (eager here, as on the embedded default), then
+    # the job gives up and says so in the audit trail.
+    attempts = tasks.EAGER_ATTEMPTS
+    assert AuditEvent.objects.filter(action="recording.stop", outcome="refused").count() == attempts
+    assert len([c for c in fake_edge.calls if c == ("DELETE", f"/sessions/{live_recording.session.public_id}/recording", None)]) == attempts
+    gave_up = AuditEvent.objects.get(action="consent.effect", target="effect:recordings.restrict_and_stop")
+    assert gave_up.outcome == "refused" and "has not stopped the recording" in gave_up.detail["error"]
     live_recording.refresh_from_db()
     assert live_recording.status == Recording.Status.RESTRICTED and live_recording.ended_at is None
+
+
+def test_a_stop_that_fails_once_is_retried_and_the_recording_stops(
+    live_recording: Recording, consenting_patient: ConsentRecord, alice: Any, fake_edge: FakeEdge,
+    django_capture_on_commit_callbacks: Any, monkeypatch: Any,
+) -> None:
+    from mentoring import edge
+
+    real_stop = edge.recording_stop
+    failures = [edge.EdgeError("The media server cannot be reached. Try again in a moment.")]
+
+    def flaky_stop(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return real_stop(*args, **kwargs)
+
+    monkeypatch.setattr(edge, "recording_stop", flaky_stop)
+    monkeypatch.setattr(tasks, "backoff", lambda retries: 0.0)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.consent_withdraw(record=consenting_patient, by=alice)
+    live_recording.refresh_from_db()
+    assert live_recording.status == Recording.Status.RESTRICTED and live_recording.ended_at is not None
+    assert AuditEvent.objects.filter(action="recording.stop", outcome="refused").count() == 1
+    assert AuditEvent.objects.filter(action="recording.stop", outcome="allowed").count() == 1
+    assert not AuditEvent.objects.filter(action="consent.effect").exists()
+
+
+def test_mentoring_and_recordings_register_their_consent_effects() -> None:
+    names = consent_effects.names()
+    assert "mentoring.drop_uncovered" in names and "recordings.restrict_and_stop" in names
+    assert consent_effects.get("recordings.restrict_and_stop").within is not None
+
+
+def test_the_coordinator_group_is_the_same_for_consent_and_mentoring() -> None:
+    assert services.COORDINATOR_GROUP == mentoring_services.COORDINATOR_GROUP
+
+
+def test_withdrawing_through_the_consent_page_restricts_the_recordings(
+    available_recording: Recording, consenting_patient: ConsentRecord, alice: Any, fake_edge: FakeEdge,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(alice)
+    session = available_recording.session
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"/consent/sessions/{session.public_id}/records/{consenting_patient.pk}/withdraw/", {"reason": "ward round"}
+        )
+    assert response.status_code == 302
+    available_recording.refresh_from_db()
+    assert available_recording.status == Recording.Status.RESTRICTED
+    with pytest.raises(recording_services.RecordingAccessDenied, match="withdrew consent"):
+        recording_services.recording_access_check(recording=available_recording, user=alice, action="recording.download")
