@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 
+# Purposes that only mean something if the procedure is recorded: agreeing to them while
+# refusing the recording is a contradiction the form must not accept.
+NEEDS_RECORDING = (Purpose.ARCHIVE_TRAINING, Purpose.RESEARCH)
+
 
 class ConsentError(Exception):
     """Consent does not cover what was asked. The message names the missing purpose."""
@@ -133,10 +137,21 @@ def audit_head() -> tuple[int, str]:
 # ---------------------------------------------------------------- consent
 
 
+def _named(purposes: Any) -> str:
+    """Purposes as the form words them: "Record the procedure", "Keep the recording for training"."""
+    return ", ".join(f"“{Purpose(p).label}”" for p in purposes)
+
+
 def consent_form_create(*, title: str, version: str, text: str, purposes: list[str]) -> ConsentForm:
     unknown = sorted(set(purposes) - set(Purpose.values))
     if unknown:
         raise ConsentError(f"Unknown purposes {', '.join(unknown)}; use {', '.join(Purpose.values)}.")
+    dependent = [p for p in NEEDS_RECORDING if p in purposes]
+    if dependent and Purpose.RECORD not in purposes:
+        raise ConsentError(
+            f"A form that asks about {_named(dependent)} must also ask about {_named([Purpose.RECORD])}: "
+            "those uses need the recording."
+        )
     return ConsentForm.objects.create(title=title, version=version, text=text, purposes=list(purposes))
 
 
@@ -157,14 +172,25 @@ def consent_record(
     """Record the patient's decision for each purpose of ``form`` (a refusal is recorded too).
 
     A new record replaces any earlier one in force for the same session; when it grants less,
-    it acts like a withdrawal of what it no longer grants.
+    it acts like a withdrawal of what it no longer grants. Errors name the purposes as the form
+    words them.
     """
     missing = [p for p in form.purposes if p not in decisions]
     if missing:
-        raise ConsentError(f"A decision is needed for every purpose on the form: {', '.join(missing)}.")
+        raise ConsentError(f"A decision is needed for every use on the form: {_named(missing)}.")
     extra = sorted(set(decisions) - set(form.purposes))
     if extra:
-        raise ConsentError(f"The form {form} does not ask about {', '.join(extra)}.")
+        unknown = [p for p in extra if p not in Purpose.values]
+        if unknown:
+            raise ConsentError(f"Unknown uses {', '.join(unknown)}; the form asks about {_named(form.purposes)}.")
+        raise ConsentError(f"The form {form} does not ask about {_named(extra)}.")
+    contradicted = [p for p in NEEDS_RECORDING if decisions.get(p) and not decisions.get(Purpose.RECORD)]
+    if contradicted:
+        raise ConsentError(
+            f"{_named(contradicted)} {'needs' if len(contradicted) == 1 else 'need'} {_named([Purpose.RECORD])} "
+            "agreed: there is no recording to keep or "
+            "use otherwise. Either the patient agrees to the recording, or mark those uses refused too."
+        )
     if not attestation.strip():
         raise ConsentError("Say who attests the consent and how it was given.")
     ref = patient_ref or session.patient_ref

@@ -16,10 +16,12 @@ from tests.conftest import ALL_PURPOSES
 def test_each_refused_purpose_is_named_in_the_refusal(
     purpose: str, session: Session, consent_form: Any, alice: Any
 ) -> None:
+    # Refusing the recording refuses what needs it (training, research) too: the form insists.
+    refused = {purpose, *(services.NEEDS_RECORDING if purpose == "record" else ())}
     services.consent_record(
         session=session,
         form=consent_form,
-        decisions={p: p != purpose for p in ALL_PURPOSES},
+        decisions={p: p not in refused for p in ALL_PURPOSES},
         obtained_by=alice,
         attestation="Signed form",
     )
@@ -29,7 +31,7 @@ def test_each_refused_purpose_is_named_in_the_refusal(
     assert purpose in str(refusal.value)
     assert Purpose(purpose).label in str(refusal.value)
     for other in ALL_PURPOSES:
-        if other != purpose:
+        if other not in refused:
             services.consent_require(session=session, purpose=other, actor="user:1", action="test.gate")
 
 
@@ -106,3 +108,20 @@ def test_a_record_must_decide_every_purpose_on_the_form(session: Session, consen
             obtained_by=alice,
             attestation="Signed form",
         )
+
+
+@pytest.mark.parametrize("dependent", ["archive_training", "research"])
+def test_a_use_of_the_recording_cannot_be_agreed_while_the_recording_is_refused(
+    dependent: str, session: Session, consent_form: Any, alice: Any
+) -> None:
+    decisions = {p: p in ("live_internal", dependent) for p in ALL_PURPOSES}
+    with pytest.raises(services.ConsentError, match="needs \u201cRecord the procedure\u201d agreed") as refusal:
+        services.consent_record(session=session, form=consent_form, decisions=decisions, obtained_by=alice, attestation="Signed")
+    label = Purpose(dependent).label
+    assert label in str(refusal.value) and dependent not in str(refusal.value).replace(label, "")
+    assert services.consent_in_force(session=session) is None
+
+
+def test_a_form_that_asks_about_training_must_ask_about_the_recording() -> None:
+    with pytest.raises(services.ConsentError, match="must also ask about \u201cRecord the procedure\u201d"):
+        services.consent_form_create(title="Teaching", version="1", text="...", purposes=["live_internal", "archive_training"])

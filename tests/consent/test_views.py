@@ -3,7 +3,9 @@ and the session's audit trail as FHIR R5."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from typing import Any
 
 from django.contrib.auth.models import Group
@@ -62,16 +64,48 @@ def test_the_page_warns_never_to_type_a_name(session: Any, alice: Any, consent_f
     assert "Never type the patient's name here" in signed_in(alice).get(page(session)).content.decode()
 
 
-def test_a_purpose_left_unanswered_is_named_and_nothing_is_saved(session: Any, consent_form: Any, alice: Any) -> None:
+def error_shown(response: Any) -> str:
+    found = re.search(r'<p class="error" role="alert" id="consent-error">(.*?)</p>', response.content.decode(), re.S)
+    assert found, "the page shows no error"
+    return html.unescape(found[1])
+
+
+def test_a_purpose_left_unanswered_is_named_in_the_forms_words_and_nothing_is_saved(
+    session: Any, consent_form: Any, alice: Any
+) -> None:
     form = answers(consent_form)
-    del form["decision_research"]
+    del form["decision_research"], form["decision_live_external"]
     response = signed_in(alice).post(page(session), form)
     assert response.status_code == 400
-    assert "research" in response.content.decode()
-    assert "Nothing was saved" in response.content.decode()
+    error = error_shown(response)
+    assert "“Live telementoring with other centres”" in error and "“Use the recording for research”" in error
+    assert "live_external" not in error and "research," not in error
+    assert "Nothing was saved" in error
     assert not ConsentRecord.objects.exists()
     # What was typed is kept for the correction.
     assert "Signed form, witnessed by the ward nurse" in response.content.decode()
+
+
+def test_keeping_the_recording_for_training_needs_the_recording_agreed(session: Any, consent_form: Any, alice: Any) -> None:
+    response = signed_in(alice).post(
+        page(session), answers(consent_form, record="refused", archive_training="granted", research="refused")
+    )
+    assert response.status_code == 400
+    error = error_shown(response)
+    assert error.startswith("“Keep the recording for training” needs “Record the procedure” agreed")
+    assert "archive_training" not in error and "Nothing was saved" in error
+    assert not ConsentRecord.objects.exists()
+    # Refusing both is a consent like any other.
+    response = signed_in(alice).post(
+        page(session), answers(consent_form, record="refused", archive_training="refused", research="refused")
+    )
+    assert response.status_code == 302
+
+
+def test_the_history_names_what_was_agreed_in_the_forms_words(session: Any, consenting_patient: Any, alice: Any) -> None:
+    history = signed_in(alice).get(page(session)).content.decode().split('id="consent-history"')[1]
+    assert '<span class="tag ok">Keep the recording for training</span>' in history
+    assert '<span class="tag ok">archive_training</span>' not in history
 
 
 def test_an_attestation_is_required(session: Any, consent_form: Any, alice: Any) -> None:
