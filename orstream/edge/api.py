@@ -158,6 +158,9 @@ async def metrics(request: web.Request) -> web.Response:
         f'orstream_edge_webhooks_total{{outcome="delivered"}} {webhooks.stats.delivered}',
         f'orstream_edge_webhooks_total{{outcome="dropped"}} {webhooks.stats.dropped}',
         f'orstream_edge_webhooks_total{{outcome="failed_attempt"}} {webhooks.stats.failed_attempts}',
+        "# HELP orstream_edge_malformed_dropped_total Malformed datagrams and packets dropped, by kind.",
+        "# TYPE orstream_edge_malformed_dropped_total counter",
+        *(f'orstream_edge_malformed_dropped_total{{kind="{k}"}} {n}' for k, n in sorted(edge.drops.counts.items())),
     ]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .frames import AUDIO_CLOCK, VIDEO_CLOCK, EncodedFrame
+from .guard import InputDrops
 from .h264 import NAL_SPS, nal_type, profile_level_id, split_nal_units
 from .ingest import PyAVSource, SourceError
 from .peer import (
@@ -150,8 +151,10 @@ class SessionHub:
         profile_wait: float = 5.0,
         connect_timeout: float = 30.0,
         viewer_silence: float = VIEWER_SILENCE,
+        drops: InputDrops | None = None,
     ) -> None:
         self.session_id = session_id
+        self.drops = drops or InputDrops()
         self.emit = emit
         self.ice_loopback = ice_loopback
         self.media_dir = media_dir or Path("var/spool")
@@ -301,7 +304,7 @@ class SessionHub:
         munged, choice = choose_publisher_video(_checked_sdp(offer.sdp))
         if choice is None:
             raise HubError("the publisher's offer has no video", 400)
-        pc = EdgePeerConnection(ice_loopback=self.ice_loopback)
+        pc = EdgePeerConnection(ice_loopback=self.ice_loopback, drops=self.drops)
         directions = ["recvonly" if kind == "video" else "sendrecv" for kind in offer_media_kinds(munged)]
         try:
             answer = await pc.answer(munged, directions=directions)
@@ -360,7 +363,7 @@ class SessionHub:
                 audio_seen += 1
             else:
                 directions.append("inactive")
-        pc = EdgePeerConnection(ice_loopback=self.ice_loopback)
+        pc = EdgePeerConnection(ice_loopback=self.ice_loopback, drops=self.drops)
         try:
             answer = await pc.answer(munged, directions=directions)
         except SdpError as exc:
@@ -701,6 +704,8 @@ class Edge:
         self.media_dir = media_dir or Path("var/spool")
         self.viewer_queue_frames = viewer_queue_frames
         self.sessions: dict[str, SessionHub] = {}
+        # Malformed input dropped by every peer of every session (guard.py), for /metrics.
+        self.drops = InputDrops()
 
     def session_create(self, session_id: str) -> SessionHub:
         """The hub for session_id, created if new (idempotent: the control plane may retry)."""
@@ -716,6 +721,7 @@ class Edge:
                 ice_loopback=self.ice_loopback,
                 media_dir=self.media_dir,
                 viewer_queue_frames=self.viewer_queue_frames,
+                drops=self.drops,
             )
             self.sessions[session_id] = hub
         return hub

@@ -28,6 +28,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcpeerconnection import is_codec_compatible
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from .guard import InputDrops, guard_dtls_transport, guard_stun_protocol
 from .receive import PassthroughReceiver
 from .send import RtpStreamSender
 from .tasks import cancel_and_wait
@@ -256,7 +257,13 @@ class EdgePeerConnection(RTCPeerConnection):
     checks), yet a viewer whose Wi-Fi dropped should not be sent 4K for 30 s into the void.
     """
 
-    def __init__(self, *, ice_loopback: bool = True, configuration: RTCConfiguration | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        ice_loopback: bool = True,
+        configuration: RTCConfiguration | None = None,
+        drops: InputDrops | None = None,
+    ) -> None:
         # No STUN by default: aiortc would otherwise contact a public server the edge may not reach.
         # max-bundle: with "balanced", aiortc leaves a second audio m-line (talkback) on a transport
         # it then closes; one transport for everything is what browsers do anyway.
@@ -264,6 +271,9 @@ class EdgePeerConnection(RTCPeerConnection):
             configuration or RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
         self.ice_loopback = ice_loopback
+        # Malformed datagrams and packets from this peer's sockets are dropped and counted here
+        # (guard.py); the hub shares one for the whole edge.
+        self.drops = drops or InputDrops()
         # "connected" / "disconnected" as far as hearing from the remote goes (see watch_presence)
         self.presence = "new"
         self._last_heard = 0.0
@@ -279,6 +289,7 @@ class EdgePeerConnection(RTCPeerConnection):
         transceiver: RTCRtpTransceiver = create(direction=direction, kind=kind, sender_track=sender_track)
         stock_sender = transceiver.sender
         dtls = transceiver.receiver.transport
+        guard_dtls_transport(dtls, self.drops)
         sender = RtpStreamSender(kind=kind, transport=dtls)
         sender._stream_id = stock_sender._stream_id
         receiver = PassthroughReceiver(kind=kind, transport=dtls)
@@ -434,6 +445,7 @@ class EdgePeerConnection(RTCPeerConnection):
                 )
             connection._local_candidates_end = True
             for protocol in connection._protocols:
+                guard_stun_protocol(protocol, connection, self.drops)
                 sock = protocol.transport.get_extra_info("socket")
                 if sock is not None:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)

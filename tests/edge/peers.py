@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
+import av
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs.base import Decoder
 from aiortc.jitterbuffer import JitterFrame
+from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
 
@@ -130,13 +134,38 @@ class PublisherPeer:
             self.player._stop(self.player.video)  # stops the demux thread
 
 
-async def publisher_offer(annexb_clip: str) -> PublisherPeer:
+class PacketTrack(MediaStreamTrack):
+    """A video track that sends the given Annex-B access units as they are, 30 a second."""
+
+    kind = "video"
+
+    def __init__(self, units: Iterable[bytes]) -> None:
+        super().__init__()
+        self._units = iter(units)
+        self._count = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.Packet:
+        if self._start is None:
+            self._start = time.monotonic()
+        wait = self._start + self._count / 30 - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        packet = av.Packet(next(self._units))
+        packet.pts = self._count * 3000
+        packet.time_base = Fraction(1, 90000)
+        self._count += 1
+        return packet
+
+
+async def publisher_offer(annexb_clip: str | None = None, *, video: MediaStreamTrack | None = None) -> PublisherPeer:
+    """A publisher of ``annexb_clip`` (through MediaPlayer) or of a ``video`` track."""
     from aiortc.contrib.media import MediaPlayer
     from aiortc.mediastreams import AudioStreamTrack
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
-    player = MediaPlayer(annexb_clip, decode=False)
-    pc.addTransceiver(player.video, direction="sendonly")
+    player = MediaPlayer(annexb_clip, decode=False) if annexb_clip is not None else None
+    pc.addTransceiver(player.video if player is not None else video, direction="sendonly")
     pc.addTransceiver(AudioStreamTrack(), direction="sendrecv")
     await pc.setLocalDescription(await pc.createOffer())
     return PublisherPeer(pc=pc, player=player)
@@ -148,3 +177,24 @@ async def publisher_accept(publisher: PublisherPeer, answer_sdp: str) -> None:
     )
     for transceiver in publisher.pc.getTransceivers():
         publisher.receivers[transceiver.kind] = transceiver.receiver
+
+
+async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    """Poll ``predicate`` until it holds; TimeoutError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.02)
+
+
+async def viewer_join(hub: Any, participant_id: str, role: str = "resident") -> ViewerPeer:
+    """A stock viewer offered to ``hub`` (a SessionHub) as a High-profile decoder, connected."""
+    from orstream.edge.protocol import ViewerOffer
+
+    viewer = await viewer_offer()
+    offer = ViewerOffer(participant_id=participant_id, role=role, sdp=as_high_profile_offer(viewer.pc.localDescription.sdp))
+    await viewer_accept(viewer, await hub.add_viewer(offer))
+    await viewer.connected()
+    return viewer
+

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from orstream.edge.__main__ import build
 from orstream.edge.config import EdgeConfig
 from orstream.edge.protocol import sign, verify, whip_token_mint
 
-from .peers import RecordingDecoder, as_high_profile_offer, viewer_accept, viewer_offer
+from .peers import RecordingDecoder, as_high_profile_offer, viewer_accept, viewer_offer, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,14 +79,6 @@ async def call(
         return response.status, json.loads(text)
     except ValueError:
         return response.status, text
-
-
-async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.02)
 
 
 async def test_health_needs_no_signature_and_everything_else_does(client: TestClient) -> None:

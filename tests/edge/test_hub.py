@@ -15,7 +15,7 @@ from orstream.edge.h264 import has_idr, split_nal_units
 from orstream.edge.hub import Edge, SessionHub
 from orstream.edge.protocol import SourceAttach, ViewerOffer
 
-from .peers import RecordingDecoder, ViewerPeer, as_high_profile_offer, viewer_accept, viewer_offer
+from .peers import RecordingDecoder, ViewerPeer, as_high_profile_offer, viewer_accept, viewer_offer, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -40,14 +40,6 @@ async def join(hub: SessionHub, participant_id: str, role: str = "resident", **k
     await viewer_accept(viewer, answer)
     await viewer.connected()
     return viewer
-
-
-async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.02)
 
 
 async def test_viewer_gets_the_source_access_units_byte_for_byte_and_audio(
