@@ -62,9 +62,18 @@ def has_idr(units: list[bytes]) -> bool:
     return any(nal_type(u) == NAL_IDR for u in units)
 
 
+def is_sps(unit: bytes) -> bool:
+    """An SPS long enough to carry profile_idc, the constraint flags and level_idc.
+
+    Anything shorter is malformed (a sender's bug or junk): the edge ignores it rather than
+    keep it as the stream's parameter set.
+    """
+    return len(unit) >= 4 and nal_type(unit) == NAL_SPS
+
+
 def profile_level_id(sps: bytes) -> str:
     """The SDP profile-level-id (profile_idc, constraint flags, level_idc) of an SPS NAL unit."""
-    if len(sps) < 4 or nal_type(sps) != NAL_SPS:
+    if not is_sps(sps):
         raise ValueError("not an SPS NAL unit")
     return sps[1:4].hex()
 
@@ -85,7 +94,8 @@ class ParameterSetKeeper:
         types = [nal_type(u) for u in units]
         for unit, kind in zip(units, types, strict=True):
             if kind == NAL_SPS:
-                self.sps = unit
+                if is_sps(unit):  # a truncated SPS is no parameter set to repeat
+                    self.sps = unit
             elif kind == NAL_PPS:
                 self.pps = unit
         if NAL_IDR not in types:
@@ -104,4 +114,4 @@ class ParameterSetKeeper:
 
     @property
     def profile_level_id(self) -> str | None:
-        return profile_level_id(self.sps) if self.sps else None
+        return profile_level_id(self.sps) if self.sps is not None and is_sps(self.sps) else None

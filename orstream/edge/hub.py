@@ -27,7 +27,7 @@ from typing import Any
 
 from .frames import AUDIO_CLOCK, VIDEO_CLOCK, EncodedFrame
 from .guard import InputDrops
-from .h264 import NAL_SPS, nal_type, profile_level_id, split_nal_units
+from .h264 import is_sps, profile_level_id, split_nal_units
 from .ingest import PyAVSource, SourceError
 from .peer import (
     EdgePeerConnection,
@@ -225,7 +225,7 @@ class SessionHub:
 
     def _note_profile(self, frame: EncodedFrame) -> None:
         for unit in split_nal_units(frame.data):
-            if nal_type(unit) == NAL_SPS:
+            if is_sps(unit):
                 self.video_profile_level_id = profile_level_id(unit)
                 self._profile_known.set()
                 return

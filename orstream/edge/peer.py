@@ -52,6 +52,17 @@ class SdpError(ValueError):
 # --- SDP munging --------------------------------------------------------------------------
 
 
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _payload_type(text: str, where: str) -> int:
+    """An RTP payload type (0-127) from an SDP attribute, or SdpError naming the line."""
+    if not _is_number(text) or int(text) > 127:
+        raise SdpError(f"{where} has payload type {text[:12]!r}: payload types are numbers from 0 to 127")
+    return int(text)
+
+
 @dataclass
 class _Section:
     lines: list[str]
@@ -62,14 +73,14 @@ class _Section:
 
     def payload_types(self) -> list[int]:
         parts = self.lines[0].split(" ")
-        return [int(p) for p in parts[3:] if p.isdigit()]
+        return [int(p) for p in parts[3:] if _is_number(p)]
 
     def rtpmap(self) -> dict[int, str]:
         out: dict[int, str] = {}
         for line in self.lines:
             if line.startswith("a=rtpmap:"):
                 pt, _, rest = line[len("a=rtpmap:") :].partition(" ")
-                out[int(pt)] = rest.split("/")[0].lower()
+                out[_payload_type(pt, "a=rtpmap")] = rest.split("/")[0].lower()
         return out
 
     def fmtp(self) -> dict[int, dict[str, str]]:
@@ -82,18 +93,18 @@ class _Section:
                     key, _, value = item.strip().partition("=")
                     if key:
                         params[key.lower()] = value
-                out[int(pt)] = params
+                out[_payload_type(pt, "a=fmtp")] = params
         return out
 
     def keep_only(self, keep: set[int]) -> None:
         head = self.lines[0].split(" ")
-        self.lines[0] = " ".join(head[:3] + [p for p in head[3:] if not p.isdigit() or int(p) in keep])
+        self.lines[0] = " ".join(head[:3] + [p for p in head[3:] if not _is_number(p) or int(p) in keep])
         kept = [self.lines[0]]
         for line in self.lines[1:]:
             for prefix in ("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"):
                 if line.startswith(prefix):
                     pt = line[len(prefix) :].split(" ", 1)[0]
-                    if pt.isdigit() and int(pt) not in keep:
+                    if _is_number(pt) and int(pt) not in keep:
                         break
             else:
                 kept.append(line)

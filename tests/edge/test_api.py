@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -146,6 +147,23 @@ async def test_viewer_offers_without_h264_or_garbled_are_refused(client: TestCli
     garbled = sdp.replace("a=fingerprint:", "a=fingerprint:xx").replace("a=ice-ufrag", "a=ice-ufragx")
     status, body = await call(client, "POST", "/sessions/s1/viewers", {"participant_id": "p", "role": "resident", "sdp": as_high_profile_offer(garbled)})
     assert status == 400
+    await viewer.close()
+
+
+async def test_a_payload_type_that_is_not_a_number_is_a_400_that_says_so(client: TestClient, aac_clip: Path) -> None:
+    await call(client, "POST", "/sessions", {"session_id": "s1"})
+    await call(client, "POST", "/sessions", {"session_id": "s2"})
+    assert (await call(client, "POST", "/sessions/s1/source", {"url": str(aac_clip), "loop": True}))[0] == 200
+    viewer = await viewer_offer()
+    sdp = as_high_profile_offer(viewer.pc.localDescription.sdp)
+    pt = re.search(r"a=rtpmap:(\d+) H264/90000", sdp)
+    assert pt
+    for bad in (sdp.replace(f"a=rtpmap:{pt.group(1)} ", "a=rtpmap:abc ", 1), sdp.replace(f"a=fmtp:{pt.group(1)} ", "a=fmtp:9x ", 1)):
+        for path in ("/sessions/s1/viewers", "/sessions/s2/publisher"):
+            offer = {"participant_id": "p", "sdp": bad} | ({"role": "resident"} if "viewers" in path else {})
+            status, body = await call(client, "POST", path, offer)
+            assert status == 400, body
+            assert "payload type" in body["error"] and "numbers from 0 to 127" in body["error"]
     await viewer.close()
 
 
