@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import asdict
 from typing import Any
 from urllib import error, request
 
 from django.conf import settings
+from django.core.cache import cache
 
 from orstream.edge import protocol
 
@@ -25,6 +27,18 @@ class EdgeError(Exception):
     def __init__(self, message: str, *, status: int = 0) -> None:
         super().__init__(message)
         self.status = status
+
+
+class WebhookNonces:
+    """The site's replay guard for the edge's signed webhooks (``protocol.ReplayGuard``).
+
+    Nonces live in Django's cache until their signatures expire: with a shared cache (Redis)
+    every site process refuses a webhook another one already accepted.
+    """
+
+    def first_use(self, nonce: str, *, expires: float) -> bool:
+        timeout = max(1, int(expires - time.time()) + 1)
+        return bool(cache.add(f"orstream:edge-nonce:{nonce}", 1, timeout=timeout))
 
 
 def _base_url(edge_url: str | None = None) -> str:

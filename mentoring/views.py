@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 
 from orstream.edge import protocol
 
-from . import events, services
+from . import edge, events, services
 from .forms import COMMON_ZONES, ParticipantForm, RoomForm, SessionForm, SpecialistForm
 from .models import Participant, Session
 
@@ -298,7 +298,12 @@ def edge_events(request: HttpRequest) -> HttpResponse:
     """Signed webhooks from the edge: publisher up/down, viewers, recording segments."""
     try:
         protocol.verify(
-            secret=settings.EDGE_SECRET, method="POST", path=request.path, body=request.body, headers=request.headers
+            secret=settings.EDGE_SECRET,
+            method="POST",
+            path=request.get_full_path(),
+            body=request.body,
+            headers=request.headers,
+            replay=edge.WebhookNonces(),
         )
     except protocol.SignatureError as error:
         log.warning("edge webhook refused: %s", error)

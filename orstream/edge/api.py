@@ -1,7 +1,8 @@
 """The edge's HTTP API: the control plane's only way in.
 
 ``create_app`` builds the aiohttp application that ``python -m orstream.edge`` serves. Every
-route but GET /health checks a ``protocol.verify`` signature (POST /whip/{session_id} takes a
+route but GET /health checks a ``protocol.verify`` signature over method, path, query and body,
+and refuses one whose nonce it has seen (POST /whip/{session_id} takes a
 WHIP bearer token instead, for OBS-like encoders). Handlers parse a body into a protocol
 dataclass, call one ``Edge``/``SessionHub`` method and shape the reply. Every refusal is a 4xx
 JSON ``{"error": ...}``; a failure in one session never reaches another.
@@ -24,6 +25,7 @@ from .events import WebhookSender
 from .hub import Edge, HubError
 from .peer import SdpError
 from .protocol import (
+    NonceCache,
     PublisherOffer,
     RecordingStart,
     SignatureError,
@@ -42,6 +44,7 @@ EDGE_KEY = web.AppKey("edge", Edge)
 SECRET_KEY = web.AppKey("secret", str)
 WEBHOOKS_KEY = web.AppKey("webhooks", WebhookSender)
 STARTED_KEY = web.AppKey("started", float)
+NONCES_KEY = web.AppKey("nonces", NonceCache)
 BODY_KEY = web.RequestKey("body", bytes)
 UNSIGNED_ROUTES = {("GET", "/health")}
 SESSION_ID_MAX = 100
@@ -90,9 +93,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             verify(
                 secret=request.app[SECRET_KEY],
                 method=request.method,
-                path=request.path,
+                path=request.raw_path,  # the query string is signed too
                 body=body,
                 headers=request.headers,
+                replay=request.app[NONCES_KEY],
             )
         except SignatureError as exc:
             return error(401 if "missing" in str(exc) else 403, f"signature refused: {exc}")
@@ -302,6 +306,7 @@ def create_app(
     app[SECRET_KEY] = secret
     app[WEBHOOKS_KEY] = webhooks or WebhookSender(url="", secret=secret)
     app[STARTED_KEY] = time.time()
+    app[NONCES_KEY] = NonceCache()
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/sessions", session_create)

@@ -7,10 +7,15 @@ no aiortc) so that importing it costs nothing on either side.
 Signature scheme (requests to the edge API and webhooks from it)::
 
     X-Orstream-Timestamp: <unix seconds>
-    X-Orstream-Signature: hex(HMAC-SHA256(secret, "<METHOD>\\n<path>\\n<timestamp>\\n" + sha256_hex(body)))
+    X-Orstream-Nonce: <32 random hex digits, new for every request>
+    X-Orstream-Signature: hex(HMAC-SHA256(secret,
+        "<METHOD>\\n<path>\\n<query>\\n<timestamp>\\n<nonce>\\n" + sha256_hex(body)))
 
-A request is accepted when the signature matches and the timestamp is within
-``SIGNATURE_MAX_AGE`` seconds of the receiver's clock (both directions).
+``path`` and ``query`` are the request target as sent, split at the first "?" (query empty
+when there is none). A request is accepted when the signature matches, the timestamp is within
+``SIGNATURE_MAX_AGE`` seconds of the receiver's clock (both directions) and, where the receiver
+keeps a ``NonceCache`` (the edge does; the site keeps its own in Django's cache), its nonce has
+not been seen before: a captured request cannot be played again within its window.
 """
 
 from __future__ import annotations
@@ -19,13 +24,18 @@ import base64
 import hashlib
 import hmac
 import json
+import re
+import secrets
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 SIGNATURE_MAX_AGE = 60
 TIMESTAMP_HEADER = "X-Orstream-Timestamp"
 SIGNATURE_HEADER = "X-Orstream-Signature"
+NONCE_HEADER = "X-Orstream-Nonce"
+NONCE_PATTERN = re.compile(r"[0-9a-f]{32}")
 
 # Roles as the edge knows them. The control plane decides the role; the edge only enforces
 # what the role allows on the media path.
@@ -37,36 +47,101 @@ class SignatureError(Exception):
     """A request or webhook whose signature is missing, wrong or expired."""
 
 
-def _message(method: str, path: str, timestamp: str, body: bytes) -> bytes:
+def _message(method: str, target: str, timestamp: str, nonce: str, body: bytes) -> bytes:
+    path, _, query = target.partition("?")
     digest = hashlib.sha256(body).hexdigest()
-    return f"{method.upper()}\n{path}\n{timestamp}\n{digest}".encode()
+    return f"{method.upper()}\n{path}\n{query}\n{timestamp}\n{nonce}\n{digest}".encode()
 
 
-def sign(*, secret: str, method: str, path: str, body: bytes, now: float | None = None) -> dict[str, str]:
-    """Headers that authenticate one request (or webhook) of ``method`` to ``path``."""
+class ReplayGuard(Protocol):
+    """Remembers the nonces of accepted signatures (``NonceCache`` here, Django's cache on the site)."""
+
+    def first_use(self, nonce: str, *, expires: float) -> bool:
+        """True the first time ``nonce`` is seen before ``expires`` (unix seconds), False after."""
+        ...
+
+
+class NonceCache:
+    """The nonces of signatures accepted in the last ``SIGNATURE_MAX_AGE`` seconds, bounded.
+
+    A nonce is kept until its timestamp is too old to verify anyway. The cache only holds
+    nonces of requests whose signature matched, so only a holder of the secret can fill it;
+    when it is full of live nonces it refuses new ones rather than forget one (which would let
+    that request be replayed).
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._expires: OrderedDict[str, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._expires)
+
+    def first_use(self, nonce: str, *, expires: float, now: float | None = None) -> bool:
+        current = time.time() if now is None else now
+        # Mostly in expiry order (timestamps of one sender grow); a full cache gets a full sweep.
+        while self._expires and next(iter(self._expires.values())) < current:
+            self._expires.popitem(last=False)
+        if len(self._expires) >= self.capacity:
+            for key in [k for k, e in self._expires.items() if e < current]:
+                del self._expires[key]
+        if nonce in self._expires:
+            return False
+        if len(self._expires) >= self.capacity:
+            raise SignatureError("too many signed requests in the last minute; try again shortly")
+        self._expires[nonce] = expires
+        return True
+
+
+def sign(
+    *, secret: str, method: str, path: str, body: bytes, now: float | None = None, nonce: str | None = None
+) -> dict[str, str]:
+    """Headers that authenticate one request (or webhook) of ``method`` to ``path``.
+
+    ``path`` is the request target as it will be sent: the path and ``?query`` if there is one.
+    Every call draws a new nonce: sign each request, and each retry, anew.
+    """
     timestamp = str(int(time.time() if now is None else now))
-    mac = hmac.new(secret.encode(), _message(method, path, timestamp, body), hashlib.sha256)
-    return {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: mac.hexdigest()}
+    nonce = nonce or secrets.token_hex(16)
+    mac = hmac.new(secret.encode(), _message(method, path, timestamp, nonce, body), hashlib.sha256)
+    return {TIMESTAMP_HEADER: timestamp, NONCE_HEADER: nonce, SIGNATURE_HEADER: mac.hexdigest()}
 
 
 def verify(
-    *, secret: str, method: str, path: str, body: bytes, headers: Any, now: float | None = None
+    *,
+    secret: str,
+    method: str,
+    path: str,
+    body: bytes,
+    headers: Any,
+    now: float | None = None,
+    replay: ReplayGuard | None = None,
 ) -> None:
-    """Raise SignatureError unless ``headers`` carry a fresh, matching signature."""
+    """Raise SignatureError unless ``headers`` carry a fresh, matching signature not seen before.
+
+    ``path`` is the request target as received, query string included (aiohttp's
+    ``request.raw_path``, Django's ``request.get_full_path()``). Without ``replay`` a replay
+    within the window is not detected.
+    """
     timestamp = headers.get(TIMESTAMP_HEADER)
     signature = headers.get(SIGNATURE_HEADER)
-    if not timestamp or not signature:
+    nonce = headers.get(NONCE_HEADER)
+    if not timestamp or not signature or not nonce:
         raise SignatureError("missing signature headers")
     try:
         ts = int(timestamp)
     except ValueError:
         raise SignatureError("malformed timestamp") from None
+    if not NONCE_PATTERN.fullmatch(nonce):
+        raise SignatureError("malformed nonce")
     current = time.time() if now is None else now
     if abs(current - ts) > SIGNATURE_MAX_AGE:
         raise SignatureError("signature expired")
-    expected = hmac.new(secret.encode(), _message(method, path, timestamp, body), hashlib.sha256)
+    expected = hmac.new(secret.encode(), _message(method, path, timestamp, nonce, body), hashlib.sha256)
     if not hmac.compare_digest(expected.hexdigest(), signature):
         raise SignatureError("bad signature")
+    if replay is not None and not replay.first_use(nonce, expires=ts + SIGNATURE_MAX_AGE):
+        raise SignatureError("replayed request")
 
 
 def _b64(data: bytes) -> str:

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from orstream.edge.__main__ import build
 from orstream.edge.config import EdgeConfig
-from orstream.edge.protocol import sign, verify, whip_token_mint
+from orstream.edge.protocol import NONCE_HEADER, NonceCache, SignatureError, sign, verify, whip_token_mint
 
 from .peers import RecordingDecoder, as_high_profile_offer, viewer_accept, viewer_offer, wait_for
 
@@ -100,6 +100,37 @@ async def test_bad_and_expired_signatures_are_refused(client: TestClient) -> Non
     headers = sign(secret="test-edge-secret", method="POST", path="/sessions", body=b'{"session_id": "a"}')
     response = await client.post("/sessions", data=b'{"session_id": "b"}', headers=headers)
     assert response.status == 403
+
+
+async def test_a_signed_request_is_good_once_and_covers_its_query(client: TestClient) -> None:
+    body = b'{"session_id": "s1"}'
+    headers = sign(secret="test-edge-secret", method="POST", path="/sessions", body=body)
+    assert (await client.post("/sessions", data=body, headers=headers)).status == 201
+    replayed = await client.post("/sessions", data=body, headers=headers)
+    assert replayed.status == 403 and (await replayed.json())["error"] == "signature refused: replayed request"
+    # the query string is part of what is signed
+    headers = sign(secret="test-edge-secret", method="GET", path="/sessions/s1/stats", body=b"")
+    assert (await client.get("/sessions/s1/stats?verbose=1", headers=headers)).status == 403
+    headers = sign(secret="test-edge-secret", method="GET", path="/sessions/s1/stats?verbose=1", body=b"")
+    assert (await client.get("/sessions/s1/stats?verbose=1", headers=headers)).status == 200
+    # no nonce, or one that is not 32 hex digits
+    headers = sign(secret="test-edge-secret", method="GET", path="/sessions/s1/stats", body=b"")
+    del headers[NONCE_HEADER]
+    assert (await client.get("/sessions/s1/stats", headers=headers)).status == 401
+    headers = sign(secret="test-edge-secret", method="GET", path="/sessions/s1/stats", body=b"", nonce="x" * 32)
+    assert (await client.get("/sessions/s1/stats", headers=headers)).status == 403
+
+
+def test_the_nonce_cache_forgets_only_what_has_expired_and_is_bounded() -> None:
+    cache = NonceCache(capacity=3)
+    now = 1000.0
+    assert cache.first_use("a" * 32, expires=now + 60, now=now)
+    assert not cache.first_use("a" * 32, expires=now + 60, now=now + 59)
+    assert cache.first_use("b" * 32, expires=now + 60, now=now) and cache.first_use("c" * 32, expires=now + 60, now=now)
+    with pytest.raises(SignatureError, match="too many"):
+        cache.first_use("d" * 32, expires=now + 60, now=now + 1)  # full of live nonces: refuse, forget none
+    assert not cache.first_use("a" * 32, expires=now + 60, now=now + 2)
+    assert cache.first_use("d" * 32, expires=now + 121, now=now + 61) and len(cache) == 1  # the rest expired
 
 
 async def test_malformed_oversized_and_unknown_are_clear_4xx(client: TestClient) -> None:

@@ -36,6 +36,16 @@ def test_a_wrong_secret_or_stale_signature_is_refused(client, session, settings)
     assert client.post("/edge/events/", body, content_type="application/json").status_code == 403
 
 
+def test_a_replayed_or_requeried_webhook_is_refused(client, session, settings):
+    raw = json.dumps({"type": "publisher.up", "session_id": str(session.public_id), "at": time.time(), "data": {}}).encode()
+    headers = protocol.sign(secret=settings.EDGE_SECRET, method="POST", path="/edge/events/", body=raw)
+    assert client.post("/edge/events/", raw, content_type="application/json", headers=headers).status_code == 200
+    replayed = client.post("/edge/events/", raw, content_type="application/json", headers=headers)
+    assert replayed.status_code == 403 and "replayed" in replayed.json()["error"]
+    headers = protocol.sign(secret=settings.EDGE_SECRET, method="POST", path="/edge/events/", body=raw)
+    assert client.post("/edge/events/?x=1", raw, content_type="application/json", headers=headers).status_code == 403
+
+
 def test_unknown_sessions_and_garbled_bodies_get_4xx(client, db, settings):
     unknown = {"type": "publisher.up", "session_id": "00000000-0000-0000-0000-000000000000", "at": time.time()}
     assert post(client, unknown, secret=settings.EDGE_SECRET).status_code == 404
