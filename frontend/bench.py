@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             if not (args.clips / f"{name}.mp4").exists():
                 demo.generate(args.clips / f"{name}.mp4", width=width, height=height, fps=30, seconds=10.0, bitrate=8_000_000 if height <= 1080 else 25_000_000)
     port = free_port()
-    env = {**os.environ, "ORSTREAM_EDGE_SECRET": SECRET, "ORSTREAM_EDGE_MEDIA_DIR": str(args.clips / "media")}
+    env = {**os.environ, "ORSTREAM_EDGE_SECRET": SECRET, "ORSTREAM_RECORDINGS_SPOOL_DIR": str(args.clips / "media")}
     log = (args.clips / "edge.log").open("ab")
     edge_process = subprocess.Popen(
         [sys.executable, "-m", "orstream.edge", "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"],

@@ -46,7 +46,8 @@ def main() -> int:
         **os.environ,
         "ORSTREAM_EDGE_SECRET": settings.EDGE_SECRET,
         "ORSTREAM_EDGE_WEBHOOK_URL": f"http://127.0.0.1:{port}/edge/events/",
-        "ORSTREAM_EDGE_MEDIA_DIR": str(Path(settings.MEDIA_ROOT) / "live"),
+        # The edge writes segments where the site reads them: one setting for both.
+        "ORSTREAM_RECORDINGS_SPOOL_DIR": str(settings.RECORDINGS_SPOOL_DIR),
         "ORSTREAM_EDGE_URL": f"http://127.0.0.1:{edge_port}",
     }
     edge = subprocess.Popen([sys.executable, "-m", "orstream.edge", "--host", "127.0.0.1", "--port", str(edge_port)], env=env)

@@ -45,12 +45,20 @@ def env_secret(name: str) -> str:
     return value
 
 
+def default_spool_dir() -> Path:
+    """``<ORSTREAM_VAR_DIR>/spool``, the control plane's default RECORDINGS_SPOOL_DIR too
+    (orstream/settings.py), so a site and an edge started with nothing set agree."""
+    var_dir = env_str("ORSTREAM_VAR_DIR") or str(Path(__file__).resolve().parents[2] / "var")
+    return Path(var_dir) / "spool"
+
+
 @dataclass(frozen=True)
 class EdgeConfig:
     secret: str
     webhook_url: str = ""
-    # The recordings spool shared with the control plane (its RECORDINGS_SPOOL_DIR).
-    media_dir: Path = field(default_factory=lambda: Path("var/spool"))
+    # The recordings spool shared with the control plane: one variable for both,
+    # ORSTREAM_RECORDINGS_SPOOL_DIR, with the same default (see default_spool_dir).
+    media_dir: Path = field(default_factory=lambda: default_spool_dir())
     # Offer 127.0.0.1 as an ICE host candidate: the embedded profile runs browser and edge on one
     # machine, and aioice leaves loopback out by default.
     ice_loopback: bool = True
@@ -68,7 +76,7 @@ class EdgeConfig:
         return cls(
             secret=secret,
             webhook_url=env_str("ORSTREAM_EDGE_WEBHOOK_URL"),
-            media_dir=Path(env_str("ORSTREAM_EDGE_MEDIA_DIR", "var/spool")),
+            media_dir=Path(env_str("ORSTREAM_RECORDINGS_SPOOL_DIR") or default_spool_dir()),
             ice_loopback=env_bool("ORSTREAM_EDGE_ICE_LOOPBACK", True),
             max_body_bytes=env_int("ORSTREAM_EDGE_MAX_BODY_BYTES", 256 * 1024),
             webhook_queue_size=env_int("ORSTREAM_EDGE_WEBHOOK_QUEUE", 1000),

@@ -37,7 +37,7 @@ class EdgeProcess:
             **os.environ,
             "ORSTREAM_EDGE_SECRET": self.secret,
             "ORSTREAM_EDGE_WEBHOOK_URL": "",
-            "ORSTREAM_EDGE_MEDIA_DIR": str(self.log.parent / "spool"),
+            "ORSTREAM_RECORDINGS_SPOOL_DIR": str(self.log.parent / "spool"),
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "orstream.edge", "--host", "127.0.0.1", "--port", str(self.port)],

@@ -55,3 +55,11 @@ def test_every_required_production_variable_is_set_for_the_site():
 def test_the_edge_gets_its_secret_and_webhook():
     environment = COMPOSE["services"]["edge"]["environment"]
     assert environment["ORSTREAM_EDGE_SECRET"] and environment["ORSTREAM_EDGE_WEBHOOK_URL"].endswith("/edge/events/")
+
+
+def test_the_edge_writes_segments_where_the_site_and_workers_read_them():
+    services = COMPOSE["services"]
+    spool = services["edge"]["environment"]["ORSTREAM_RECORDINGS_SPOOL_DIR"]
+    for name in ["web", "worker"]:
+        assert services[name]["environment"]["ORSTREAM_RECORDINGS_SPOOL_DIR"] == spool, name
+        assert services[name]["volumes"][0].split(":")[0] == services["edge"]["volumes"][0].split(":")[0]

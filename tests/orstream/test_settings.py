@@ -68,3 +68,17 @@ def test_an_s3_bucket_moves_recordings_to_object_storage(tmp_path):
         env={"ORSTREAM_VAR_DIR": str(tmp_path), "ORSTREAM_S3_BUCKET": "or-recordings", "ORSTREAM_S3_ENDPOINT_URL": "https://minio.hospital.example"},
     )
     assert result.stdout.strip().splitlines()[-1].split() == ["storages.backends.s3.S3Storage", "or-recordings", "private"], result.stderr
+
+
+@pytest.mark.parametrize("variables", [{}, {"ORSTREAM_VAR_DIR": "/srv/orstream-var"}, {"ORSTREAM_RECORDINGS_SPOOL_DIR": "/mnt/spool"}])
+def test_the_edge_and_the_site_agree_on_the_recordings_spool(variables, monkeypatch):
+    for name in ("ORSTREAM_VAR_DIR", "ORSTREAM_RECORDINGS_SPOOL_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ORSTREAM_EDGE_SECRET", "s")
+    from orstream.edge.config import EdgeConfig
+
+    site = manage("shell", "--no-imports", "-c", "from django.conf import settings; print(settings.RECORDINGS_SPOOL_DIR)", env=variables)
+    assert site.returncode == 0, site.stderr
+    assert Path(site.stdout.strip()) == EdgeConfig.from_env().media_dir
