@@ -325,6 +325,9 @@ def create_app(
 
     async def start_webhooks(app: web.Application) -> None:
         app[WEBHOOKS_KEY].start()
+        # Segments an earlier process of this edge left open (kill -9, power cut) are recovered
+        # and reported before any session records again.
+        app[EDGE_KEY].recovery_start()
 
     async def shutdown(app: web.Application) -> None:
         await app[EDGE_KEY].close()

@@ -41,6 +41,7 @@ from .protocol import PublisherOffer, RecordingStart, SourceAttach, ViewerOffer
 from .receive import PassthroughReceiver
 from .recorder_thread import RecorderThread
 from .send import FrameFeed, PacketizedFrame, RtpStreamSender, packetize
+from .tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -544,7 +545,7 @@ class SessionHub:
         if self.recorder is not None:
             raise HubError(f"recording {self.recording_id} is already running", 409)
         try:
-            from .record import Recorder
+            from .record import SEGMENT_FIELDS, Recorder, set_aside_unplayable
         except ImportError:
             raise HubError("recording is not available on this edge", 503) from None
         if not start.recording_id or "/" in start.recording_id or start.recording_id.startswith("."):
@@ -553,13 +554,16 @@ class SessionHub:
         # recording, named by its id, so a segment's path is "<recording id>/<file>".
         directory = self.media_dir / start.recording_id
         directory.mkdir(parents=True, exist_ok=True)
+        # A segment a crash left with nothing playable gives its number to the next one.
+        set_aside_unplayable(directory)
         loop = asyncio.get_running_loop()
         recording_id = start.recording_id
 
         def segment_closed(info: dict[str, Any]) -> None:
             # Exactly the fields recordings.services.segment_register takes; the path relative to
             # the spool. The recorder may call from its own thread.
-            data = {**info, "recording_public_id": recording_id, "path": f"{recording_id}/{Path(info['path']).name}"}
+            data = {**{k: info[k] for k in SEGMENT_FIELDS}, "recording_public_id": recording_id,
+                    "path": f"{recording_id}/{Path(info['path']).name}"}
             self._segments_closed += 1
             loop.call_soon_threadsafe(self.emit, "segment.closed", data)
 
@@ -571,7 +575,10 @@ class SessionHub:
 
         self._segments_closed = 0
         self.recorder = RecorderThread(
-            Recorder(directory, segment_seconds=float(start.segment_seconds), on_segment_closed=segment_closed),
+            Recorder(
+                directory, segment_seconds=float(start.segment_seconds), on_segment_closed=segment_closed,
+                identity={"recording_id": recording_id, "session_id": self.session_id},
+            ),
             on_error=failed,
             name=f"orstream-recorder-{recording_id}",
         )
@@ -586,9 +593,12 @@ class SessionHub:
             return False
         await recorder.close()  # drains the queue, then trailer and fsync, on the recorder's thread
         await asyncio.sleep(0)  # let the last segment.closed (queued from that thread) go first
+        # Every segment in the recording's folder, numbered 0..n-1: those of recorders before a
+        # restart of the edge too, not only this recorder's.
+        segments = getattr(recorder.recorder, "segment_count", self._segments_closed)
         self.emit(
             "recording.stopped",
-            {"recording_id": recording_id, "recording_public_id": recording_id, "segments": self._segments_closed},
+            {"recording_id": recording_id, "recording_public_id": recording_id, "segments": segments},
         )
         return True
 
@@ -706,6 +716,52 @@ class Edge:
         self.sessions: dict[str, SessionHub] = {}
         # Malformed input dropped by every peer of every session (guard.py), for /metrics.
         self.drops = InputDrops()
+        self._recovery: asyncio.Task[None] | None = None
+
+    # --- start-up recovery -----------------------------------------------------------------
+
+    def recovery_start(self) -> list[Path]:
+        """At start-up: find the segments a crash of this edge left open in the spool (no
+        manifest beside them), set aside those with nothing playable (so the numbering has no
+        gap), and recover the others in a thread (trim the torn tail, write their manifest,
+        report each as "segment.closed"), so they are registered like any other. Lists the
+        folders synchronously, before any recorder starts again; returns the segments found."""
+        try:
+            from .record import set_aside_unplayable, unmanifested_segments
+        except ImportError:  # an edge without PyAV records nothing
+            return []
+        pending: list[Path] = []
+        if self.media_dir.is_dir():
+            for folder in sorted(p for p in self.media_dir.iterdir() if p.is_dir()):
+                try:
+                    set_aside_unplayable(folder)
+                    pending += unmanifested_segments(folder)
+                except OSError as error:
+                    logger.error("spool folder %s could not be checked: %s", folder.name, error)
+        if pending:
+            logger.warning("recovering %d segment(s) left open by an earlier edge process", len(pending))
+            self._recovery = asyncio.ensure_future(self._recover(pending))
+        return pending
+
+    async def _recover(self, pending: list[Path]) -> None:
+        from .record import RECORDING_INFO_NAME, read_manifest, recover_directory, segment_event
+
+        by_folder: dict[Path, list[Path]] = {}
+        for segment in pending:
+            by_folder.setdefault(segment.parent, []).append(segment)
+        for folder, segments in by_folder.items():
+            manifests = await asyncio.to_thread(recover_directory, folder, segments)
+            identity = read_manifest(folder / RECORDING_INFO_NAME) or {}
+            session_id = str(identity.get("session_id", ""))
+            if not session_id:
+                logger.error("recovered segments in %s name no session; the control plane rebuilds them from the spool", folder.name)
+                continue
+            for manifest in manifests:
+                self.emit_event("segment.closed", session_id, segment_event(manifest, folder.name))
+
+    @property
+    def recovering(self) -> bool:
+        return self._recovery is not None and not self._recovery.done()
 
     def session_create(self, session_id: str) -> SessionHub:
         """The hub for session_id, created if new (idempotent: the control plane may retry)."""
@@ -739,5 +795,8 @@ class Edge:
         await hub.close()
 
     async def close(self) -> None:
+        if self._recovery is not None:
+            await cancel_and_wait(self._recovery)
+            self._recovery = None
         for session_id in list(self.sessions):
             await self.session_close(session_id)

@@ -9,6 +9,14 @@ What it never does: decode or encode media (stream copy only; the H.264 parser r
 picture size, nothing is decoded), import Django, hold more than about one fragment of media in
 memory, or put anything but a counter in a file name (no patient data).
 
+Numbering and manifests: segments are numbered 0, 1, 2... in their folder (a restarted recorder in
+the same folder continues after the highest number there), the convention the control plane's
+finalize checks. Beside each closed segment the recorder writes ``seg-NNNNN.json``, its manifest
+(index, SHA-256, size, frames, duration, picture size, codecs and the recording's identifiers),
+atomically (a temporary file fsynced, then renamed), before reporting it: the spool itself, not
+only a webhook, says what was recorded, and the control plane can rebuild a recording's segments
+from these files. ``recover_directory`` gives a segment left open by a crash the same manifest.
+
 Crash safety: each segment is a fragmented MP4 (`empty_moov`, a fragment at every keyframe and at
 least every `fragment_seconds`) written through an unbuffered file: each finished fragment is
 handed to the kernel at once, so after `kill -9` (or a crash of the process) the file plays up to
@@ -36,12 +44,13 @@ from __future__ import annotations
 import collections
 import hashlib
 import io
+import json
 import logging
 import os
 import pathlib
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -55,6 +64,18 @@ log = logging.getLogger(__name__)
 VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK)
 AUDIO_TIME_BASE = Fraction(1, AUDIO_CLOCK)
 SEGMENT_NAME = "seg-{index:05d}.mp4"
+MANIFEST_NAME = "seg-{index:05d}.json"
+# The recording's identifiers, written once in its folder, for recovering segments after a crash.
+RECORDING_INFO_NAME = "recording.json"
+# A segment that was open at a crash and held nothing playable is set aside under this suffix.
+UNPLAYABLE_SUFFIX = ".unplayable"
+MANIFEST_VERSION = 1
+# What a "segment.closed" webhook carries (recordings.services.segment_register's arguments,
+# with "path" relative to the spool and "recording_public_id").
+SEGMENT_FIELDS = (
+    "index", "sha256", "size", "duration", "video_frames", "audio_frames", "width", "height", "fps",
+    "video_codec", "audio_codec",
+)
 _SEGMENT_PATTERN = re.compile(r"^seg-(\d{5,})\.mp4$")
 # How long the muxer may hold packets to interleave the two tracks (default is 10 s, which would
 # defeat crash safety when audio stops). Arrival order is already nearly interleaved.
@@ -121,7 +142,8 @@ class _Segment:
 
 
 class Recorder:
-    """Records one session into `directory`/seg-00001.mp4, seg-00002.mp4, ...
+    """Records one session into `directory`/seg-00000.mp4, seg-00001.mp4, ... each with its
+    manifest seg-NNNNN.json (see the module docstring).
 
     Not thread-safe: call `write` and `close` from one thread (the edge's event loop).
     `write` costs a packet copy and a mux call per frame; segment rotation costs one SPS parse
@@ -135,7 +157,10 @@ class Recorder:
         segment_seconds: float = 600.0,
         fragment_seconds: float = 2.0,
         on_segment_closed: Callable[[dict[str, Any]], None] | None = None,
+        identity: dict[str, str] | None = None,
     ) -> None:
+        """``identity`` (e.g. recording and session ids) goes into every manifest and, once, into
+        the folder's recording.json so segments recovered after a crash can be attributed."""
         if segment_seconds <= 0 or fragment_seconds <= 0:
             raise ValueError("segment_seconds and fragment_seconds must be positive")
         self.directory = pathlib.Path(directory)
@@ -143,6 +168,11 @@ class Recorder:
         self.segment_seconds = segment_seconds
         self.fragment_seconds = fragment_seconds
         self.on_segment_closed = on_segment_closed
+        self.identity = dict(identity or {})
+        if self.identity:
+            info = self.directory / RECORDING_INFO_NAME
+            if not info.exists():
+                write_json_atomic(info, self.identity)
         self._segment_ticks = round(segment_seconds * VIDEO_CLOCK)
         # A restarted recorder in the same directory continues the numbering: never overwrite.
         self._next_index = _highest_segment_index(self.directory) + 1
@@ -197,6 +227,12 @@ class Recorder:
     def bytes_written(self) -> int:
         current = self._segment.writer.size if self._segment else 0
         return self._bytes_closed + current
+
+    @property
+    def segment_count(self) -> int:
+        """How many segments this folder holds, numbered 0 to segment_count - 1 (this recorder's
+        and those of recorders before it in the same folder)."""
+        return self._next_index
 
     @property
     def current_path(self) -> pathlib.Path | None:
@@ -428,6 +464,11 @@ class Recorder:
         self._segments_closed += 1
         self._bytes_closed += segment.writer.size
         report = self._report(segment)
+        try:
+            write_manifest(segment.path, {**report, **self.identity})
+        except OSError:
+            # The webhook still reports it; the control plane can rebuild from the file later.
+            log.exception("could not write the manifest of %s", segment.path.name)
         if self.on_segment_closed is not None:
             try:
                 self.on_segment_closed(report)
@@ -497,18 +538,7 @@ def recover_segment(path: pathlib.Path) -> dict[str, Any] | None:
     pending_moof = False
     fragments = 0
     with open(path, "r+b") as handle:
-        position = 0
-        while position + 8 <= total:
-            handle.seek(position)
-            header = handle.read(16)
-            size, kind = struct.unpack(">I4s", header[:8])
-            if size == 1 and len(header) == 16:
-                size = struct.unpack(">Q", header[8:16])[0]
-            elif size == 0:
-                size = total - position
-            if size < 8 or position + size > total:
-                break  # the torn tail
-            position += size
+        for end, kind in _complete_boxes(handle, total):
             if kind == b"moof":
                 pending_moof = True
                 continue
@@ -517,7 +547,7 @@ def recover_segment(path: pathlib.Path) -> dict[str, Any] | None:
                     break
                 fragments += 1
             pending_moof = False
-            good_end = position
+            good_end = end
         if fragments == 0:
             return None
         truncated = total - good_end
@@ -532,6 +562,191 @@ def recover_segment(path: pathlib.Path) -> dict[str, Any] | None:
         "size": good_end,
         "truncated_bytes": truncated,
     }
+
+
+def manifest_path(segment: pathlib.Path) -> pathlib.Path:
+    """seg-NNNNN.json beside seg-NNNNN.mp4."""
+    return segment.with_suffix(".json")
+
+
+def write_json_atomic(path: pathlib.Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON so that readers see the old file or the whole new one, never a part:
+    a temporary file in the same folder, fsynced, renamed over ``path``, then the folder fsynced."""
+    path = pathlib.Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def write_manifest(segment: pathlib.Path, report: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of a closed segment: the report's facts, its file name instead of a path."""
+    manifest = {key: value for key, value in report.items() if key != "path"}
+    manifest.update({"version": MANIFEST_VERSION, "file": segment.name})
+    write_json_atomic(manifest_path(segment), manifest)
+    return manifest
+
+
+def read_manifest(path: pathlib.Path) -> dict[str, Any] | None:
+    """A manifest's content, or None when it is unreadable (never written whole: see write_json_atomic)."""
+    try:
+        data = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def segment_describe(path: pathlib.Path) -> dict[str, Any]:
+    """What a segment's report says, read back from the file by demuxing (nothing is decoded):
+    packet counts per track, duration, picture size, codecs. For segments recovered after a
+    crash, whose recorder never reported them. One packet is one frame here (no B-frames, one
+    Opus packet per audio frame)."""
+    video_frames = audio_frames = 0
+    video_end = audio_end = 0.0
+    first_video: float | None = None
+    last_video = 0.0
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        audio = container.streams.audio[0] if container.streams.audio else None
+        streams = [video] + ([audio] if audio is not None else [])
+        for packet in container.demux(*streams):
+            if packet.size == 0 or packet.pts is None or packet.time_base is None:
+                continue
+            start = float(packet.pts * packet.time_base)
+            end = start + (float(packet.duration * packet.time_base) if packet.duration else 0.0)
+            if packet.stream.type == "video":
+                video_frames += 1
+                first_video = start if first_video is None else min(first_video, start)
+                last_video = max(last_video, start)
+                video_end = max(video_end, end)
+            else:
+                audio_frames += 1
+                audio_end = max(audio_end, end)
+        width, height = video.codec_context.width, video.codec_context.height
+        audio_codec = audio.codec_context.name if audio is not None else ""
+    fps = (
+        round((video_frames - 1) / (last_video - first_video), 3)
+        if video_frames > 1 and first_video is not None and last_video > first_video
+        else 0.0
+    )
+    return {
+        "duration": round(max(video_end, audio_end), 6),
+        "video_frames": video_frames,
+        "audio_frames": audio_frames,
+        "width": width,
+        "height": height,
+        "fps": fps,
+        "video_codec": "h264",
+        "audio_codec": audio_codec,
+    }
+
+
+def segment_event(manifest: dict[str, Any], recording_id: str) -> dict[str, Any]:
+    """The "segment.closed" webhook's data for a manifest of recording ``recording_id``."""
+    data = {key: manifest[key] for key in SEGMENT_FIELDS if key in manifest}
+    data.update({"recording_public_id": recording_id, "path": f"{recording_id}/{manifest['file']}"})
+    return data
+
+
+def unmanifested_segments(directory: pathlib.Path) -> list[pathlib.Path]:
+    """Segments in ``directory`` without a manifest: left open by a crash (or a failed write)."""
+    return sorted(
+        entry
+        for entry in pathlib.Path(directory).iterdir()
+        if _SEGMENT_PATTERN.match(entry.name) and not manifest_path(entry).exists()
+    )
+
+
+def set_aside_unplayable(directory: pathlib.Path) -> list[pathlib.Path]:
+    """Rename the segments without a manifest that hold nothing playable (killed before their
+    first fragment), so a recorder started next in this folder reuses their number and the
+    numbering stays without gaps. Cheap (reads box headers only): run it before recording again.
+    Returns the files set aside."""
+    set_aside = []
+    for segment in unmanifested_segments(directory):
+        if _first_fragment_end(segment) == 0:
+            target = segment.with_name(segment.name + UNPLAYABLE_SUFFIX)
+            os.replace(segment, target)
+            log.warning("segment %s held nothing playable; set aside as %s", segment.name, target.name)
+            set_aside.append(target)
+    return set_aside
+
+
+def recover_directory(directory: pathlib.Path, segments: list[pathlib.Path] | None = None) -> list[dict[str, Any]]:
+    """Recover every segment of ``directory`` left without a manifest by a crash: trim its torn
+    tail (`recover_segment`), read its facts back (`segment_describe`) and write its manifest, so
+    it is registered like any other. Returns the manifests written (with "recovered": true and
+    the folder's recording.json identity). Only ``segments`` when given (listed before any
+    recorder started again in this folder); else every segment without a manifest, so call it
+    without ``segments`` only when no recorder writes in this folder."""
+    directory = pathlib.Path(directory)
+    identity = read_manifest(directory / RECORDING_INFO_NAME) or {}
+    if segments is None:
+        set_aside_unplayable(directory)
+        segments = unmanifested_segments(directory)
+    written = []
+    for segment in segments:
+        if not segment.exists() or manifest_path(segment).exists():
+            continue
+        try:
+            recovered = recover_segment(segment)
+            if recovered is None:
+                continue
+            facts = segment_describe(segment)
+        except (OSError, av.FFmpegError, IndexError, struct.error) as error:
+            log.error("segment %s could not be recovered: %s", segment, error)
+            continue
+        report = {
+            **facts,
+            "index": recovered["index"],
+            "sha256": recovered["sha256"],
+            "size": recovered["size"],
+            "recovered": True,
+            "truncated_bytes": recovered["truncated_bytes"],
+            **{k: str(v) for k, v in identity.items()},
+        }
+        written.append(write_manifest(segment, report))
+        log.info("recovered %s: %d video frames, %d bytes cut", segment.name, facts["video_frames"], recovered["truncated_bytes"])
+    return written
+
+
+def _first_fragment_end(path: pathlib.Path) -> int:
+    """Where the first complete moof+mdat pair ends in ``path``; 0 if there is none."""
+    pending_moof = False
+    with open(path, "rb") as handle:
+        for end, kind in _complete_boxes(handle, path.stat().st_size):
+            if kind == b"moof":
+                pending_moof = True
+            elif kind == b"mdat" and pending_moof:
+                return end
+            else:
+                pending_moof = False
+    return 0
+
+
+def _complete_boxes(handle: Any, total: int) -> Iterator[tuple[int, bytes]]:
+    """(end offset, type) of each complete top-level MP4 box of a file of ``total`` bytes, in
+    order, stopping at a torn tail (a box that runs past the end)."""
+    position = 0
+    while position + 8 <= total:
+        handle.seek(position)
+        header = handle.read(16)
+        size, kind = struct.unpack(">I4s", header[:8])
+        if size == 1 and len(header) == 16:
+            size = struct.unpack(">Q", header[8:16])[0]
+        elif size == 0:
+            size = total - position
+        if size < 8 or position + size > total:
+            return
+        position += size
+        yield position, kind
 
 
 def opus_packet_samples(packet: bytes) -> int:
@@ -610,7 +825,8 @@ def _picture_size(access_unit: bytes) -> tuple[int, int]:
 
 
 def _highest_segment_index(directory: pathlib.Path) -> int:
-    highest = 0
+    """The highest segment number in ``directory``, -1 when it holds none (the first is 0)."""
+    highest = -1
     for entry in directory.iterdir():
         match = _SEGMENT_PATTERN.match(entry.name)
         if match:

@@ -159,7 +159,7 @@ def test_recording_keeps_every_video_frame_and_decodes_end_to_end(
     recorder.close()
 
     expected = source_video_count(clip_4s)
-    assert [pathlib.Path(info["path"]).name for info in closed] == ["seg-00001.mp4"]
+    assert [pathlib.Path(info["path"]).name for info in closed] == ["seg-00000.mp4"]
     assert recorder.video_frames_written == expected
     with av.open(closed[0]["path"]) as container:
         assert container.streams.video[0].codec_context.name == "h264"
@@ -192,8 +192,8 @@ def test_segments_rotate_at_keyframes_and_report_their_sha256(
         for frame in clip_frames(clip_4s):
             recorder.write(frame)
 
-    assert [info["index"] for info in closed] == [1, 2]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["seg-00001.mp4", "seg-00002.mp4"]
+    assert [info["index"] for info in closed] == [0, 1]
+    assert sorted(p.name for p in tmp_path.glob("seg-*.mp4")) == ["seg-00000.mp4", "seg-00001.mp4"]
     for info in closed:
         path = pathlib.Path(info["path"])
         assert info["sha256"] == file_sha256(path)
@@ -321,7 +321,7 @@ def test_a_restarted_recorder_continues_the_numbering(clip_4s: pathlib.Path, tmp
         with Recorder(tmp_path) as recorder:
             for frame in clip_frames(clip_4s):
                 recorder.write(frame)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["seg-00001.mp4", "seg-00002.mp4"]
+    assert sorted(p.name for p in tmp_path.glob("seg-*.mp4")) == ["seg-00000.mp4", "seg-00001.mp4"]
 
 
 def test_opus_packet_durations_come_from_the_toc_byte() -> None:
@@ -386,7 +386,7 @@ def test_recording_survives_kill_9_missing_at_most_two_seconds(tmp_path: pathlib
     assert child.returncode == -signal.SIGKILL
     assert written >= 4.5
 
-    segment = out / "seg-00001.mp4"
+    segment = out / "seg-00000.mp4"
     times = [t for t, _ in decoded_video_times(segment)]
     assert times, "nothing decodable survived"
     survived = times[-1] + 1 / FPS
@@ -400,7 +400,7 @@ def test_recording_survives_kill_9_missing_at_most_two_seconds(tmp_path: pathlib
     info = recover_segment(segment)
     assert info is not None
     assert info["sha256"] == file_sha256(segment) and info["size"] == segment.stat().st_size
-    assert info["index"] == 1
+    assert info["index"] == 0
     assert [t for t, _ in decoded_video_times(segment)] == times
 
 
