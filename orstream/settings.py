@@ -241,6 +241,10 @@ RETENTION_DAYS = env_int("ORSTREAM_RETENTION_DAYS", 3650)
 RETENTION_TRAINING_DAYS = env_int("ORSTREAM_RETENTION_TRAINING_DAYS", 5 * 365)
 RETENTION_RESEARCH_DAYS = env_int("ORSTREAM_RETENTION_RESEARCH_DAYS", 10 * 365)
 RECORDINGS_ERASE_PAUSE_SECONDS = float(env("ORSTREAM_RECORDINGS_ERASE_PAUSE_SECONDS", "0"))
+# The sweep (Celery beat, every minute) looks at recordings still finalizing this long after they
+# stopped, rebuilds their segments from the spool, and reports as failed those stuck this long.
+RECORDINGS_SWEEP_GRACE_SECONDS = env_int("ORSTREAM_RECORDINGS_SWEEP_GRACE_SECONDS", 60)
+RECORDINGS_STUCK_MINUTES = env_int("ORSTREAM_RECORDINGS_STUCK_MINUTES", 30)
 
 # TURN: coturn's REST API (time-limited credentials derived from a shared secret).
 TURN_URLS = env_list("ORSTREAM_TURN_URLS", "")

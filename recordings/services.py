@@ -133,6 +133,31 @@ def _sha256_file(handle: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
+def _storage_put(key: str, content: File[Any]) -> str:
+    """Write ``content`` at exactly ``key`` in storage, replacing what is there: a job that died
+    after a write and runs again overwrites its own file instead of leaving a renamed copy."""
+    if default_storage.exists(key):
+        default_storage.delete(key)
+    saved = default_storage.save(key, content)
+    if saved != key:
+        # A backend that renamed it (a concurrent writer): keep one object, at the fixed key.
+        default_storage.delete(saved)
+        raise RecordingError(f"Storage kept {key} under another name; retry.")
+    return key
+
+
+def _storage_keys_under(prefix: str) -> list[str]:
+    """Every key under ``prefix`` (a folder in storage), recursively."""
+    try:
+        folders, files = default_storage.listdir(prefix)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    keys = [f"{prefix.rstrip('/')}/{name}" for name in files]
+    for folder in folders:
+        keys += _storage_keys_under(f"{prefix.rstrip('/')}/{folder}")
+    return keys
+
+
 def _spool_path(segment: Segment) -> Path:
     return Path(settings.RECORDINGS_SPOOL_DIR) / segment.path
 
@@ -301,6 +326,158 @@ def segment_register(
     if not created and any(getattr(segment, k) != v for k, v in fields.items() if k in ("path", "sha256", "size")):
         raise RecordingError(f"Segment {index} is already registered with other content; the edge must not rewrite it.")
     return segment
+
+
+SEGMENT_REGISTER_FIELDS = (
+    "recording_public_id", "index", "path", "sha256", "size", "duration", "video_frames", "audio_frames",
+    "width", "height", "fps", "video_codec", "audio_codec",
+)
+
+
+def segment_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of segment_register found in a webhook's data or a manifest (newer edges
+    may add fields; unknown ones are left out). A missing required field raises TypeError there."""
+    return {key: data[key] for key in SEGMENT_REGISTER_FIELDS if key in data}
+
+
+def _spool_folder(recording: Recording) -> Path:
+    return Path(settings.RECORDINGS_SPOOL_DIR) / recording.prefix
+
+
+@dataclass(frozen=True)
+class SpoolState:
+    """What the spool says about a recording: segment manifests the edge wrote, and segment files
+    that have none yet (still being written, or left open by a crash not recovered yet)."""
+
+    manifests: list[dict[str, Any]]
+    unmanifested: list[str]
+
+
+def recording_spool_read(*, recording: Recording) -> SpoolState:
+    """Read the manifests (seg-NNNNN.json) beside the recording's segments on the spool."""
+    folder = _spool_folder(recording)
+    manifests: list[dict[str, Any]] = []
+    unmanifested: list[str] = []
+    if not folder.is_dir():
+        return SpoolState(manifests, unmanifested)
+    for entry in sorted(folder.iterdir()):
+        if re.fullmatch(r"seg-\d{5,}\.json", entry.name):
+            try:
+                data = json.loads(entry.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                log.warning("unreadable manifest %s of recording %s", entry.name, recording.public_id)
+                continue
+            if isinstance(data, dict):
+                manifests.append(data)
+        elif re.fullmatch(r"seg-\d{5,}\.mp4", entry.name) and not entry.with_suffix(".json").exists():
+            unmanifested.append(entry.name)
+    return SpoolState(manifests, unmanifested)
+
+
+def recording_rebuild_from_spool(*, recording: Recording) -> list[Segment]:
+    """Register every segment whose manifest the edge wrote on the spool, as the "segment.closed"
+    webhooks would have (idempotent: registered ones are returned as they are). For recordings
+    whose webhooks were lost: the spool, not a webhook, is the truth of what was recorded."""
+    registered = []
+    for manifest in recording_spool_read(recording=recording).manifests:
+        file = str(manifest.get("file", ""))
+        fields = segment_fields({**manifest, "recording_public_id": str(recording.public_id), "path": f"{recording.prefix}/{file}"})
+        try:
+            registered.append(segment_register(**fields))
+        except (TypeError, RecordingError) as error:
+            log.error("manifest %s of recording %s not registered: %s", file, recording.public_id, error)
+    return registered
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    finalized: list[str]
+    failed: list[str]
+    waiting: list[str]
+
+
+def recording_sweep(*, now: datetime | None = None) -> SweepResult:
+    """Recordings left finalizing (a lost webhook, an edge that died, a worker that was killed):
+    rebuild their segments from the spool's manifests, take the count from there when the edge
+    never said it, and finalize them; report as failed, with what to do, those still stuck after
+    RECORDINGS_STUCK_MINUTES. Run every minute by Celery beat; idempotent."""
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.RECORDINGS_SWEEP_GRACE_SECONDS)
+    stuck_after = timedelta(minutes=settings.RECORDINGS_STUCK_MINUTES)
+    candidates = Recording.objects.select_related("session").filter(ended_at__lt=now - grace).filter(
+        Q(status=Recording.Status.FINALIZING) | Q(status=Recording.Status.RESTRICTED, verified_at__isnull=True)
+    )
+    finalized, failed, waiting = [], [], []
+    for recording in candidates:
+        recording_rebuild_from_spool(recording=recording)
+        spool = recording_spool_read(recording=recording)
+        if recording.expected_segments is None and not spool.unmanifested:
+            # The edge never said how many it closed: its manifests say it.
+            Recording.objects.filter(pk=recording.pk, expected_segments__isnull=True).update(
+                expected_segments=len(spool.manifests)
+            )
+        recording.refresh_from_db()
+        try:
+            recording = recording_finalize(recording=recording)
+        except RecordingNotReady as wait:
+            if recording.ended_at is not None and recording.ended_at < now - stuck_after:
+                _fail(recording, f"{wait} Nothing more came from the media server for {settings.RECORDINGS_STUCK_MINUTES} minutes.")
+                failed.append(str(recording.public_id))
+            else:
+                waiting.append(str(recording.public_id))
+            continue
+        except RecordingError:
+            failed.append(str(recording.public_id))
+            continue
+        if recording.verified_at is not None:
+            finalized.append(str(recording.public_id))
+    return SweepResult(finalized=finalized, failed=failed, waiting=waiting)
+
+
+def recording_problem_for(*, recording: Recording) -> str:
+    """Why ``recording`` is not available and what to do next, in a coordinator's words; empty
+    when there is nothing to do (available, erased, or still finalizing in time)."""
+    if recording.status == Recording.Status.FAILED:
+        if "no segment" in recording.error or "nothing was recorded" in recording.error:
+            happened = "The media server saved nothing for this recording."
+        elif "missing" in recording.error or "waiting for the edge" in recording.error or "Nothing more came" in recording.error:
+            happened = "Part of this recording never reached the server."
+        else:
+            happened = "This recording did not pass its integrity check."
+        return (
+            f"{happened} Nothing has been deleted. Press \"Check again\" to retry; if it fails again, "
+            "ask IT to compare the media server's copy before anyone erases anything."
+        )
+    if recording.status == Recording.Status.FINALIZING and recording.ended_at is not None:
+        late = timezone.now() - recording.ended_at > timedelta(seconds=settings.RECORDINGS_SWEEP_GRACE_SECONDS)
+        if late:
+            return "This recording is taking longer than usual to be checked. It is retried every minute; nothing is lost."
+    return ""
+
+
+def recording_retry(*, recording: Recording, by: Any) -> Recording:
+    """A coordinator asks to check a failed recording again: back to finalizing, segments rebuilt
+    from the spool, finalize queued after commit. Audited; refused to anyone else."""
+    recording = Recording.objects.select_related("session").get(pk=recording.pk)
+    if not user_is_coordinator(by):
+        _audit(recording, "recording.retry", by, outcome="refused", reason="not coordinator")
+        raise RecordingAccessDenied("Only coordinators can check a recording again.")
+    if recording.status != Recording.Status.FAILED:
+        raise RecordingError("Only a recording that failed its check can be checked again.")
+    recording_rebuild_from_spool(recording=recording)
+    spool = recording_spool_read(recording=recording)
+    with transaction.atomic():
+        recording = Recording.objects.select_for_update().get(pk=recording.pk)
+        recording.status = Recording.Status.FINALIZING
+        recording.error = ""
+        if recording.ended_at is None:
+            recording.ended_at = timezone.now()
+        if recording.expected_segments is None or recording.expected_segments < len(spool.manifests):
+            recording.expected_segments = len(spool.manifests) or recording.expected_segments
+        recording.save(update_fields=["status", "error", "ended_at", "expected_segments"])
+        _audit(recording, "recording.retry", by)
+        _enqueue("recording_finalize", recording.pk)
+    return recording
 
 
 # ---------------------------------------------------------------- finalize
@@ -479,8 +656,8 @@ def recording_finalize(*, recording: Recording, progress: Progress | None = None
         decoded_all.append(decoded)
         offset += segment.duration
         report("finalize", round(90 * (number + 1) / len(segments)))
-    thumbnail_key = default_storage.save(f"recordings/{recording.prefix}/thumbnail.jpg", ContentFile(_jpeg(_first_frame(segments[0]), THUMBNAIL_WIDTH)))
-    sheet_key = default_storage.save(f"recordings/{recording.prefix}/contact-sheet.jpg", ContentFile(_contact_sheet(grabbed))) if grabbed else ""
+    thumbnail_key = _storage_put(f"recordings/{recording.prefix}/thumbnail.jpg", ContentFile(_jpeg(_first_frame(segments[0]), THUMBNAIL_WIDTH)))
+    sheet_key = _storage_put(f"recordings/{recording.prefix}/contact-sheet.jpg", ContentFile(_contact_sheet(grabbed))) if grabbed else ""
     first = decoded_all[0]
     with transaction.atomic():
         recording = Recording.objects.select_for_update().get(pk=recording.pk)
@@ -521,13 +698,14 @@ def recording_archive(*, recording: Recording, progress: Progress | None = None)
             continue
         name = Path(segment.path).name
         with _spool_path(segment).open("rb") as source:
-            key = default_storage.save(f"recordings/{recording.prefix}/{name}", File(source, name=name))
+            key = _storage_put(f"recordings/{recording.prefix}/{name}", File(source, name=name))
         with default_storage.open(key, "rb") as copy:
             if _sha256_file(copy) != segment.sha256:
                 default_storage.delete(key)
                 raise RecordingError(f"The archived copy of segment {segment.index} differs from the original; retry.")
         Segment.objects.filter(pk=segment.pk).update(archived_key=key)
         _spool_path(segment).unlink(missing_ok=True)
+        _spool_path(segment).with_suffix(".json").unlink(missing_ok=True)
         report("archive", round(100 * (number + 1) / len(segments)))
     with transaction.atomic():
         Recording.objects.filter(pk=recording.pk).update(storage_key=f"recordings/{recording.prefix}/", archived_at=timezone.now())
@@ -875,8 +1053,17 @@ def recording_erase(*, recording: Recording, by: Any = None, reason: str = "") -
             Recording.objects.filter(pk=recording.pk).update(erase_started_at=timezone.now())
         if pause:
             time.sleep(pause)
-    folder = Path(settings.RECORDINGS_SPOOL_DIR) / recording.prefix
+    # Whatever else lies under the recording's prefix (a copy a killed job left, pictures, the
+    # edge's manifests and set-aside files): removed too, then checked.
+    for key in _storage_keys_under(f"recordings/{recording.prefix}"):
+        default_storage.delete(key)
+        deleted += 1
+    folder = _spool_folder(recording)
     shutil.rmtree(folder, ignore_errors=True)
+    left = _storage_keys_under(f"recordings/{recording.prefix}") + ([str(folder)] if folder.exists() else [])
+    if left:
+        # Retried by the task; the recording stays "erasing", so retention resumes it too.
+        raise OSError(f"{len(left)} file(s) of recording {recording.public_id} are still there after erasing; retrying.")
     with transaction.atomic():
         Recording.objects.filter(pk=recording.pk).update(
             status=Recording.Status.ERASED, erased_at=timezone.now(), thumbnail="", contact_sheet="", storage_key=""

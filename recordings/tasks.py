@@ -61,3 +61,9 @@ def recording_erase(self: Any, recording_id: int) -> str:
 def retention_apply(self: Any) -> dict[str, list[str]]:
     result = services.retention_apply()
     return {"erased": result.erased, "held": result.held, "resumed": result.resumed}
+
+
+@shared_task(name="recordings.tasks.recording_sweep", **OPTIONS)
+def recording_sweep(self: Any) -> dict[str, list[str]]:
+    result = services.recording_sweep()
+    return {"finalized": result.finalized, "failed": result.failed, "waiting": result.waiting}

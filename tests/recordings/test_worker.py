@@ -1,8 +1,10 @@
-"""Erasure on a real Celery worker (Redis broker, PostgreSQL): a worker killed with SIGKILL in the
-middle of an erasure leaves it marked erasing, and running it again finishes the job."""
+"""Jobs on a real Celery worker (Redis broker, PostgreSQL) killed with SIGKILL half-way: an erasure
+stays marked erasing and running it again finishes it; an archive killed between a save and its
+row update, run again, overwrites its own copy at the same key and finishes cleanly."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -17,6 +19,7 @@ from django.conf import settings as django_settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection
+from django.utils import timezone
 
 from consent.models import AuditEvent
 from consent.services import audit_verify
@@ -132,3 +135,76 @@ def test_an_erasure_killed_mid_way_completes_when_run_again(
     steps = list(AuditEvent.objects.filter(action="recording.erase").values_list("detail__step", flat=True))
     assert steps == ["started", "resumed", "completed"]
     assert audit_verify() is None
+
+
+ARCHIVE_SEGMENTS = 6
+ARCHIVE_SEGMENT_BYTES = 48 * 1024 * 1024  # reading a copy back takes long enough to land a kill in
+
+
+@pytest.fixture
+def verified_recording(session: Any, bob: Any, tmp_path: Path, settings: Any) -> Recording:
+    """Verified, not archived yet: large segments on the spool (archiving copies, it does not decode)."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.RECORDINGS_SPOOL_DIR = tmp_path / "spool"
+    recording = Recording.objects.create(
+        session=session, started_by=bob, status=Recording.Status.AVAILABLE, verified_at=timezone.now(),
+        expected_segments=ARCHIVE_SEGMENTS,
+    )
+    folder = Path(settings.RECORDINGS_SPOOL_DIR) / recording.prefix
+    folder.mkdir(parents=True)
+    for index in range(ARCHIVE_SEGMENTS):
+        data = os.urandom(ARCHIVE_SEGMENT_BYTES)
+        (folder / f"seg-{index:05d}.mp4").write_bytes(data)
+        Segment.objects.create(
+            recording=recording, index=index, path=f"{recording.prefix}/seg-{index:05d}.mp4", size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(), duration=1, video_frames=30, audio_frames=50, video_codec="h264",
+            audio_codec="opus", width=320, height=240, fps=30,
+        )
+    return recording
+
+
+def test_an_archive_killed_between_a_save_and_its_row_update_completes_cleanly_when_run_again(
+    verified_recording: Recording, start_worker: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    from orstream.celery import app
+
+    recording = verified_recording
+    first = start_worker()
+    app.send_task("recordings.tasks.recording_archive", args=[recording.pk])
+
+    def saved_not_recorded() -> int | None:
+        """A segment whose copy is whole in storage while its row does not say so yet."""
+        for segment in Segment.objects.filter(recording=recording, archived_key="").order_by("index"):
+            key = f"recordings/{recording.prefix}/seg-{segment.index:05d}.mp4"
+            if default_storage.exists(key) and default_storage.size(key) == segment.size:
+                return segment.index
+        return None
+
+    deadline = time.monotonic() + 120
+    caught = None
+    while caught is None:
+        assert time.monotonic() < deadline, "the archive did not get under way"
+        assert Segment.objects.filter(recording=recording, archived_key="").exists(), "archived before the kill landed"
+        caught = saved_not_recorded()
+        if caught is None:
+            time.sleep(0.002)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+
+    # The kill landed between the save and the row update: the copy is there, the row says nothing.
+    segment = Segment.objects.get(recording=recording, index=caught)
+    assert segment.archived_key == ""
+    assert default_storage.exists(f"recordings/{recording.prefix}/seg-{caught:05d}.mp4")
+
+    start_worker()
+    app.send_task("recordings.tasks.recording_archive", args=[recording.pk])
+    wait_for(lambda: Recording.objects.get(pk=recording.pk).archived_at is not None, timeout=120, what="the archive to finish")
+
+    names = [f"seg-{index:05d}.mp4" for index in range(ARCHIVE_SEGMENTS)]
+    # One object per segment at its fixed key: the rerun overwrote, it left no renamed copy.
+    assert sorted(default_storage.listdir(f"recordings/{recording.prefix}")[1]) == names
+    for segment in Segment.objects.filter(recording=recording).order_by("index"):
+        assert segment.archived_key == f"recordings/{recording.prefix}/seg-{segment.index:05d}.mp4"
+        with default_storage.open(segment.archived_key, "rb") as handle:
+            assert hashlib.file_digest(handle, "sha256").hexdigest() == segment.sha256
+    assert not any((Path(django_settings.RECORDINGS_SPOOL_DIR) / recording.prefix).glob("seg-*.mp4"))
