@@ -1,4 +1,9 @@
-"""What the control plane does with the edge's webhooks. Called by the edge_events view only."""
+"""What the control plane does with the edge's webhooks. Called by the edge_events view only.
+
+Each event carries an id (kept by the edge across delivery retries): one already handled is
+dropped, so a retry after a lost reply or a replayed request acts once. Recording events go to
+recordings.services (segment registration is idempotent on its own as well).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,11 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.db import IntegrityError, transaction
 
 from orstream.edge import protocol
 
-from .models import Session
+from .models import EdgeEventReceipt, Session
 from .services import is_uuid, session_group
 
 log = logging.getLogger(__name__)
@@ -30,16 +36,40 @@ def _broadcast(session: Session, notice: dict[str, Any]) -> None:
         async_to_sync(layer.group_send)(session_group(session), {"type": "session.notice", "notice": notice})
 
 
-def edge_event_handle(*, event: protocol.EdgeEvent) -> None:
+def edge_event_handle(*, event: protocol.EdgeEvent) -> bool:
+    """Act on one webhook; False when it is a repeat of one already handled (nothing is done)."""
     session = Session.objects.filter(public_id=event.session_id).first() if is_uuid(event.session_id) else None
     if session is None:
         raise EventError(f"unknown session {event.session_id[:40]!r}", status=404)
+    receipt = None
+    if event.id:
+        # Claimed before acting: a retry that arrives while this one is still at work (an eager
+        # finalize can outlast the edge's timeout) is dropped instead of acting twice.
+        try:
+            with transaction.atomic():
+                receipt = EdgeEventReceipt.objects.create(
+                    event_id=event.id, type=event.type, session_public_id=str(session.public_id)
+                )
+        except IntegrityError:
+            log.info("edge event %s %s is a repeat; dropped", event.type, event.id)
+            return False
+    try:
+        _handle(session, event)
+    except BaseException:
+        # Not handled: the edge's next retry of this event must be acted on.
+        if receipt is not None:
+            EdgeEventReceipt.objects.filter(pk=receipt.pk).delete()
+        raise
+    return True
+
+
+def _handle(session: Session, event: protocol.EdgeEvent) -> None:
     if event.type in ("segment.closed", "recording.stopped"):
         from recordings import services as recording_services
 
         try:
             if event.type == "segment.closed":
-                recording_services.segment_register(**event.data)
+                recording_services.segment_register(**recording_services.segment_fields(event.data))
             else:
                 recording_services.recording_stopped(
                     recording_public_id=event.data["recording_public_id"], segments=int(event.data["segments"])

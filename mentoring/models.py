@@ -166,3 +166,19 @@ class Annotation(models.Model):
 
     class Meta:
         ordering = ["at"]
+
+
+class EdgeEventReceipt(models.Model):
+    """A webhook from an edge that was handled, by its event id: a repeat (a retry after a lost
+    reply, a replay) is dropped. Old receipts can be pruned; a repeat arrives within minutes."""
+
+    event_id = models.CharField(max_length=64, unique=True)
+    type = models.CharField(max_length=40)
+    session_public_id = models.CharField(max_length=64)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["received_at"])]
+
+    def __str__(self) -> str:
+        return f"edge event {self.type} {self.event_id}"

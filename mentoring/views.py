@@ -311,12 +311,13 @@ def edge_events(request: HttpRequest) -> HttpResponse:
     try:
         body = json.loads(request.body)
         event = protocol.EdgeEvent(
-            type=str(body["type"]), session_id=str(body["session_id"]), at=float(body["at"]), data=dict(body.get("data") or {})
+            type=str(body["type"]), session_id=str(body["session_id"]), at=float(body["at"]), data=dict(body.get("data") or {}),
+            id=str(body.get("id") or "")[:64],
         )
     except (ValueError, KeyError, TypeError):
         return JsonResponse({"error": "expected JSON with type, session_id, at and data"}, status=400)
     try:
-        events.edge_event_handle(event=event)
+        handled = events.edge_event_handle(event=event)
     except events.EventError as error:
         return JsonResponse({"error": str(error)}, status=error.status)
-    return JsonResponse({"ok": True})
+    return JsonResponse({"ok": True, "duplicate": not handled})

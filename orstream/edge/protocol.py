@@ -27,6 +27,7 @@ import json
 import re
 import secrets
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -231,13 +232,15 @@ class EdgeEvent:
     """A webhook from the edge to the control plane.
 
     type is one of: publisher.up, publisher.down, viewer.joined, viewer.left,
-    recording.started, recording.stopped, segment.closed.
+    recording.started, recording.stopped, segment.closed. ``id`` is unique per event and kept
+    across delivery retries, so the control plane drops a repeat it has already handled.
     """
 
     type: str
     session_id: str
     at: float
     data: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
