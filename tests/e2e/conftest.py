@@ -4,6 +4,9 @@ PostgreSQL) and, where media is involved, a real edge process.
 The site runs in a subprocess on the test database, so the tests commit their data
 (``django_db(transaction=True)``). Chromium is Debian's (/usr/bin/chromium), driven by Playwright
 for Python; it is never downloaded. A missing browser fails these tests: it never skips them.
+
+Journey fixtures (``embedded_site``: what `make run` gives; ``celery_worker`` and ``worker_site``:
+the site on a real Celery worker) are in tests/e2e/stack.py, documented there.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
+
+from .stack import Worker, celery_worker, database_url_for_subprocess, embedded_site, shared_file_env  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("ORSTREAM_CHROMIUM", "/usr/bin/chromium"))
@@ -88,7 +92,8 @@ class EdgeProcess:
             **os.environ,
             "ORSTREAM_EDGE_SECRET": EDGE_SECRET,
             "ORSTREAM_EDGE_WEBHOOK_URL": self.webhook_url,
-            "ORSTREAM_EDGE_MEDIA_DIR": str(ROOT / "test-artifacts" / "e2e-media"),
+            # The same spool as the site and this test process (settings.RECORDINGS_SPOOL_DIR).
+            **shared_file_env(),
         }
         handle = self.log.open("ab")
         self.process = subprocess.Popen(
@@ -112,32 +117,29 @@ class Site:
         return f"{self.url}/join/{token}/"
 
 
-@pytest.fixture(scope="session")
-def site(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Site]:
+def start_site(*, eager: bool, name: str) -> Iterator[Site]:
     """The ASGI site (daphne through runserver, which also serves the static files) on the test
-    database, and an edge process it drives. Both log to test-artifacts/."""
+    database, and an edge process it drives. Both log to test-artifacts/. With ``eager`` off the
+    site's jobs go through Redis to a real worker (the ``celery_worker`` fixture)."""
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
-    db = settings.DATABASES["default"]
-    if db["ENGINE"] != "django.db.backends.postgresql":
-        raise pytest.UsageError("the browser tests share the database with a server process: set DATABASE_URL to PostgreSQL")
     if not os.environ.get("REDIS_URL"):
         raise pytest.UsageError("the browser tests need the Redis channel layer: set REDIS_URL")
     port, edge_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
-    edge = EdgeProcess(edge_port, f"{url}/edge/events/", artifacts / "e2e-edge.log")
-    user = f"{db['USER']}:{db['PASSWORD']}@" if db.get("PASSWORD") else f"{db['USER']}@" if db.get("USER") else ""
+    edge = EdgeProcess(edge_port, f"{url}/edge/events/", artifacts / f"{name}-edge.log")
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{user}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        **shared_file_env(),
+        "DATABASE_URL": database_url_for_subprocess(),
         "DEBUG": "true",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "ORSTREAM_PUBLIC_URL": url,
         "ORSTREAM_EDGE_URL": edge.url,
         "ORSTREAM_EDGE_SECRET": EDGE_SECRET,
-        "CELERY_TASK_ALWAYS_EAGER": "true",
+        "CELERY_TASK_ALWAYS_EAGER": "true" if eager else "false",
     }
-    log = (artifacts / "e2e-site.log").open("ab")
+    log = (artifacts / f"{name}-site.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -149,6 +151,18 @@ def site(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Site]:
     finally:
         edge.stop()
         stop(process)
+
+
+@pytest.fixture(scope="session")
+def site(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Site]:
+    """The site with eager Celery (jobs run inside the site process), and its edge."""
+    yield from start_site(eager=True, name="e2e")
+
+
+@pytest.fixture(scope="session")
+def worker_site(celery_worker: Worker) -> Iterator[Site]:  # noqa: F811
+    """The site with its jobs on a real Celery worker (``celery_worker``), and its edge."""
+    yield from start_site(eager=False, name="e2e-worker")
 
 
 @pytest.fixture
