@@ -9,8 +9,9 @@ COPY consent consent
 COPY recordings recordings
 COPY frontend frontend
 COPY manage.py ./
-RUN pip install --no-cache-dir . && python manage.py collectstatic --noinput
+# The manifest the production profile serves static files by (built outside that profile here).
+RUN pip install --no-cache-dir . && ORSTREAM_STATIC_MANIFEST=true python manage.py collectstatic --noinput
 RUN useradd --system orstream && mkdir -p /var/lib/orstream/media && chown -R orstream /var/lib/orstream
 USER orstream
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "orstream.asgi:application"]
+CMD ["python", "-m", "orstream.serve", "-b", "0.0.0.0", "-p", "8000", "orstream.asgi:application"]

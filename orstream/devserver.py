@@ -56,7 +56,7 @@ def main() -> int:
         print("the edge did not start: see its output above", file=sys.stderr)
         return 1
     site = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "orstream.asgi:application"], env=env
+        [sys.executable, "-m", "orstream.serve", "-b", "127.0.0.1", "-p", str(port), "orstream.asgi:application"], env=env
     )
     print(f"orstream is running at http://127.0.0.1:{port}/ (edge on 127.0.0.1:{edge_port}); Ctrl-C stops both", flush=True)
 

@@ -1,7 +1,7 @@
 """orstream settings: every variable read from the environment next to its default.
 
 Nothing set gives the embedded default (SQLite under var/, in-memory channel layer, eager Celery,
-console e-mail, files under var/media, one edge on 127.0.0.1). ORSTREAM_PROFILE=production demands
+e-mail as files under var/mail, files under var/media, one edge on 127.0.0.1). ORSTREAM_PROFILE=production demands
 PostgreSQL and Redis and stops start-up naming the first missing variable.
 """
 
@@ -200,7 +200,7 @@ STORAGES = {
     "default": DEFAULT_STORAGE,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if PRODUCTION
+        if env_bool("ORSTREAM_STATIC_MANIFEST", PRODUCTION)
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
@@ -210,10 +210,13 @@ WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_ROOT = Path(env("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"
 
+# The embedded demo writes e-mails to files under var/mail, not to the console: an invitation
+# carries a join link, and nothing secret may reach the server's output.
 EMAIL_BACKEND = env(
     "EMAIL_BACKEND",
-    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.filebased.EmailBackend",
 )
+EMAIL_FILE_PATH = Path(env("EMAIL_FILE_PATH", str(VAR_DIR / "mail")))
 EMAIL_HOST = env("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env("EMAIL_HOST_USER")

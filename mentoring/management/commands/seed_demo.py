@@ -1,13 +1,17 @@
 """`manage.py seed_demo`: a demo room, people, a consented session and a join link per role.
 
 Idempotent: run again, it reuses what exists, resets the coordinator's password and mints fresh
-links (the previous ones are revoked, so only the printed links work).
+links for the demo's own cast (their previous links are revoked; anyone else's links are left
+alone). The password and the links are secrets: they go to a file only its owner may read
+(``var/demo-links.txt``), never to the terminal, so no log of `make run` holds a working link.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -21,11 +25,12 @@ from mentoring import services
 from mentoring.models import JoinToken, OperatingRoom, Participant, Role, Session
 
 DEMO_CLIP = "demo-4k.mp4"
+DEMO_LINKS = "demo-links.txt"
 PURPOSES = ["record", "live_internal", "live_external", "archive_training", "research"]
 
 
 class Command(BaseCommand):
-    help = "Create demo data for the embedded profile and print the coordinator login and join links."
+    help = "Create demo data for the embedded profile; write the coordinator login and join links to var/demo-links.txt."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--password", help="coordinator password (default: a new random one)")
@@ -66,17 +71,18 @@ class Command(BaseCommand):
         ]
         # The coordinator's participant is their account's: the live view reuses it.
         accounts = {Role.SURGEON: surgeon, Role.COORDINATOR: coordinator}
-        self.stdout.write(self.style.SUCCESS("orstream demo"))
-        self.stdout.write(f"  sign in at {settings.PUBLIC_URL}/accounts/login/ as coordinator / {password}")
-        self.stdout.write(
+        lines = [
+            "orstream demo",
+            f"  sign in at {settings.PUBLIC_URL}/accounts/login/ as coordinator / {password}",
             f"  admin: {settings.PUBLIC_URL}/admin/ with the same sign-in (operating rooms, and a read-only view of"
-            " sessions, participants, recordings and consent)"
-        )
-        self.stdout.write(f"  session: {session.procedure} ({session.get_status_display()}) in {room.name}")
-        self.stdout.write(f"  demo video: {clip.name} looped by the edge when the session goes live")
-        self.stdout.write("  join links (personal, valid until the session ends):")
+            " sessions, participants, recordings and consent)",
+            "  join links (personal, valid until the session ends):",
+        ]
         for role, name, external in cast:
-            participant = Participant.objects.filter(session=session, role=role, removed_at__isnull=True).first()
+            # The demo's own participant of this role: a mentor a coordinator added keeps their link.
+            participant = Participant.objects.filter(
+                session=session, role=role, display_name=name, removed_at__isnull=True
+            ).first()
             account = accounts.get(role)
             if participant is None:
                 participant = services.participant_add(
@@ -88,7 +94,18 @@ class Command(BaseCommand):
                 participant.save(update_fields=["user"])
             JoinToken.objects.filter(participant=participant, revoked_at__isnull=True).update(revoked_at=timezone.now())
             token = services.join_token_mint(participant=participant, by=coordinator)
-            self.stdout.write(f"    {participant.get_role_display():32} {services.join_url(token)}")
+            lines.append(f"    {participant.get_role_display():32} {services.join_url(token)}")
+        links = Path(settings.VAR_DIR) / DEMO_LINKS
+        links.parent.mkdir(parents=True, exist_ok=True)
+        # Created readable by its owner only, before anything secret is written into it.
+        fd = os.open(links, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+        self.stdout.write(self.style.SUCCESS("orstream demo"))
+        self.stdout.write(f"  session: {session.procedure} ({session.get_status_display()}) in {room.name}")
+        self.stdout.write(f"  demo video: {clip.name} looped by the edge when the session goes live")
+        self.stdout.write(f"  coordinator password and join links: {links} (readable only by you; they are secrets)")
 
     def user(self, username: str, first: str, last: str, *, password: str | None = None) -> User:
         user, _ = User.objects.get_or_create(
