@@ -2,7 +2,9 @@
 
 Each event carries an id (kept by the edge across delivery retries): one already handled is
 dropped, so a retry after a lost reply or a replayed request acts once. Recording events go to
-recordings.services (segment registration is idempotent on its own as well).
+recordings.services (segment registration is idempotent on its own as well). WHIP clients' acts
+(``whip.publish``, ``whip.delete``, allowed or refused) become audit events here: the edge
+authorises WHIP bearer tokens itself and reports what they did.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import IntegrityError, transaction
 
+from consent import services as consent_services
 from orstream.edge import protocol
 
 from .models import EdgeEventReceipt, Session
@@ -36,10 +39,30 @@ def _broadcast(session: Session, notice: dict[str, Any]) -> None:
         async_to_sync(layer.group_send)(session_group(session), {"type": "session.notice", "notice": notice})
 
 
+WHIP_EVENTS = frozenset({"whip.publish", "whip.delete"})
+
+
+def _whip_audit(event: protocol.EdgeEvent, session: Session | None) -> None:
+    """One audit event per reported WHIP act; a session the site does not know is left blank."""
+    data = event.data
+    try:
+        unreported = max(0, int(data.get("refusals_not_reported_before") or 0))
+    except (TypeError, ValueError):
+        raise EventError(f"{event.type} carries unexpected data") from None
+    consent_services.audit_record(
+        action=event.type,
+        actor=f"whip:{str(data.get('token') or 'no token')[:16]}",
+        outcome="allowed" if data.get("outcome") == "allowed" else "refused",
+        session_public_id=str(session.public_id) if session is not None else "",
+        target=str(data.get("resource") or "")[:64],
+        detail={"reason": str(data.get("reason") or "")[:200], "refusals_not_reported_before": unreported},
+    )
+
+
 def edge_event_handle(*, event: protocol.EdgeEvent) -> bool:
     """Act on one webhook; False when it is a repeat of one already handled (nothing is done)."""
     session = Session.objects.filter(public_id=event.session_id).first() if is_uuid(event.session_id) else None
-    if session is None:
+    if session is None and event.type not in WHIP_EVENTS:
         raise EventError(f"unknown session {event.session_id[:40]!r}", status=404)
     receipt = None
     if event.id:
@@ -48,13 +71,17 @@ def edge_event_handle(*, event: protocol.EdgeEvent) -> bool:
         try:
             with transaction.atomic():
                 receipt = EdgeEventReceipt.objects.create(
-                    event_id=event.id, type=event.type, session_public_id=str(session.public_id)
+                    event_id=event.id, type=event.type, session_public_id=str(session.public_id) if session else ""
                 )
         except IntegrityError:
             log.info("edge event %s %s is a repeat; dropped", event.type, event.id)
             return False
     try:
-        _handle(session, event)
+        if event.type in WHIP_EVENTS:
+            _whip_audit(event, session)
+        else:
+            assert session is not None
+            _handle(session, event)
     except BaseException:
         # Not handled: the edge's next retry of this event must be acted on.
         if receipt is not None:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from .events import WebhookSender
+from .events import WebhookSender, WhipAudit
 from .hub import Edge, HubError
 from .peer import SdpError
 from .protocol import (
@@ -32,6 +32,7 @@ from .protocol import (
     SourceAttach,
     ViewerOffer,
     verify,
+    whip_resource_id,
     whip_token_verify,
 )
 
@@ -45,6 +46,7 @@ SECRET_KEY = web.AppKey("secret", str)
 WEBHOOKS_KEY = web.AppKey("webhooks", WebhookSender)
 STARTED_KEY = web.AppKey("started", float)
 NONCES_KEY = web.AppKey("nonces", NonceCache)
+WHIP_KEY = web.AppKey("whip", WhipAudit)
 BODY_KEY = web.RequestKey("body", bytes)
 UNSIGNED_ROUTES = {("GET", "/health")}
 SESSION_ID_MAX = 100
@@ -257,41 +259,79 @@ async def session_clock(request: web.Request) -> web.Response:
     return web.json_response(hub.clock())
 
 
-async def whip_publish(request: web.Request) -> web.Response:
-    """WHIP (RFC 9725): an SDP offer in, an SDP answer out, authorised by a bearer token."""
-    session_id = _session_id(request)
+def _bearer(request: web.Request) -> str:
     auth = request.headers.get("Authorization", "")
-    if not auth.startswith("Bearer "):
-        return error(401, "a bearer token is required")
+    return auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else ""
+
+
+async def whip_publish(request: web.Request) -> web.Response:
+    """WHIP (RFC 9725): an SDP offer in, an SDP answer out, authorised by a bearer token.
+
+    The token creates, and may later replace, only its own publisher (``whip_resource_id``);
+    while the OR console or another token's client publishes it gets a 409. Every outcome is
+    reported to the site's audit trail.
+    """
+    session_id = _session_id(request)
+    token = _bearer(request)
+
+    def refuse(status: int, message: str) -> web.Response:
+        request.app[WHIP_KEY].report("whip.publish", session_id, outcome="refused", reason=message, token=token)
+        return error(status, message)
+
+    if not token:
+        return refuse(401, "a bearer token is required")
     try:
-        whip_token_verify(secret=request.app[SECRET_KEY], token=auth[len("Bearer ") :].strip(), session_id=session_id)
+        whip_token_verify(secret=request.app[SECRET_KEY], token=token, session_id=session_id)
     except SignatureError as exc:
-        return error(403, f"token refused: {exc}")
+        return refuse(403, f"token refused: {exc}")
     if request.content_type != "application/sdp":
-        return error(415, "WHIP offers are application/sdp")
-    hub = request.app[EDGE_KEY].session_get(session_id)
+        return refuse(415, "WHIP offers are application/sdp")
+    resource = whip_resource_id(token)
     try:
+        hub = request.app[EDGE_KEY].session_get(session_id)
         offer_sdp = request[BODY_KEY].decode()
+        answer = await hub.add_publisher(PublisherOffer(participant_id=resource, sdp=offer_sdp), exclusive=True)
     except UnicodeDecodeError:
-        return error(400, "the offer is not text")
-    answer = await hub.add_publisher(PublisherOffer(participant_id=f"whip-{session_id}", sdp=offer_sdp))
+        return refuse(400, "the offer is not text")
+    except (HubError, SdpError) as exc:
+        return refuse(getattr(exc, "status", 400), str(exc))
+    request.app[WHIP_KEY].report(
+        "whip.publish", session_id, outcome="allowed", reason="publishing", token=token, resource=resource
+    )
     return web.Response(
         status=201,
         text=answer,
         content_type="application/sdp",
-        headers={"Location": f"/whip/{session_id}/whip-{session_id}"},
+        headers={"Location": f"/whip/{session_id}/{resource}"},
     )
 
 
 async def whip_delete(request: web.Request) -> web.Response:
+    """End the WHIP publisher this token created, and nobody else; audited like the publish."""
     session_id = _session_id(request)
-    auth = request.headers.get("Authorization", "")
+    token = _bearer(request)
+    resource = request.match_info["participant_id"]
+
+    def refuse(status: int, message: str) -> web.Response:
+        request.app[WHIP_KEY].report(
+            "whip.delete", session_id, outcome="refused", reason=message, token=token, resource=resource[:40]
+        )
+        return error(status, message)
+
     try:
-        whip_token_verify(secret=request.app[SECRET_KEY], token=auth.removeprefix("Bearer ").strip(), session_id=session_id)
+        whip_token_verify(secret=request.app[SECRET_KEY], token=token, session_id=session_id)
     except SignatureError as exc:
-        return error(403, f"token refused: {exc}")
-    hub = request.app[EDGE_KEY].session_get(session_id)
-    await hub.remove_participant(request.match_info["participant_id"])
+        return refuse(401 if not token else 403, f"token refused: {exc}")
+    if resource != whip_resource_id(token):
+        return refuse(403, "a WHIP token can end only the WHIP session it created")
+    try:
+        hub = request.app[EDGE_KEY].session_get(session_id)
+    except HubError as exc:
+        return refuse(exc.status, str(exc))
+    if hub.publisher is None or hub.publisher.participant_id != resource:
+        return refuse(404, "this WHIP session has already ended")
+    await hub.remove_participant(resource)
+    request.app[WHIP_KEY].report("whip.delete", session_id, outcome="allowed", reason="ended", token=token, resource=resource)
     return web.Response(status=200)
 
 
@@ -307,6 +347,7 @@ def create_app(
     app[WEBHOOKS_KEY] = webhooks or WebhookSender(url="", secret=secret)
     app[STARTED_KEY] = time.time()
     app[NONCES_KEY] = NonceCache()
+    app[WHIP_KEY] = WhipAudit(app[WEBHOOKS_KEY])
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/sessions", session_create)

@@ -4,6 +4,7 @@ Hubs call ``WebhookSender.emit`` (never blocking: the event is queued); one task
 sender POSTs each event, signed with ``protocol.sign``, to ORSTREAM_EDGE_WEBHOOK_URL, retrying
 with backoff. Without a URL events are only logged. The queue is bounded: when the control
 plane is down for long, the oldest events are dropped and counted, never the media.
+``WhipAudit`` turns a WHIP client's acts into such events, for the site's audit trail.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from .protocol import EdgeEvent, sign
+from .protocol import EdgeEvent, sign, whip_token_id
 from .tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -125,3 +126,46 @@ class WebhookSender:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             logger.debug("webhook %s failed: %s", event.type, exc)
             return "retry"
+
+
+class WhipAudit:
+    """Reports every WHIP act (publish, delete; allowed or refused) to the site's audit trail.
+
+    The API calls ``report``; the event goes out as a ``whip.publish`` / ``whip.delete`` webhook
+    and the site writes the audit event. Acts under a valid token are always reported. Refusals
+    can come from anyone on the network, so they are reported ``burst`` at once and then
+    ``rate`` a second; the others are counted, and the next report says how many it stands for,
+    so bad tokens cannot flood the audit chain.
+    """
+
+    def __init__(self, webhooks: WebhookSender, *, rate: float = 1.0, burst: int = 20) -> None:
+        self.webhooks = webhooks
+        self.rate = rate
+        self.burst = burst
+        self._allowance = float(burst)
+        self._last = time.monotonic()
+        self.unreported = 0  # refusals not reported since the last report
+        self.reported = 0
+        self.suppressed_total = 0
+
+    def report(self, act: str, session_id: str, *, outcome: str, reason: str, token: str, resource: str = "") -> None:
+        data: dict[str, Any] = {
+            "outcome": outcome,
+            "reason": reason[:200],
+            "token": whip_token_id(token) if token else "",
+            "resource": resource,
+        }
+        if outcome != "allowed":
+            now = time.monotonic()
+            self._allowance = min(self.burst, self._allowance + (now - self._last) * self.rate)
+            self._last = now
+            if self._allowance < 1:
+                self.unreported += 1
+                self.suppressed_total += 1
+                return
+            self._allowance -= 1
+        data["refusals_not_reported_before"] = self.unreported
+        self.unreported = 0
+        self.reported += 1
+        self.webhooks.emit(act, session_id[:100], data)
+

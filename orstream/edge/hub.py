@@ -299,9 +299,15 @@ class SessionHub:
 
     # --- publisher -----------------------------------------------------------------------
 
-    async def add_publisher(self, offer: PublisherOffer) -> str:
+    async def add_publisher(self, offer: PublisherOffer, *, exclusive: bool = False) -> str:
+        """Take ``offer``'s peer as the session's publisher, replacing the one before.
+
+        ``exclusive`` (a WHIP client): refuse instead when someone else publishes, so a WHIP
+        token can replace only the publisher it created itself.
+        """
         if self.source is not None:
             raise HubError("the session has an ingest source; detach it before publishing", 409)
+        self._check_exclusive(offer, exclusive)
         munged, choice = choose_publisher_video(_checked_sdp(offer.sdp))
         if choice is None:
             raise HubError("the publisher's offer has no video", 400)
@@ -312,6 +318,11 @@ class SessionHub:
         except SdpError as exc:
             await pc.close()
             raise HubError(str(exc), 400) from None
+        try:
+            self._check_exclusive(offer, exclusive)  # again: another publisher may have come meanwhile
+        except HubError:
+            await pc.close()
+            raise
         await self._remove_publisher()
         if offer.participant_id in self.viewers:
             # The console that watched the room's feed now publishes: its viewer peer is over.
@@ -334,6 +345,14 @@ class SessionHub:
         self._watch(pc, offer.participant_id)
         self._spawn(self._publisher_up(publisher))
         return restore_answer_profile(answer, choice)
+
+    def _check_exclusive(self, offer: PublisherOffer, exclusive: bool) -> None:
+        if exclusive and self.publisher is not None and self.publisher.participant_id != offer.participant_id:
+            raise HubError(
+                "another publisher (the OR console or another WHIP client) is live in this session; "
+                "it must stop first",
+                409,
+            )
 
     async def _publisher_up(self, publisher: Publisher) -> None:
         receiver = publisher.video_receiver

@@ -154,11 +154,26 @@ def _unb64(text: str) -> bytes:
 
 
 def whip_token_mint(*, secret: str, session_id: str, ttl: int, now: float | None = None) -> str:
-    """A bearer token that lets a WHIP client (e.g. OBS) publish to one session until it expires."""
+    """A bearer token that lets a WHIP client (e.g. OBS) publish to one session until it expires.
+
+    The token acts only on the WHIP publisher it creates itself (``whip_resource_id``): it
+    cannot replace or remove the OR console or anyone else. Each mint is unique.
+    """
     expires = int((time.time() if now is None else now) + ttl)
-    payload = _b64(json.dumps({"s": session_id, "e": expires}, separators=(",", ":")).encode())
+    claims = {"s": session_id, "e": expires, "n": secrets.token_hex(8)}
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
     mac = hmac.new(secret.encode(), b"whip:" + payload.encode(), hashlib.sha256).digest()
     return f"{payload}.{_b64(mac)}"
+
+
+def whip_token_id(token: str) -> str:
+    """A short fingerprint that names a WHIP token in audit events and URLs without revealing it."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def whip_resource_id(token: str) -> str:
+    """The participant id of the one WHIP publisher ``token`` may create, replace and end."""
+    return f"whip-{whip_token_id(token)}"
 
 
 def whip_token_verify(*, secret: str, token: str, session_id: str, now: float | None = None) -> None:
@@ -172,9 +187,11 @@ def whip_token_verify(*, secret: str, token: str, session_id: str, now: float | 
     expected = hmac.new(secret.encode(), b"whip:" + payload.encode(), hashlib.sha256).digest()
     if not hmac.compare_digest(expected, given):
         raise SignatureError("bad token")
+    if not isinstance(claims, dict) or not isinstance(claims.get("e"), int):
+        raise SignatureError("malformed token")
     if claims.get("s") != session_id:
         raise SignatureError("token is for another session")
-    if (time.time() if now is None else now) > claims.get("e", 0):
+    if (time.time() if now is None else now) > claims["e"]:
         raise SignatureError("token expired")
 
 
@@ -232,8 +249,11 @@ class EdgeEvent:
     """A webhook from the edge to the control plane.
 
     type is one of: publisher.up, publisher.down, viewer.joined, viewer.left,
-    recording.started, recording.stopped, segment.closed. ``id`` is unique per event and kept
-    across delivery retries, so the control plane drops a repeat it has already handled.
+    recording.started, recording.stopped, segment.closed, and whip.publish / whip.delete (a
+    WHIP client's act, allowed or refused, for the audit trail: data has outcome, reason,
+    token, the token's ``whip_token_id``, and resource, the WHIP publisher's participant id).
+    ``id`` is unique per event and kept across delivery retries, so the control plane drops a
+    repeat it has already handled.
     """
 
     type: str

@@ -17,9 +17,26 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from orstream.edge.__main__ import build
 from orstream.edge.config import EdgeConfig
-from orstream.edge.protocol import NONCE_HEADER, NonceCache, SignatureError, sign, verify, whip_token_mint
+from orstream.edge.events import WebhookSender, WhipAudit
+from orstream.edge.protocol import (
+    NONCE_HEADER,
+    NonceCache,
+    SignatureError,
+    sign,
+    verify,
+    whip_token_id,
+    whip_token_mint,
+)
 
-from .peers import RecordingDecoder, as_high_profile_offer, viewer_accept, viewer_offer, wait_for
+from .peers import (
+    RecordingDecoder,
+    as_high_profile_offer,
+    publisher_accept,
+    publisher_offer,
+    viewer_accept,
+    viewer_offer,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -248,6 +265,77 @@ async def test_whip_needs_a_token_for_that_session(client: TestClient, secret: s
     good = whip_token_mint(secret=secret, session_id="s1", ttl=60)
     response = await client.post("/whip/s1", data="v=0", headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {good}"})
     assert response.status == 400  # authorised, but not a session description
+
+
+async def whip(client: TestClient, method: str, path: str, token: str, sdp: str = "") -> Any:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/sdp"}
+    return await client.request(method, path, data=sdp, headers=headers)
+
+
+async def test_a_whip_token_acts_only_on_the_publisher_it_created_and_every_act_is_audited(
+    client: TestClient, secret: str, ts_clip: Path, hooks: tuple[Hooks, str]
+) -> None:
+    receiver, _ = hooks
+    await call(client, "POST", "/sessions", {"session_id": "s1"})
+    console = await publisher_offer(str(ts_clip))
+    status, answer = await call(client, "POST", "/sessions/s1/publisher", {"participant_id": "console", "sdp": console.pc.localDescription.sdp})
+    assert status == 200
+    await publisher_accept(console, answer["sdp"])
+    mentor = await viewer_offer()
+    await wait_for(lambda: "publisher.up" in receiver.types())
+    offer = {"participant_id": "mentor", "role": "mentor", "sdp": as_high_profile_offer(mentor.pc.localDescription.sdp)}
+    status, answer = await call(client, "POST", "/sessions/s1/viewers", offer)
+    assert status == 200
+    await viewer_accept(mentor, answer["sdp"])
+    token = whip_token_mint(secret=secret, session_id="s1", ttl=600)
+    obs = await publisher_offer(str(ts_clip))
+    try:
+        # The console publishes: a WHIP client cannot take its place, nor remove it or the mentor.
+        response = await whip(client, "POST", "/whip/s1", token, obs.pc.localDescription.sdp)
+        assert response.status == 409 and "another publisher" in (await response.json())["error"]
+        for someone in ("console", "mentor"):
+            response = await whip(client, "DELETE", f"/whip/s1/{someone}", token)
+            assert response.status == 403 and "only the WHIP session it created" in (await response.json())["error"]
+        status, stats = await call(client, "GET", "/sessions/s1/stats")
+        assert stats["publisher"]["participant_id"] == "console" and [v["participant_id"] for v in stats["viewers"]] == ["mentor"]
+
+        # Once the console is gone, the token publishes; another token cannot end that, its own can.
+        assert (await call(client, "DELETE", "/sessions/s1/participants/console"))[0] == 200
+        response = await whip(client, "POST", "/whip/s1", token, obs.pc.localDescription.sdp)
+        assert response.status == 201
+        resource = response.headers["Location"].rsplit("/", 1)[1]
+        assert resource.startswith("whip-") and token not in response.headers["Location"]
+        other = whip_token_mint(secret=secret, session_id="s1", ttl=600)
+        assert (await whip(client, "DELETE", f"/whip/s1/{resource}", other)).status == 403
+        assert (await whip(client, "DELETE", f"/whip/s1/{resource}", token)).status == 200
+        assert (await call(client, "GET", "/sessions/s1/stats"))[1]["publisher"] is None
+    finally:
+        await obs.close()
+        await console.close()
+        await mentor.close()
+    await wait_for(lambda: receiver.types().count("whip.delete") == 4)
+    acts = [(e["type"], e["data"]["outcome"], e["data"]["reason"]) for e in receiver.events if e["type"].startswith("whip.")]
+    assert acts == [
+        ("whip.publish", "refused", "another publisher (the OR console or another WHIP client) is live in this session; it must stop first"),
+        ("whip.delete", "refused", "a WHIP token can end only the WHIP session it created"),
+        ("whip.delete", "refused", "a WHIP token can end only the WHIP session it created"),
+        ("whip.publish", "allowed", "publishing"),
+        ("whip.delete", "refused", "a WHIP token can end only the WHIP session it created"),
+        ("whip.delete", "allowed", "ended"),
+    ]
+    whip_events = [e for e in receiver.events if e["type"].startswith("whip.")]
+    assert {e["data"]["token"] for e in whip_events} == {whip_token_id(token), whip_token_id(other)}
+    assert all(token not in json.dumps(e) and other not in json.dumps(e) for e in receiver.events)
+
+
+def test_refused_whip_acts_are_reported_at_a_bounded_rate_with_the_count_left_out() -> None:
+    webhooks = WebhookSender(url="", secret="s")
+    audit = WhipAudit(webhooks, rate=0.0001, burst=5)
+    for _ in range(100):
+        audit.report("whip.publish", "s1", outcome="refused", reason="token refused: bad token", token="junk")
+    assert len(webhooks.recent) == 5 and audit.unreported == 95
+    audit.report("whip.publish", "s1", outcome="allowed", reason="publishing", token="good")
+    assert len(webhooks.recent) == 6 and webhooks.recent[-1].data["refusals_not_reported_before"] == 95
 
 
 def test_the_edge_never_imports_django() -> None:

@@ -46,6 +46,25 @@ def test_a_replayed_or_requeried_webhook_is_refused(client, session, settings):
     assert client.post("/edge/events/?x=1", raw, content_type="application/json", headers=headers).status_code == 403
 
 
+def test_a_whip_act_reported_by_the_edge_is_audited(client, session, settings):
+    from consent.models import AuditEvent
+
+    refused = {"outcome": "refused", "reason": "a WHIP token can end only the WHIP session it created",
+               "token": "0123456789abcdef", "resource": "console", "refusals_not_reported_before": 3}
+    body = {"type": "whip.delete", "session_id": str(session.public_id), "at": time.time(), "data": refused}
+    assert post(client, body, secret=settings.EDGE_SECRET).status_code == 200
+    event = AuditEvent.objects.get(action="whip.delete")
+    assert (event.outcome, event.actor, event.session_public_id, event.target) == (
+        "refused", "whip:0123456789abcdef", str(session.public_id), "console")
+    assert event.detail == {"reason": refused["reason"], "refusals_not_reported_before": 3}
+    # a WHIP refusal for a session the site does not know is audited too, without a session
+    body = {"type": "whip.publish", "session_id": "not-a-session", "at": time.time(),
+            "data": {"outcome": "refused", "reason": "token refused: bad token", "token": "", "resource": ""}}
+    assert post(client, body, secret=settings.EDGE_SECRET).status_code == 200
+    event = AuditEvent.objects.get(action="whip.publish")
+    assert (event.outcome, event.actor, event.session_public_id) == ("refused", "whip:no token", "")
+
+
 def test_unknown_sessions_and_garbled_bodies_get_4xx(client, db, settings):
     unknown = {"type": "publisher.up", "session_id": "00000000-0000-0000-0000-000000000000", "at": time.time()}
     assert post(client, unknown, secret=settings.EDGE_SECRET).status_code == 404
