@@ -248,6 +248,9 @@ RECORDINGS_ERASE_PAUSE_SECONDS = float(env("ORSTREAM_RECORDINGS_ERASE_PAUSE_SECO
 # stopped, rebuilds their segments from the spool, and reports as failed those stuck this long.
 RECORDINGS_SWEEP_GRACE_SECONDS = env_int("ORSTREAM_RECORDINGS_SWEEP_GRACE_SECONDS", 60)
 RECORDINGS_STUCK_MINUTES = env_int("ORSTREAM_RECORDINGS_STUCK_MINUTES", 30)
+# One viewing of a recording (one audit event) lasts while its player keeps asking for bytes with
+# pauses no longer than this (recordings.models.Viewing).
+RECORDING_VIEWING_IDLE_MINUTES = env_int("ORSTREAM_RECORDING_VIEWING_IDLE_MINUTES", 30)
 
 # TURN: coturn's REST API (time-limited credentials derived from a shared secret).
 TURN_URLS = env_list("ORSTREAM_TURN_URLS", "")

@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from . import services
-from .models import ExportJob, Recording, RetentionPolicy, Segment
+from .models import ExportJob, Recording, RetentionPolicy, Segment, Viewing
 
 READ_ONLY = [
     "public_id", "session", "status", "started_by", "started_at", "ended_at", "expected_segments", "retain_until",
@@ -86,3 +86,20 @@ class ExportJobAdmin(admin.ModelAdmin):
 @admin.register(RetentionPolicy)
 class RetentionPolicyAdmin(admin.ModelAdmin):
     list_display = ["purpose", "days", "note"]
+
+
+@admin.register(Viewing)
+class ViewingAdmin(admin.ModelAdmin):
+    """Who watched what, and when: read-only (each viewing's audit event is the record)."""
+
+    list_display = ("recording", "user", "started_at", "last_at")
+    readonly_fields = ("recording", "user", "browser", "started_at", "last_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

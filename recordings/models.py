@@ -193,3 +193,25 @@ class Bookmark(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.label!r} at {self.media_time:.1f} s"
+
+
+class Viewing(models.Model):
+    """One person watching one recording, audited once when it starts (see recording_viewing_touch).
+
+    A viewing is every request of one signed-in user, from one sign-in (one browser), for any part
+    of one recording, with no pause longer than ORSTREAM_RECORDING_VIEWING_IDLE_MINUTES between
+    them. ``browser`` is a hash of the sign-in's session key (the key itself is a credential).
+    """
+
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="viewings")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    browser = models.CharField(max_length=64)
+    started_at = models.DateTimeField(default=timezone.now)
+    last_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["recording", "user", "browser", "last_at"])]
+
+    def __str__(self) -> str:
+        return f"viewing of {self.recording.public_id} by user {self.user_id} from {self.started_at:%Y-%m-%d %H:%M}"

@@ -42,7 +42,7 @@ from mentoring import edge
 from mentoring.models import Role, Session
 from orstream.edge import protocol
 
-from .models import Bookmark, ExportJob, Recording, RetentionPolicy, RetentionPurpose, Segment
+from .models import Bookmark, ExportJob, Recording, RetentionPolicy, RetentionPurpose, Segment, Viewing
 
 log = logging.getLogger(__name__)
 
@@ -761,15 +761,56 @@ class MediaFile:
     name: str
 
 
-def recording_media_open(*, recording: Recording, index: int, user: Any, audit: bool = True) -> MediaFile:
-    """Open segment ``index`` of ``recording`` for ``user`` (checked and audited)."""
+def recording_media_open(*, recording: Recording, index: int, user: Any, browser: str) -> MediaFile:
+    """Open segment ``index`` of ``recording`` for ``user`` (checked, and audited once per viewing).
+
+    Call it for every request that serves bytes, whatever its Range header: the first request of
+    a viewing writes its ``recording.view`` event before any byte is served (recording_viewing_touch).
+    ``browser`` identifies the sign-in the request comes from (its session key).
+    """
     recording_access_check(recording=recording, user=user, action="recording.view")
     segment = recording.segments.filter(index=index).first()
     if segment is None:
         raise RecordingError(f"This recording has no part {index}.")
-    if audit:
-        _audit(recording, "recording.view", user, segment=index)
+    recording_viewing_touch(recording=recording, user=user, browser=browser, index=index)
     return MediaFile(handle=_segment_open(segment), size=segment.size, name=f"{recording.prefix}-{index:05d}.mp4")
+
+
+# A viewing seen this recently is not written again on every range request.
+VIEWING_TOUCH_SECONDS = 60
+
+
+def recording_viewing_touch(*, recording: Recording, user: Any, browser: str, index: int) -> Viewing:
+    """The viewing this request belongs to: continued, or started and audited (``recording.view``).
+
+    What a viewing is: every request of one signed-in user, from one sign-in (``browser``), for any
+    part of one recording, with no pause longer than RECORDING_VIEWING_IDLE_MINUTES. A player's
+    range requests and seeks, and the next part of the same recording, continue it; a pause that
+    long, another browser or a new sign-in starts a new one. Concurrent first requests of one
+    viewing (players fetch in parallel) write one event: viewings of a recording start one at a time.
+    """
+    digest = hashlib.sha256(f"orstream.viewing:{browser}".encode()).hexdigest()
+    now = timezone.now()
+    with transaction.atomic():
+        list(Recording.objects.select_for_update().filter(pk=recording.pk).values_list("pk", flat=True))
+        viewing = (
+            Viewing.objects.filter(
+                recording=recording,
+                user=user,
+                browser=digest,
+                last_at__gte=now - timedelta(minutes=settings.RECORDING_VIEWING_IDLE_MINUTES),
+            )
+            .order_by("-last_at")
+            .first()
+        )
+        if viewing is not None:
+            if (now - viewing.last_at).total_seconds() >= VIEWING_TOUCH_SECONDS:
+                viewing.last_at = now
+                viewing.save(update_fields=["last_at"])
+            return viewing
+        viewing = Viewing.objects.create(recording=recording, user=user, browser=digest, started_at=now, last_at=now)
+        _audit(recording, "recording.view", user, segment=index, viewing=viewing.pk)
+    return viewing
 
 
 # ---------------------------------------------------------------- export

@@ -2,6 +2,8 @@
 
 Parse the request, ask recordings.services (which authorizes and audits), shape the reply.
 URLs carry the recording's public id only. Never decides who may watch: the service does.
+Every request that serves bytes goes through the service, whatever its Range header: the service
+audits once per viewing (recordings.services.recording_viewing_touch), never once per range.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from . import services
 
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CHUNK = 256 * 1024
+# Larger than any file: a position with more digits than this is past the end of every file.
+HUGE = 10**18
 
 
 class Unsatisfiable(Exception):
@@ -41,15 +45,21 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     if first == "" and last == "":
         raise Unsatisfiable
     if first == "":
-        length = int(last)
+        length = _position(last)
         if length == 0 or size == 0:
             raise Unsatisfiable
         return max(0, size - length), size - 1
-    start = int(first)
-    end = size - 1 if last == "" else min(int(last), size - 1)
-    if start >= size or (last != "" and int(last) < start):
+    start = _position(first)
+    end = size - 1 if last == "" else min(_position(last), size - 1)
+    if start >= size or (last != "" and _position(last) < start):
         raise Unsatisfiable
     return start, end
+
+
+def _position(digits: str) -> int:
+    """A byte position from its digits, however many (int() refuses thousands of them)."""
+    digits = digits.lstrip("0") or "0"
+    return HUGE if len(digits) > 18 else int(digits)
 
 
 def _stream(handle: IO[bytes], start: int, end: int) -> Iterator[bytes]:
@@ -72,10 +82,10 @@ def recording_media(request: HttpRequest, public_id: UUID, index: int = 0) -> Ht
     if recording is None:
         raise Http404("No such recording.")
     header = request.headers.get("Range")
-    # Audit a playback once, at its first byte, not every seek a player makes.
-    starts_playback = not header or header.strip().startswith("bytes=0-")
     try:
-        media = services.recording_media_open(recording=recording, index=index, user=request.user, audit=starts_playback)
+        media = services.recording_media_open(
+            recording=recording, index=index, user=request.user, browser=request.session.session_key or ""
+        )
     except services.RecordingAccessDenied as refusal:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
+from django.utils import timezone
 
 from consent import services as consent_services
 from consent.models import AuditEvent
@@ -132,3 +134,81 @@ def test_the_url_and_file_name_carry_no_patient_reference(available_recording: R
     assert "CASE-0042" not in url(available_recording)
     assert "CASE-0042" not in response["Content-Disposition"]
     assert str(available_recording.public_id) in response["Content-Disposition"]
+
+
+def views_of(recording: Recording) -> int:
+    return AuditEvent.objects.filter(action="recording.view", outcome="allowed", target=f"recording:{recording.public_id}").count()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "bytes=-100000000",  # a suffix longer than the file: the whole file
+        "bytes=1-",
+        "foo",  # not a byte range: ignored, the whole file
+        "bytes=0-99, 200-299",  # several ranges: the whole file
+        "bytes=" + "9" * 5000 + "-",  # past the end of any file
+        "bytes=0-" + "9" * 5000,
+        "bytes=-" + "9" * 5000,
+        "bytes=" + "0" * 5000 + "1-",
+    ],
+)
+def test_any_range_header_is_answered_and_the_viewing_audited_first(
+    available_recording: Recording, alice: Any, clip: Path, header: str
+) -> None:
+    data = clip.read_bytes()
+    response = signed_in(alice).get(url(available_recording), HTTP_RANGE=header)
+    assert response.status_code in (200, 206, 416)
+    assert views_of(available_recording) == 1
+    if response.status_code == 416:
+        assert response["Content-Range"] == f"bytes */{len(data)}"
+        return
+    served = body(response)
+    assert served and (data.endswith(served) or data.startswith(served))
+    assert response["Content-Length"] == str(len(served))
+
+
+def test_one_viewing_is_one_event_whatever_its_ranges_and_parts(available_recording: Recording, alice: Any) -> None:
+    client = signed_in(alice)
+    for index, header in [(0, "bytes=-100000000"), (0, "bytes=1-"), (0, "foo"), (1, "bytes=5000-"), (0, None)]:
+        extra = {"HTTP_RANGE": header} if header else {}
+        assert client.get(url(available_recording, index), **extra).status_code in (200, 206)
+    assert views_of(available_recording) == 1
+    event = AuditEvent.objects.get(action="recording.view", outcome="allowed")
+    assert event.actor == f"user:{alice.pk}" and event.detail["segment"] == 0
+
+
+def test_another_browser_or_a_long_pause_starts_a_new_viewing(available_recording: Recording, alice: Any, settings) -> None:
+    from recordings.models import Viewing
+
+    first = signed_in(alice)
+    first.get(url(available_recording), HTTP_RANGE="bytes=100-")
+    signed_in(alice).get(url(available_recording), HTTP_RANGE="bytes=100-")  # a second sign-in
+    assert views_of(available_recording) == 2
+    Viewing.objects.update(last_at=timezone.now() - timedelta(minutes=settings.RECORDING_VIEWING_IDLE_MINUTES + 1))
+    first.get(url(available_recording), HTTP_RANGE="bytes=200-")
+    assert views_of(available_recording) == 3
+    # The session key (a credential) is not what is stored.
+    assert first.session.session_key not in set(Viewing.objects.values_list("browser", flat=True))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_first_requests_of_one_viewing_write_one_event(available_recording: Recording, alice: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    client = signed_in(alice)
+
+    def fetch(header: str) -> int:
+        try:
+            response = client.get(url(available_recording), HTTP_RANGE=header)
+            body(response)
+            return response.status_code
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        codes = list(pool.map(fetch, [f"bytes={n * 100}-" for n in range(12)]))
+    assert set(codes) == {206}
+    assert views_of(available_recording) == 1
