@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -87,6 +89,49 @@ def audit_record(
         event.hash = audit_hash(event)
         event.save(force_insert=True)
         return event
+
+
+# Anonymous refusals (a garbage join link, a wrong password) cost an attacker nothing: each one
+# written to the chain would let one client fill the audit table. Per key and minute, the first
+# ten are written one by one; after that only a count, at 100, 1000... and the minute's final
+# count when the next minute's first refusal of that key comes.
+REFUSALS_WRITTEN_EACH = 10
+REFUSAL_WINDOW_SECONDS = 60
+
+
+def audit_refusal_aggregated(
+    *, action: str, reason: str, key: str, session_public_id: str = "", detail: dict[str, Any] | None = None
+) -> AuditEvent | None:
+    """Audit a refusal of an anonymous client at a bounded rate; returns the event written, if any.
+
+    ``key`` groups refusals that are one flood (a client address, a session). Nothing is lost: the
+    events after the first few carry ``refused_this_minute``, the number of such refusals so far.
+    """
+    window = int(time.time() // REFUSAL_WINDOW_SECONDS)
+    base = "audit-refusals:" + hashlib.sha256(f"{action}|{reason}|{key}".encode()).hexdigest()[:32]
+    counter = f"{base}:{window}"
+    cache.add(counter, 0, REFUSAL_WINDOW_SECONDS * 3)
+    count = cache.incr(counter)
+    body = {**(detail or {}), "reason": reason}
+    if count == 1:
+        previous = cache.get(f"{base}:{window - 1}") or 0
+        if previous > REFUSALS_WRITTEN_EACH and not _power_of_ten(previous):
+            audit_record(
+                action=action, actor="anonymous", outcome="refused", session_public_id=session_public_id,
+                detail={**body, "refused_last_minute": previous},
+            )
+    if count <= REFUSALS_WRITTEN_EACH:
+        return audit_record(action=action, actor="anonymous", outcome="refused", session_public_id=session_public_id, detail=body)
+    if _power_of_ten(count):
+        return audit_record(
+            action=action, actor="anonymous", outcome="refused", session_public_id=session_public_id,
+            detail={**body, "refused_this_minute": count},
+        )
+    return None
+
+
+def _power_of_ten(n: int) -> bool:
+    return n > REFUSALS_WRITTEN_EACH and str(n).strip("0") == "1"
 
 
 @dataclass(frozen=True)

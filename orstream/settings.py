@@ -151,6 +151,16 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Counters for sign-in throttling and aggregated refusals: shared by every site process through
+# Redis in production; one process's memory in the embedded default (one site process there).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache" if REDIS_URL else "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": REDIS_URL or "orstream",
+        "KEY_PREFIX": env("ORSTREAM_CHANNEL_PREFIX", "orstream"),
+    }
+}
+
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
@@ -165,6 +175,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Sign-in throttling (orstream.signin): failures per account and per client address in a window.
+LOGIN_FAILURES_PER_ACCOUNT = env_int("ORSTREAM_LOGIN_FAILURES_PER_ACCOUNT", 5)
+LOGIN_FAILURES_PER_ADDRESS = env_int("ORSTREAM_LOGIN_FAILURES_PER_ADDRESS", 20)
+LOGIN_WINDOW_MINUTES = env_int("ORSTREAM_LOGIN_WINDOW_MINUTES", 15)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "mentoring:session_list"
 LOGOUT_REDIRECT_URL = "login"

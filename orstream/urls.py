@@ -6,6 +6,10 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from mentoring.api import ApiRoot
+from orstream import signin
+
+# The admin's sign-in is throttled and audited like the site's.
+admin.site.login_form = signin.AdminSignInForm
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -18,7 +22,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", signin.SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Swagger UI from the drf-spectacular-sidecar package (works offline), its set-up script

@@ -725,7 +725,10 @@ def recording_access_check(*, recording: Recording, user: Any, action: str) -> N
     """
     session = recording.session
     if not getattr(user, "is_authenticated", False):
-        _audit(recording, action, user, outcome="refused", reason="not signed in")
+        consent_services.audit_refusal_aggregated(
+            action=action, reason="not signed in", key=str(recording.public_id),
+            session_public_id=str(recording.session.public_id), detail={"target": f"recording:{recording.public_id}"},
+        )
         raise RecordingAccessDenied("Sign in to view recordings.")
     if recording.status != Recording.Status.AVAILABLE:
         _audit(recording, action, user, outcome="refused", reason=f"status {recording.status}")

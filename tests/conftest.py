@@ -7,6 +7,7 @@ eve is an outsider with an account and no part in anything.
 from __future__ import annotations
 
 import os
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -133,3 +134,10 @@ def refusing_patient(session: Session, consent_form: ConsentForm, alice: User) -
 def fast_password_hashing(settings: Any) -> None:
     # The cast's passwords are test data: hashing them the slow, safe way only costs time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def own_counters(settings: Any) -> None:
+    # Throttling and refusal counters live in the cache (Redis when REDIS_URL is set): each test
+    # counts from zero under a key prefix of its own.
+    settings.CACHES = {name: {**config, "KEY_PREFIX": f"test-{uuid.uuid4().hex}"} for name, config in settings.CACHES.items()}
