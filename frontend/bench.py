@@ -54,8 +54,9 @@ async ([width, height]) => {
 }
 """
 
-VIEWER = """
-async () => {
+# The statements that connect a watching page to the edge (window.edgeOffer answers its offer):
+# shared by the benchmarks that watch from Chromium.
+VIEWER_CONNECT = """
   const pc = new RTCPeerConnection({ iceServers: [] });
   const video = document.createElement('video');
   video.muted = true; video.autoplay = true; video.playsInline = true;
@@ -73,7 +74,11 @@ async () => {
   });
   const answer = await window.edgeOffer(pc.localDescription.sdp);
   await pc.setRemoteDescription({ type: 'answer', sdp: answer });
-  const state = { samples: [], frames: 0, width: 0, height: 0, mapping: null, offset: 0, bestRtt: undefined, offsetAt: 0 };
+"""
+
+VIEWER = """
+async () => {
+""" + VIEWER_CONNECT + """  const state = { samples: [], frames: 0, width: 0, height: 0, mapping: null, offset: 0, bestRtt: undefined, offsetAt: 0 };
   window.bench = state;
   state.pc = pc;
   const refresh = async () => {

@@ -29,6 +29,7 @@ from .frames import AUDIO_CLOCK, VIDEO_CLOCK, EncodedFrame
 from .guard import InputDrops
 from .h264 import is_sps, profile_level_id, split_nal_units
 from .ingest import PyAVSource, SourceError
+from .layer import LowerLayer
 from .peer import (
     EdgePeerConnection,
     SdpError,
@@ -60,6 +61,21 @@ OPUS_FRAME = 960
 # A viewer not heard from (RTCP reports come about every second) for this long counts as
 # disconnected: its feeds pause until it is heard again, then restart on a keyframe.
 VIEWER_SILENCE = 3.0
+# Layers: a viewer whose estimate stays below what the source needs (plus headroom) for
+# DOWN_AFTER seconds moves to the lower layer; one on the lower layer probes its link every
+# PROBE_INTERVAL and moves back up when a probe shows room for the source with more headroom.
+ADAPT_INTERVAL = 0.2
+HEADROOM = 1.15
+UP_HEADROOM = 1.1
+DOWN_AFTER = 0.6
+PROBE_INTERVAL = 2.0
+UP_WAIT = 3.0
+UP_WAIT_MAX = 60.0
+# A switch down waits at most this for the lower layer's keyframe before giving up on it.
+SWITCH_TIMEOUT = 4.0
+LOWER_START_TIMEOUT = 15.0
+# The lower layer stops once no viewer has needed it for this long.
+LOWER_IDLE = 30.0
 
 
 class HubError(Exception):
@@ -109,6 +125,16 @@ class Viewer:
     active: bool = False
     last_bytes: int = 0
     last_sample: float = field(default_factory=time.monotonic)
+    # the layer the viewer is sent ("full": the source's own bytes, or "lower"), and the one it
+    # is moving to at that layer's next keyframe
+    layer: str = "full"
+    target: str = "full"
+    last_video_pts: int | None = None
+    below_since: float | None = None
+    switched_at: float = field(default_factory=time.monotonic)
+    up_wait: float = UP_WAIT
+    last_probe: float = 0.0
+    switches: int = 0
 
     def feeds(self) -> list[FrameFeed]:
         return [f for f in (self.video, self.audio, self.talkback) if f is not None]
@@ -136,6 +162,9 @@ class HubCounters:
     viewers_left: int = 0
     viewers_paused: int = 0
     viewers_resumed: int = 0
+    layer_switches_down: int = 0
+    layer_switches_up: int = 0
+    lower_layer_starts: int = 0
 
 
 class SessionHub:
@@ -186,6 +215,10 @@ class SessionHub:
         self._talk_last_wall = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._segments_closed = 0
+        self.lower: LowerLayer | None = None
+        self._lower_needed_at = 0.0
+        self._video_sizes: list[tuple[float, int]] = []  # (ingest, bytes) of the last 2 s of source
+        self._adapt_task: asyncio.Task[None] | None = None
         self.closed = False
 
     # --- frames in -----------------------------------------------------------------------
@@ -212,9 +245,16 @@ class SessionHub:
                 self._gop_bytes += len(frame.data)
                 if len(self._gop) > GOP_CACHE_MAX_FRAMES or self._gop_bytes > GOP_CACHE_MAX_BYTES:
                     self._gop, self._gop_bytes, self._gop_valid = [], 0, False
+            now = time.monotonic()
+            sizes = self._video_sizes
+            sizes.append((now, len(frame.data)))
+            if now - sizes[0][0] > 2.0:
+                del sizes[: max(1, len(sizes) // 8)]
+            if self.lower is not None:
+                self.lower.feed(frame)
             for viewer in self.viewers.values():
                 if viewer.active and viewer.video is not None:
-                    viewer.video.offer(packetized)
+                    self._offer_video(viewer, packetized, "full")
         else:
             self.counters.audio_frames += 1
             for viewer in self.viewers.values():
@@ -223,6 +263,154 @@ class SessionHub:
         if self.recorder is not None:
             # Only a queue append: muxing, disk writes and fsyncs happen on the recorder's thread.
             self.recorder.write(frame)
+
+    # --- layers --------------------------------------------------------------------------
+
+    def _offer_video(self, viewer: Viewer, packetized: PacketizedFrame, layer: str) -> None:
+        """Offer a frame of ``layer`` to a viewer: on that layer, or switching to it here when
+        it is a keyframe newer than anything the viewer got (a switch never shows a frame that
+        depends on one the viewer did not get, nor goes back in time)."""
+        video = viewer.video
+        assert video is not None
+        pts = packetized.frame.pts
+        if viewer.layer == layer:
+            if viewer.target != layer:
+                return  # moving off this layer: nothing more of it, the other's keyframe is coming
+            video.offer(packetized)
+            viewer.last_video_pts = pts
+            return
+        if viewer.target != layer or not packetized.keyframe:
+            return
+        if viewer.last_video_pts is not None and pts <= viewer.last_video_pts:
+            return
+        viewer.layer = layer
+        viewer.switched_at = time.monotonic()
+        viewer.switches += 1
+        if layer == "full":
+            self.counters.layer_switches_up += 1
+        else:
+            self.counters.layer_switches_down += 1
+        logger.info("session %s: viewer %s now on the %s layer", self.session_id, viewer.participant_id, layer)
+        video.resume(fresh=True)  # whatever is queued of the other layer is stale now
+        video.offer(packetized)
+        viewer.last_video_pts = pts
+
+    def _on_lower_frame(self, frame: EncodedFrame) -> None:
+        if self.closed:
+            return
+        packetized = packetize(frame)
+        for viewer in self.viewers.values():
+            if viewer.active and viewer.video is not None:
+                self._offer_video(viewer, packetized, "lower")
+
+    def full_layer_bps(self) -> float:
+        """What the source's video has carried over the last two seconds, in bit/s."""
+        sizes = self._video_sizes
+        if len(sizes) < 2:
+            return 0.0
+        span = max(sizes[-1][0] - sizes[0][0], 0.5)
+        return sum(n for _, n in sizes) * 8 / span
+
+    def _request_viewer_keyframe(self, viewer: Viewer) -> None:
+        """A viewer lost its picture (PLI, or its queue overflowed): ask the layer it is on."""
+        if viewer.layer == "lower" and self.lower is not None:
+            self.lower.request_keyframe()
+        else:
+            self.request_keyframe()
+
+    async def _start_lower(self) -> None:
+        if self.lower is not None:
+            return
+        self.lower = LowerLayer(on_frame=self._on_lower_frame)
+        self.counters.lower_layer_starts += 1
+        try:
+            await self.lower.start()
+        except OSError as exc:
+            logger.error("session %s: the lower layer cannot start (%s)", self.session_id, exc)
+            self.lower = None
+            return
+        # The current GOP first, so the decoder can start at once instead of at the next keyframe.
+        if self._gop_valid:
+            for packetized in self._gop:
+                self.lower.feed(packetized.frame)
+        self.lower.request_keyframe()
+
+    async def _stop_lower(self) -> None:
+        lower, self.lower = self.lower, None
+        if lower is not None:
+            await lower.stop()
+
+    async def _adapt(self) -> None:
+        """Every ADAPT_INTERVAL: move viewers between layers by their estimates, probe, and run
+        the lower layer only while someone needs it."""
+        while True:
+            await asyncio.sleep(ADAPT_INTERVAL)
+            now = time.monotonic()
+            need = self.full_layer_bps() * HEADROOM
+            needed = False
+            for viewer in list(self.viewers.values()):
+                if viewer.video is None or not viewer.active:
+                    continue
+                sender = viewer.video.sender
+                estimator = sender.estimator
+                if viewer.target == "lower" or viewer.layer == "lower":
+                    needed = True
+                if estimator is None or not estimator.stats.feedbacks or not need:
+                    continue
+                estimate = estimator.estimate_bps
+                if viewer.target == "full" and viewer.layer == "full":
+                    if estimate >= need:
+                        viewer.below_since = None
+                        continue
+                    if viewer.below_since is None:
+                        viewer.below_since = now
+                    if now - viewer.below_since >= DOWN_AFTER:
+                        self._move_down(viewer, now)
+                        needed = True
+                elif viewer.target == "lower" and viewer.layer == "full":
+                    # counted from when the lower layer first produced, so its start-up is not held against it
+                    lower = self.lower
+                    since = viewer.switched_at
+                    first = lower.stats.first_output_at if lower is not None else None
+                    if first is not None:
+                        since = max(since, first)
+                    elif lower is not None and lower.running and now - lower.stats.started_at < LOWER_START_TIMEOUT:
+                        continue  # still starting
+                    if now - since > SWITCH_TIMEOUT:
+                        # The lower layer never came: back to the source rather than nothing.
+                        logger.warning("session %s: no lower layer for %s; staying on the source",
+                                       self.session_id, viewer.participant_id)
+                        viewer.target = "full"
+                        viewer.below_since = None
+                        viewer.switched_at = now
+                        self.request_keyframe()
+                elif viewer.layer == "lower" and viewer.target == "lower":
+                    if now - viewer.switched_at < viewer.up_wait:
+                        continue
+                    if estimate >= need * UP_HEADROOM:
+                        viewer.target = "full"
+                        viewer.switched_at = now
+                        viewer.below_since = None
+                        self.request_keyframe()
+                    elif now - viewer.last_probe >= PROBE_INTERVAL and estimator.signal != "overuse":
+                        viewer.last_probe = now
+                        sender.send_probe()
+            if needed:
+                self._lower_needed_at = now
+                if self.lower is None:
+                    await self._start_lower()
+            elif self.lower is not None and now - self._lower_needed_at > LOWER_IDLE:
+                await self._stop_lower()
+
+    def _move_down(self, viewer: Viewer, now: float) -> None:
+        # A viewer that comes back down soon after going up waits longer before its next try.
+        if viewer.switches and now - viewer.switched_at < 10.0:
+            viewer.up_wait = min(UP_WAIT_MAX, viewer.up_wait * 2)
+        viewer.target = "lower"
+        viewer.switched_at = now
+        viewer.below_since = None
+        if self.lower is not None:
+            self.lower.request_keyframe()
 
     def _note_profile(self, frame: EncodedFrame) -> None:
         for unit in split_nal_units(frame.data):
@@ -385,7 +573,7 @@ class SessionHub:
                 directions.append("inactive")
         pc = EdgePeerConnection(ice_loopback=self.ice_loopback, drops=self.drops)
         try:
-            answer = await pc.answer(munged, directions=directions)
+            answer = await pc.answer(munged, directions=directions, transport_cc=True)
         except SdpError as exc:
             await pc.close()
             raise HubError(str(exc), 400) from None
@@ -396,13 +584,13 @@ class SessionHub:
             if not isinstance(sender, RtpStreamSender):
                 continue
             if transceiver.kind == "video" and viewer.video is None:
-                sender.on_keyframe_request = self.request_keyframe
+                sender.on_keyframe_request = lambda v=viewer: self._request_viewer_keyframe(v)
                 viewer.video = FrameFeed(
                     sender=sender,
                     rtp_origin=self.rtp_origin["video"],
                     gated=True,
                     capacity=self.viewer_queue_frames,
-                    on_need_keyframe=self.request_keyframe,
+                    on_need_keyframe=lambda v=viewer: self._request_viewer_keyframe(v),
                 )
             elif transceiver.kind == "audio":
                 if audio_index == 0:
@@ -425,6 +613,8 @@ class SessionHub:
 
         pc.watch_presence(silence=self.viewer_silence, on_change=on_presence)
         self._spawn(self._activate(viewer))
+        if self._adapt_task is None:
+            self._adapt_task = asyncio.ensure_future(self._adapt())
         self.counters.viewers_joined += 1
         self.emit("viewer.joined", {"participant_id": offer.participant_id, "role": offer.role})
         return restore_answer_profile(answer, choice)
@@ -456,6 +646,7 @@ class SessionHub:
                 # The burst must fit: room for the whole cached GOP plus the usual margin.
                 viewer.video.capacity = max(self.viewer_queue_frames, len(self._gop) + self.viewer_queue_frames // 2)
                 viewer.video.offer_many(self._gop)
+                viewer.last_video_pts = self._gop[-1].frame.pts
             else:
                 self.request_keyframe()
         viewer.active = True
@@ -515,10 +706,13 @@ class SessionHub:
             feed.resume(fresh=True)
         video = viewer.video
         if video is not None and viewer.active:
-            if self._gop_valid and self._gop:
+            if viewer.layer == "lower" or viewer.target == "lower":
+                self._request_viewer_keyframe(viewer)
+            elif self._gop_valid and self._gop:
                 # The current GOP at once, as for a new viewer: a picture without waiting.
                 video.capacity = max(self.viewer_queue_frames, len(self._gop) + self.viewer_queue_frames // 2)
                 video.offer_many(self._gop)
+                viewer.last_video_pts = self._gop[-1].frame.pts
             else:
                 self.request_keyframe()
 
@@ -664,6 +858,10 @@ class SessionHub:
                     "paused": video.paused if video else False,
                     "nacks": video.sender.stats.nacks_received if video else 0,
                     "retransmits": video.sender.stats.retransmits if video else 0,
+                    **_estimate(video.sender if video else None),
+                    "layer": viewer.layer,
+                    "target_layer": viewer.target,
+                    "layer_switches": viewer.switches,
                 }
             )
         publisher = None
@@ -683,6 +881,8 @@ class SessionHub:
             "recording": self.recorder.snapshot() if self.recorder is not None else None,
             "counters": dict(self.counters.__dict__),
             "gop_cached_frames": len(self._gop) if self._gop_valid else 0,
+            "full_layer_bps": round(self.full_layer_bps()),
+            "lower_layer": _lower_stats(self.lower),
             "viewers": viewers,
         }
 
@@ -704,9 +904,41 @@ class SessionHub:
             await self.remove_participant(participant_id)
         if self.publisher is not None:
             await self.remove_participant(self.publisher.participant_id)
+        task, self._adapt_task = self._adapt_task, None
+        await cancel_and_wait(task)
+        await self._stop_lower()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _estimate(sender: RtpStreamSender | None) -> dict[str, Any]:
+    """What the viewer's transport-cc feedback says its link carries (None without feedback)."""
+    estimator = sender.estimator if sender is not None else None
+    if estimator is None or not estimator.stats.feedbacks:
+        return {"estimate_bps": None, "acked_bps": None, "congestion": None, "feedback_loss": None}
+    return {
+        "estimate_bps": round(estimator.estimate_bps),
+        "acked_bps": round(estimator.acked_bps),
+        "congestion": estimator.signal,
+        "feedback_loss": round(estimator.loss_fraction, 4),
+    }
+
+
+def _lower_stats(lower: LowerLayer | None) -> dict[str, Any] | None:
+    if lower is None:
+        return None
+    stats = lower.stats
+    return {
+        "running": lower.running,
+        "resolution": f"{lower.width}x{lower.height}",
+        "bitrate_bps": round(stats.bitrate(time.monotonic())),
+        "frames_in": stats.frames_in,
+        "frames_out": stats.frames_out,
+        "keyframes_out": stats.keyframes_out,
+        "frames_skipped": stats.frames_skipped,
+        "last_error": stats.last_error,
+    }
 
 
 def _checked_sdp(sdp: str) -> str:

@@ -26,12 +26,13 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpT
 from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcpeerconnection import is_codec_compatible
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 
 from .guard import InputDrops, guard_dtls_transport, guard_stun_protocol
 from .receive import PassthroughReceiver
 from .send import RtpStreamSender
 from .tasks import cancel_and_wait
+from .twcc import TWCC_URI, split_feedback
 
 logger = logging.getLogger(__name__)
 
@@ -309,8 +310,12 @@ class EdgePeerConnection(RTCPeerConnection):
         transceiver._RTCRtpTransceiver__receiver = receiver  # type: ignore[attr-defined]
         return transceiver
 
-    async def answer(self, offer_sdp: str, *, directions: list[str]) -> str:
-        """Apply an offer, set each transceiver's direction (in m-line order), return the answer."""
+    async def answer(self, offer_sdp: str, *, directions: list[str], transport_cc: bool = False) -> str:
+        """Apply an offer, set each transceiver's direction (in m-line order), return the answer.
+
+        ``transport_cc``: where the offer allows it, number the video this peer is sent with
+        transport-wide sequence numbers and take the peer's transport-cc feedback (a viewer).
+        """
         from aiortc import RTCSessionDescription
 
         try:
@@ -320,6 +325,8 @@ class EdgePeerConnection(RTCPeerConnection):
         except Exception as exc:  # aiortc raises ValueError, OperationError, KeyError... on bad SDP
             raise SdpError(f"cannot apply the offer: {exc}") from None
         self._keep_offered_payload_types()
+        if transport_cc:
+            self._accept_transport_cc()
         transceivers = self.getTransceivers()
         for transceiver, direction in zip(transceivers, directions, strict=False):
             transceiver.direction = direction
@@ -350,6 +357,45 @@ class EdgePeerConnection(RTCPeerConnection):
             types = {c.payloadType for c in kept}
             kept += [copy.deepcopy(o) for o in offered if is_rtx(o) and o.parameters.get("apt") in types]
             transceiver._codecs = kept
+
+    def _accept_transport_cc(self) -> None:
+        """Answer the offer's transport-wide-cc extension and feedback on video, and route the
+        peer's transport-cc feedback (which aiortc cannot parse) to the edge's video sender."""
+        remote = self._RTCPeerConnection__remoteDescription()  # type: ignore[attr-defined]
+        for transceiver in self.getTransceivers():
+            if transceiver.kind != "video":
+                continue
+            media = remote.media[transceiver._get_mline_index()]
+            offered = next((x for x in media.rtp.headerExtensions if x.uri == TWCC_URI), None)
+            if offered is None:
+                continue
+            if not any(x.uri == TWCC_URI for x in transceiver._headerExtensions):
+                transceiver._headerExtensions.append(RTCRtpHeaderExtensionParameters(id=offered.id, uri=TWCC_URI))
+            for codec in transceiver._codecs:
+                match = next((o for o in media.rtp.codecs if o.payloadType == codec.payloadType), None)
+                feedback = RTCRtcpFeedback(type="transport-cc")
+                if match is not None and feedback in match.rtcpFeedback and feedback not in codec.rtcpFeedback:
+                    codec.rtcpFeedback.append(feedback)
+            self._route_transport_feedback(transceiver)
+
+    def _route_transport_feedback(self, transceiver: RTCRtpTransceiver) -> None:
+        dtls: Any = transceiver.receiver.transport
+        sender = transceiver.sender
+        if not isinstance(sender, RtpStreamSender):
+            return
+        if getattr(dtls, "_orstream_twcc", None) is not None:
+            return
+        inner = dtls._handle_rtcp_data
+        dtls._orstream_twcc = sender
+
+        async def handle_rtcp_data(data: bytes) -> None:
+            feedback, rest = split_feedback(data)
+            for fci in feedback:
+                sender.handle_transport_feedback(fci)
+            if rest:
+                await inner(rest)
+
+        dtls._handle_rtcp_data = handle_rtcp_data
 
     def watch_presence(self, *, silence: float, on_change: Callable[[str], None]) -> None:
         """Call ``on_change("disconnected")`` when the remote has not been heard for ``silence``

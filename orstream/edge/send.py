@@ -54,6 +54,7 @@ from aiortc.stats import RTCOutboundRtpStreamStats, RTCStatsReport
 from .frames import EncodedFrame
 from .h264 import split_nal_units
 from .tasks import cancel_and_wait
+from .twcc import TWCC_URI, BandwidthEstimator, SendHistory, parse_feedback
 from .udp import GSO_MAX_BYTES, GSO_MAX_SEGMENTS, DatagramWriter, writer_for
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,14 @@ MID_EXTENSION_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 PACKETS_PER_SLICE = 128
 RTT_ALPHA = 0.85
 _RTP_HEADER = struct.Struct("!BBHII")
+# The RTP header and a one-byte-header extension block whose first element is the transport-wide
+# sequence number (RFC 8285): one pack_into writes both, so numbering costs nothing extra per packet.
+_RTP_HEADER_TWCC = struct.Struct("!BBHIIHHBH")
+# Probe clusters: redundant packets (RTX of recent ones) sent back to back, sized above a
+# shallow link's token bucket so the later half of the cluster arrives at the link's own rate.
+PROBE_PACKETS = 110
+# Over this share of packets lost (transport-cc), NACKs are not answered: the loss is congestion.
+CONGESTED_LOSS = 0.2
 
 # Bytes libsrtp appends to each packet under each DTLS-SRTP profile aiortc can negotiate. aiortc
 # offers the AEAD (GCM) profiles first, and GCM protects in ~1.45 us against ~2.3 us for CM-SHA1.
@@ -251,10 +260,17 @@ def packetize(frame: EncodedFrame) -> PacketizedFrame:
     return PacketizedFrame(frame=frame, payloads=payloads, size=sum(map(len, payloads)))
 
 
-def _mid_extension(ext_id: int, mid: str) -> bytes:
-    """A one-byte-header RTP extension block carrying the MID (RFC 8285)."""
-    value = mid.encode()
-    element = bytes([(ext_id << 4) | (len(value) - 1)]) + value
+def _extension_block(*, mid_id: int | None, mid: str, twcc_id: int | None) -> bytes:
+    """A one-byte-header RTP extension block (RFC 8285): the transport-wide sequence number
+    first (its two bytes at packet offset 17, rewritten per packet), then the MID."""
+    element = b""
+    if twcc_id is not None:
+        element += bytes([(twcc_id << 4) | 1]) + b"\x00\x00"
+    if mid_id is not None and mid:
+        value = mid.encode()
+        element += bytes([(mid_id << 4) | (len(value) - 1)]) + value
+    if not element:
+        return b""
     element += b"\x00" * (-len(element) % 4)
     return struct.pack("!HH", 0xBEDE, len(element) // 4) + element
 
@@ -272,6 +288,10 @@ class SenderStats:
     jitter: int = 0
     rtt: float | None = None
     protect_errors: int = 0
+    feedbacks: int = 0
+    feedback_errors: int = 0
+    probes_sent: int = 0
+    nacks_ignored: int = 0
 
 
 class RtpStreamSender:
@@ -298,6 +318,14 @@ class RtpStreamSender:
         self._rtx_seq = random.getrandbits(15)
         self._seq = random.getrandbits(15)  # lower half: no wrap early in a call (SRTP index)
         self._extension = b""
+        self._twcc_id: int | None = None
+        # transport-wide numbering and the estimate made from the viewer's feedback (video only)
+        self.history: SendHistory | None = None
+        self.estimator: BandwidthEstimator | None = None
+        self._probe: tuple[int, int] | None = None  # first and last number of the probe in flight
+        self._probe_arrivals: list[tuple[float, int]] = []
+        self._probe_sent_at = 0.0
+        self.on_probe_result: Callable[[float], None] | None = None
         self._cname = ""
         # NACK history, one entry per send call: (first seq, first packet index, packets,
         # frame, RTP timestamp); the packets are rebuilt from the shared payloads on a NACK.
@@ -336,9 +364,16 @@ class RtpStreamSender:
         for other in parameters.codecs:
             if other.mimeType.lower().endswith("/rtx") and other.parameters.get("apt") == codec.payloadType:
                 self._rtx_payload_type = other.payloadType
+        mid_id: int | None = None
         for ext in parameters.headerExtensions:
             if ext.uri == MID_EXTENSION_URI and parameters.muxId:
-                self._extension = _mid_extension(ext.id, parameters.muxId)
+                mid_id = ext.id
+            elif ext.uri == TWCC_URI and self.kind == "video" and 0 < ext.id < 15:
+                self._twcc_id = ext.id
+        self._extension = _extension_block(mid_id=mid_id, mid=parameters.muxId or "", twcc_id=self._twcc_id)
+        if self._twcc_id is not None:
+            self.history = SendHistory()
+            self.estimator = BandwidthEstimator()
         self._transport._register_rtp_sender(self, parameters)
         self._rtcp_task = asyncio.ensure_future(self._run_rtcp())
         self.ready.set()
@@ -383,6 +418,12 @@ class RtpStreamSender:
                     self.stats.rtt = rtt if prev is None else RTT_ALPHA * prev + (1 - RTT_ALPHA) * rtt
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             self.stats.nacks_received += 1
+            estimator = self.estimator
+            if estimator is not None and estimator.loss_fraction > CONGESTED_LOSS:
+                # The link is losing this much because it is full: resending would only add to
+                # the load that is losing packets. The viewer recovers at the next keyframe.
+                self.stats.nacks_ignored += 1
+                return
             for seq in packet.lost:
                 self._retransmit(seq)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
@@ -483,7 +524,6 @@ class RtpStreamSender:
         lenp = fast.lenp
         ctx = fast.ctx
         protect = _srtp_protect
-        pack_into = _RTP_HEADER.pack_into
         writer = fast.writer
         first_byte = 0x90 if self._extension else 0x80
         pt = self._payload_type
@@ -492,18 +532,37 @@ class RtpStreamSender:
         last = len(offsets) - 1
         seq = self._seq
         done = batches[batch][0]
+        history = self.history
+        if history is not None:
+            pack_twcc = _RTP_HEADER_TWCC.pack_into
+            words = len(self._extension) // 4 - 1
+            id_byte = self._extension[4]
+            now = time.monotonic()
         for lo, hi, byte_lo, byte_hi, segment in batches[batch:]:
             if lo >= end:  # budget spent (the first batch always goes: end > start)
                 break
             size = byte_hi - byte_lo
             view[:size] = data[byte_lo:byte_hi]
             failed = 0
-            for p in range(lo, hi):
-                off = offsets[p] - byte_lo
-                pack_into(buffer, off, first_byte, marker_pt if p == last else pt, seq, rtp_timestamp, ssrc)
-                lenp[0] = lengths[p]
-                failed |= protect(ctx, scratch + off, lenp)
-                seq = (seq + 1) & 0xFFFF
+            if history is None:
+                pack_into = _RTP_HEADER.pack_into
+                for p in range(lo, hi):
+                    off = offsets[p] - byte_lo
+                    pack_into(buffer, off, first_byte, marker_pt if p == last else pt, seq, rtp_timestamp, ssrc)
+                    lenp[0] = lengths[p]
+                    failed |= protect(ctx, scratch + off, lenp)
+                    seq = (seq + 1) & 0xFFFF
+            else:
+                # One note per batch: its packets share a send time and (but the last) a size.
+                tseq = history.note(hi - lo, segment - wire.tag_len, now)
+                for p in range(lo, hi):
+                    off = offsets[p] - byte_lo
+                    pack_twcc(buffer, off, first_byte, marker_pt if p == last else pt, seq, rtp_timestamp, ssrc,
+                              0xBEDE, words, id_byte, tseq & 0xFFFF)
+                    lenp[0] = lengths[p]
+                    failed |= protect(ctx, scratch + off, lenp)
+                    seq = (seq + 1) & 0xFFFF
+                    tseq += 1
             done = hi
             if failed or lenp[0] != lengths[hi - 1] + wire.tag_len:
                 # Never put a packet on the wire that libsrtp did not protect as laid out.
@@ -527,10 +586,18 @@ class RtpStreamSender:
         seq = self._seq
         for p in range(start, end):
             header = pack(first_byte, pt | 0x80 if p == last else pt, seq, rtp_timestamp, ssrc)
-            sendto(protect(header + ext + payloads[p]), addr)
+            sendto(protect(header + self._numbered(ext, len(payloads[p])) + payloads[p]), addr)
             seq = (seq + 1) & 0xFFFF
         self._seq = seq
         return end
+
+    def _numbered(self, ext: bytes, payload_len: int, *, probe: bool = False) -> bytes:
+        """The extension block with the next transport-wide number in it (one packet's worth)."""
+        history = self.history
+        if history is None:
+            return ext
+        tseq = history.note(1, 12 + len(ext) + payload_len, time.monotonic(), probe)
+        return ext[:5] + struct.pack("!H", tseq & 0xFFFF) + ext[7:]
 
     def _lookup(self, seq: int) -> tuple[PacketizedFrame, int, int] | None:
         """(frame, packet index, RTP timestamp) of a sequence number still in the history."""
@@ -540,7 +607,7 @@ class RtpStreamSender:
                 return packetized, start + delta, rtp_timestamp
         return None
 
-    def _retransmit(self, seq: int) -> None:
+    def _retransmit(self, seq: int, *, probe: bool = False) -> None:
         found = self._lookup(seq)
         path = self._path()
         if found is None or path is None:
@@ -554,13 +621,95 @@ class RtpStreamSender:
             header = _RTP_HEADER.pack(
                 first_byte, marker | self._rtx_payload_type, self._rtx_seq, rtp_timestamp, self._rtx_ssrc
             )
-            packet = header + self._extension + struct.pack("!H", seq) + payloads[index]
+            ext = self._numbered(self._extension, 2 + len(payloads[index]), probe=probe)
+            packet = header + ext + struct.pack("!H", seq) + payloads[index]
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
         else:
             header = _RTP_HEADER.pack(first_byte, marker | self._payload_type, seq, rtp_timestamp, self._ssrc)
-            packet = header + self._extension + payloads[index]
+            packet = header + self._numbered(self._extension, len(payloads[index]), probe=probe) + payloads[index]
         path.transport.sendto(path.session.protect(packet), path.addr)
-        self.stats.retransmits += 1
+        if not probe:
+            self.stats.retransmits += 1
+
+    # --- congestion control ------------------------------------------------------------
+
+    def handle_transport_feedback(self, fci: bytes) -> None:
+        """One transport-cc feedback from the viewer (from the sender SSRC on): feed the estimate.
+
+        Called once per feedback packet (about every 50-100 ms), never per media packet.
+        """
+        history, estimator = self.history, self.estimator
+        if history is None or estimator is None:
+            return
+        try:
+            feedback = parse_feedback(fci[8:])
+        except ValueError:
+            self.stats.feedback_errors += 1
+            return
+        self.stats.feedbacks += 1
+        seq = history.unwrap(feedback.base)
+        packets: list[tuple[float, float | None, int]] = []
+        probe_arrivals = self._probe_arrivals
+        probe = self._probe
+        lookup = history.lookup
+        for arrival in feedback.arrivals:
+            found = lookup(seq)
+            if found is not None:
+                size, sent, is_probe, _ = found
+                if is_probe:
+                    if arrival is not None:
+                        probe_arrivals.append((arrival, size))
+                else:
+                    packets.append((sent, arrival, size))
+            seq += 1
+        packets.sort(key=lambda p: p[0])
+        now = time.monotonic()
+        estimator.on_packets(packets, now)
+        if probe is not None and seq > probe[1]:
+            # the feedback has reached past the cluster's last packet: every arrival is known
+            self._probe = None
+            self._probe_arrivals = []
+            bps = _probe_rate(probe_arrivals)
+            if probe_arrivals:
+                first = min(a for a, _ in probe_arrivals)
+                logger.info("probe: %d of %d packets, %.0f kbit/s, arrivals (ms) %s", len(probe_arrivals),
+                            probe[1] - probe[0] + 1, bps / 1000,
+                            [round((a - first) * 1000, 1) for a, _ in sorted(probe_arrivals)][::10])
+            if bps:
+                estimator.probe_result(bps, now)
+                if self.on_probe_result is not None:
+                    self.on_probe_result(bps)
+
+    def send_probe(self, packets: int = PROBE_PACKETS) -> bool:
+        """A cluster of redundant packets (RTX copies of the latest ones) back to back, so the
+        viewer's feedback shows what its link can carry above the media. False if not possible."""
+        if self._probe is not None and time.monotonic() - self._probe_sent_at > 1.0:
+            self._probe = None  # its feedback never came (lost with the cluster): try again
+        if self.history is None or self._rtx_payload_type is None or self._probe is not None:
+            return False
+        if self._path() is None or not self._history:
+            return False
+        first = self.history.next_seq
+        sent = 0
+        latest = self._seq
+        for back in range(1, NACK_HISTORY):
+            if sent >= packets:
+                break
+            seq = (latest - back) & 0xFFFF
+            found = self._lookup(seq)
+            if found is None:
+                break
+            if len(found[0].payloads[found[1]]) < 600:
+                continue  # small packets would make the cluster long in packets, short in bytes
+            self._retransmit(seq, probe=True)
+            sent += 1
+        if sent < packets // 2:
+            return False
+        self._probe = (first, self.history.next_seq - 1)
+        self._probe_sent_at = time.monotonic()
+        self._probe_arrivals = []
+        self.stats.probes_sent += 1
+        return True
 
     def _send_rtcp(self, packets: list[Any]) -> None:
         path = self._path()
@@ -596,6 +745,19 @@ class RtpStreamSender:
             self._lsr = (ntp >> 16) & 0xFFFFFFFF
             self._lsr_time = now
             self._send_rtcp(packets)
+
+
+def _probe_rate(arrivals: list[tuple[float, int]]) -> float:
+    """The rate a probe cluster arrived at, from its later part only: the first packets may pass
+    a link's token bucket at once and would read as a much faster link than it is."""
+    if len(arrivals) < 20:
+        return 0.0
+    arrivals = sorted(arrivals)
+    k = int(len(arrivals) * 0.55)
+    span = arrivals[-1][0] - arrivals[k][0]
+    if span <= 0.002:
+        span = 0.002  # faster than the receiver's clock resolution shows
+    return sum(size for _, size in arrivals[k + 1 :]) * 8 / span
 
 
 @dataclass

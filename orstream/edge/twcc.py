@@ -1,0 +1,395 @@
+"""Transport-wide congestion control: what a viewer's link can carry, from its own feedback.
+
+``RtpStreamSender`` (send.py) numbers every video packet it sends to a viewer with a
+transport-wide sequence number (draft-holmer-rmcat-transport-wide-cc-extensions-01, written in
+place in the send path) and notes each GSO batch, not each packet, in a ``SendHistory``. The
+viewer's browser answers every ~50-100 ms with transport-cc feedback (RTCP RTPFB FMT 15: which
+packets arrived and when); ``parse_feedback`` decodes one, and ``BandwidthEstimator`` turns a
+feedback's worth of packets into an estimate in the spirit of Google Congestion Control:
+
+- delay-based: packets leave in groups (a frame's batches, sent together); the change of the
+  one-way delay between groups is accumulated, smoothed, and its trend over the last groups
+  (a least-squares slope) compared with an adaptive threshold says overuse (a queue is
+  building), normal, or underuse; overuse cuts the rate to 0.85 of what the viewer received;
+- loss-based: over 10 % lost cuts the rate by half the loss, under 2 % lets it grow;
+- otherwise the rate grows by 8 % a second, never above 1.5 times what was acknowledged, so
+  an estimate is always backed by what the link really delivered;
+- probes (``probe_result``): a short cluster of redundant packets sent faster than the media,
+  whose arrival rate shows room the media alone cannot show.
+
+Everything here runs per feedback packet (about ten a second per viewer), never per media
+packet, and never touches the network itself.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import struct
+from dataclasses import dataclass, field
+
+TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+RTPFB = 205
+FMT_TWCC = 15
+
+# Packets sent within this of each other form one group for the delay gradient (libwebrtc's
+# burst window); a frame's GSO batches leave together, so a frame is about one group.
+GROUP_WINDOW = 0.005
+TREND_WINDOW = 20
+TREND_SMOOTHING = 0.9
+TREND_GAIN = 4.0
+THRESHOLD_INIT = 12.5  # ms
+THRESHOLD_MIN, THRESHOLD_MAX = 6.0, 600.0
+K_UP, K_DOWN = 0.0087, 0.039
+OVERUSE_TIME = 0.010
+BETA = 0.85
+INCREASE_PER_S = 1.08
+ACKED_WINDOW = 1.0
+LOSS_HIGH, LOSS_LOW = 0.10, 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """One transport-cc feedback: ``arrivals[i]`` is when packet ``base + i`` arrived (seconds
+    on the receiver's clock) or None when it did not."""
+
+    base: int
+    arrivals: list[float | None]
+    feedback_count: int
+
+
+def parse_feedback(fci: bytes) -> Feedback:
+    """Decode the FCI of a transport-cc feedback (after the two SSRCs). Raises ValueError."""
+    if len(fci) < 8:
+        raise ValueError("transport-cc feedback is too short")
+    base, count, ref_and_count = struct.unpack_from("!HHI", fci, 0)
+    reference = ref_and_count >> 8
+    if reference & 0x800000:
+        reference -= 1 << 24
+    symbols: list[int] = []
+    pos = 8
+    end = len(fci)
+    while len(symbols) < count:
+        if pos + 2 > end:
+            raise ValueError("transport-cc feedback ends inside its status chunks")
+        (chunk,) = struct.unpack_from("!H", fci, pos)
+        pos += 2
+        if chunk & 0x8000 == 0:  # run length: one symbol repeated
+            symbols += [(chunk >> 13) & 0x3] * (chunk & 0x1FFF)
+        elif chunk & 0x4000 == 0:  # 14 one-bit symbols
+            symbols += [(chunk >> (13 - i)) & 0x1 for i in range(14)]
+        else:  # 7 two-bit symbols
+            symbols += [(chunk >> (12 - 2 * i)) & 0x3 for i in range(7)]
+    del symbols[count:]
+    arrivals: list[float | None] = []
+    time_us = reference * 64_000
+    for symbol in symbols:
+        if symbol == 0:
+            arrivals.append(None)
+            continue
+        if symbol == 1:
+            if pos + 1 > end:
+                raise ValueError("transport-cc feedback ends inside its deltas")
+            time_us += fci[pos] * 250
+            pos += 1
+        elif symbol == 2:
+            if pos + 2 > end:
+                raise ValueError("transport-cc feedback ends inside its deltas")
+            time_us += struct.unpack_from("!h", fci, pos)[0] * 250
+            pos += 2
+        else:
+            raise ValueError("transport-cc feedback has a reserved status symbol")
+        arrivals.append(time_us / 1e6)
+    return Feedback(base=base, arrivals=arrivals, feedback_count=ref_and_count & 0xFF)
+
+
+def build_feedback(*, sender_ssrc: int, media_ssrc: int, base: int, reference_us: int,
+                   arrivals: list[int | None], feedback_count: int) -> bytes:
+    """A transport-cc feedback RTCP packet (what a browser sends); ``arrivals`` in microseconds.
+
+    Used where the edge receives (a WebRTC publisher's packets) and by tests.
+    """
+    reference = (reference_us // 64_000) & 0xFFFFFF
+    last = (reference_us // 64_000) * 64_000
+    symbols: list[int] = []
+    deltas = bytearray()
+    for arrival in arrivals:
+        if arrival is None:
+            symbols.append(0)
+            continue
+        delta = round((arrival - last) / 250)
+        if 0 <= delta <= 255:
+            symbols.append(1)
+            deltas.append(delta)
+        else:
+            delta = max(-32768, min(32767, delta))
+            symbols.append(2)
+            deltas += struct.pack("!h", delta)
+        last += delta * 250
+    chunks = bytearray()
+    for i in range(0, len(symbols), 7):
+        part = symbols[i : i + 7]
+        part += [0] * (7 - len(part))
+        value = 0xC000
+        for j, symbol in enumerate(part):
+            value |= symbol << (12 - 2 * j)
+        chunks += struct.pack("!H", value)
+    body = struct.pack("!IIHHI", sender_ssrc, media_ssrc, base & 0xFFFF, len(arrivals),
+                       (reference << 8) | (feedback_count & 0xFF))
+    body += bytes(chunks) + bytes(deltas)
+    body += bytes(-len(body) % 4)
+    return struct.pack("!BBH", 0x80 | FMT_TWCC, RTPFB, len(body) // 4) + body
+
+
+def split_feedback(data: bytes) -> tuple[list[bytes], bytes]:
+    """Split a compound RTCP datagram into its transport-cc packets (each from the sender SSRC
+    on) and everything else, left as it was for aiortc to parse."""
+    twcc: list[bytes] = []
+    rest: list[bytes] = []
+    pos = 0
+    end = len(data)
+    while pos + 4 <= end:
+        length = (struct.unpack_from("!H", data, pos + 2)[0] + 1) * 4
+        packet = data[pos : pos + length]
+        if data[pos + 1] == RTPFB and data[pos] & 0x1F == FMT_TWCC and len(packet) == length:
+            twcc.append(packet[4:])
+        else:
+            rest.append(packet)
+        pos += length
+    return twcc, b"".join(rest) if twcc else data
+
+
+class SendHistory:
+    """When each transport-wide sequence number left, noted per batch of equal-size packets."""
+
+    __slots__ = ("starts", "batches", "next_seq")
+
+    MAX_BATCHES = 4096
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []  # unwrapped first sequence number of each batch
+        self.batches: list[tuple[int, int, float, bool]] = []  # (count, bytes each, time, probe)
+        self.next_seq = 1
+
+    def note(self, count: int, size: int, when: float, probe: bool = False) -> int:
+        """Record ``count`` packets of ``size`` bytes sent at ``when``; returns the first's number."""
+        first = self.next_seq
+        self.starts.append(first)
+        self.batches.append((count, size, when, probe))
+        self.next_seq = first + count
+        if len(self.starts) > self.MAX_BATCHES:
+            del self.starts[: self.MAX_BATCHES // 2]
+            del self.batches[: self.MAX_BATCHES // 2]
+        return first
+
+    def unwrap(self, seq16: int) -> int:
+        """The full number of a 16-bit one, taken as the nearest to what was sent last."""
+        last = self.next_seq - 1
+        return last + ((seq16 - last + 0x8000) & 0xFFFF) - 0x8000
+
+    def lookup(self, seq: int) -> tuple[int, float, bool, int] | None:
+        """(bytes, send time, probe, batch index) of an unwrapped sequence number still known."""
+        i = bisect.bisect_right(self.starts, seq) - 1
+        if i < 0:
+            return None
+        count, size, when, probe = self.batches[i]
+        if seq - self.starts[i] >= count:
+            return None
+        return size, when, probe, self.starts[i]
+
+
+@dataclass
+class _Group:
+    send: float
+    arrival: float
+    size: int
+
+
+@dataclass
+class EstimatorStats:
+    feedbacks: int = 0
+    packets_acked: int = 0
+    packets_lost: int = 0
+    overuses: int = 0
+    probes: int = 0
+    state: str = "normal"
+
+
+@dataclass
+class BandwidthEstimator:
+    """GCC-style estimate of one viewer's path, fed one transport-cc feedback at a time."""
+
+    initial_bps: float = 30_000_000
+    min_bps: float = 150_000
+    max_bps: float = 200_000_000
+    stats: EstimatorStats = field(default_factory=EstimatorStats)
+
+    def __post_init__(self) -> None:
+        self.rate = self.initial_bps
+        self.loss_rate = self.initial_bps
+        self._group: _Group | None = None
+        self._prev: _Group | None = None
+        self._accumulated = 0.0
+        self._smoothed = 0.0
+        self._window: list[tuple[float, float]] = []
+        self._first_arrival: float | None = None
+        self._threshold = THRESHOLD_INIT
+        self._last_threshold_update: float | None = None
+        self._overuse_since: float | None = None
+        self._prev_trend = 0.0
+        self._signal = "normal"
+        self._last_decrease = -math.inf
+        self._last_update: float | None = None
+        self._acked: list[tuple[float, int]] = []  # (arrival, bytes), last ACKED_WINDOW
+        self._loss_window: list[tuple[float, int, int]] = []  # (now, received, lost)
+        self.loss_fraction = 0.0
+        self.delay_ms = 0.0  # arrival delay of the latest group relative to the least seen
+
+    # --- input -----------------------------------------------------------------------------
+
+    def on_packets(self, packets: list[tuple[float, float | None, int]], now: float) -> None:
+        """One feedback's packets as (send time, arrival time or None, bytes), in send order."""
+        received = lost = 0
+        for send, arrival, size in packets:
+            if arrival is None:
+                lost += 1
+                continue
+            received += 1
+            self._acked.append((arrival, size))
+            self._add_to_group(send, arrival, size)
+        self.stats.feedbacks += 1
+        self.stats.packets_acked += received
+        self.stats.packets_lost += lost
+        self._loss_window.append((now, received, lost))
+        while self._loss_window and now - self._loss_window[0][0] > 1.0:
+            self._loss_window.pop(0)
+        got = sum(r for _, r, _ in self._loss_window)
+        missed = sum(m for _, _, m in self._loss_window)
+        self.loss_fraction = missed / (got + missed) if got + missed else 0.0
+        if self._acked:
+            newest = self._acked[-1][0]
+            cut = 0
+            while cut < len(self._acked) and newest - self._acked[cut][0] > ACKED_WINDOW:
+                cut += 1
+            del self._acked[:cut]
+        self._update(now)
+
+    def probe_result(self, bps: float, now: float) -> None:
+        """A probe cluster arrived at ``bps``: room above the media rate, measured."""
+        self.stats.probes += 1
+        if self._signal != "overuse" and bps > self.rate:
+            self.rate = min(self.max_bps, bps)
+            self.loss_rate = max(self.loss_rate, self.rate)
+
+    # --- delay gradient ---------------------------------------------------------------------
+
+    def _add_to_group(self, send: float, arrival: float, size: int) -> None:
+        group = self._group
+        if group is not None and send - group.send <= GROUP_WINDOW:
+            group.send = max(group.send, send)
+            group.arrival = max(group.arrival, arrival)
+            group.size += size
+            return
+        if group is not None:
+            self._close_group(group)
+        self._group = _Group(send, arrival, size)
+
+    def _close_group(self, group: _Group) -> None:
+        prev, self._prev = self._prev, group
+        if prev is None:
+            self._first_arrival = group.arrival
+            return
+        send_delta = group.send - prev.send
+        arrival_delta = group.arrival - prev.arrival
+        if arrival_delta < 0 or send_delta < 0:
+            return  # reordered: no gradient from it
+        variation_ms = (arrival_delta - send_delta) * 1000
+        self._accumulated += variation_ms
+        self.delay_ms = max(0.0, self.delay_ms + variation_ms)
+        self._smoothed = TREND_SMOOTHING * self._smoothed + (1 - TREND_SMOOTHING) * self._accumulated
+        assert self._first_arrival is not None
+        self._window.append(((group.arrival - self._first_arrival) * 1000, self._smoothed))
+        if len(self._window) > TREND_WINDOW:
+            self._window.pop(0)
+        trend = _slope(self._window) if len(self._window) == TREND_WINDOW else 0.0
+        self._detect(trend, len(self._window), arrival_delta, group.arrival)
+
+    def _detect(self, trend: float, deltas: int, arrival_delta: float, arrival: float) -> None:
+        modified = min(deltas, 60) * trend * TREND_GAIN
+        if modified > self._threshold:
+            if self._overuse_since is None:
+                self._overuse_since = arrival - arrival_delta / 2
+            if arrival - self._overuse_since >= OVERUSE_TIME and trend >= self._prev_trend:
+                if self._signal != "overuse":
+                    self.stats.overuses += 1
+                self._signal = "overuse"
+        elif modified < -self._threshold:
+            self._overuse_since = None
+            self._signal = "underuse"
+        else:
+            self._overuse_since = None
+            self._signal = "normal"
+        self._prev_trend = trend
+        # The threshold follows the trend slowly upwards and faster downwards, so a path with
+        # naturally jittery delay does not read as constant overuse (GCC's adaptive threshold).
+        if self._last_threshold_update is None:
+            self._last_threshold_update = arrival
+        step_ms = min((arrival - self._last_threshold_update) * 1000, 100.0)
+        self._last_threshold_update = arrival
+        if abs(modified) <= self._threshold + 15:
+            k = K_DOWN if abs(modified) < self._threshold else K_UP
+            self._threshold += k * (abs(modified) - self._threshold) * step_ms
+            self._threshold = min(THRESHOLD_MAX, max(THRESHOLD_MIN, self._threshold))
+
+    # --- rate control -------------------------------------------------------------------
+
+    @property
+    def acked_bps(self) -> float:
+        if len(self._acked) < 2:
+            return 0.0
+        span = max(self._acked[-1][0] - self._acked[0][0], 0.1)
+        return sum(size for _, size in self._acked) * 8 / span
+
+    @property
+    def signal(self) -> str:
+        return self._signal
+
+    def _update(self, now: float) -> None:
+        elapsed = 0.0 if self._last_update is None else min(now - self._last_update, 1.0)
+        self._last_update = now
+        acked = self.acked_bps
+        cap = 1.5 * acked + 100_000 if acked else self.max_bps
+        if self._signal == "overuse":
+            if now - self._last_decrease > 0.2 and acked:
+                self.rate = min(self.rate, BETA * acked)
+                self._last_decrease = now
+        elif self._signal == "normal":
+            if self.rate < cap:
+                self.rate = min(self.rate * INCREASE_PER_S**elapsed, cap)
+        # loss-based bound
+        loss = self.loss_fraction
+        if loss > LOSS_HIGH:
+            if now - self._last_decrease > 0.2:
+                # Heavy loss on a congested link: what got through is the link's measure; GCC's
+                # (1 - loss/2) of it keeps the estimate under it until the loss stops.
+                base = acked or self.loss_rate
+                self.loss_rate = min(self.loss_rate, max(base * (1 - 0.5 * loss), 0.5 * base))
+                self._last_decrease = now
+        elif loss < LOSS_LOW and self.loss_rate < cap:
+            self.loss_rate = min(self.loss_rate * INCREASE_PER_S**elapsed, cap)
+        self.rate = max(self.min_bps, min(self.rate, self.max_bps))
+        self.loss_rate = max(self.min_bps, min(self.loss_rate, self.max_bps))
+        self.stats.state = self._signal
+
+    @property
+    def estimate_bps(self) -> float:
+        return min(self.rate, self.loss_rate)
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    n = len(points)
+    mean_x = sum(p[0] for p in points) / n
+    mean_y = sum(p[1] for p in points) / n
+    num = sum((x - mean_x) * (y - mean_y) for x, y in points)
+    den = sum((x - mean_x) ** 2 for x, _ in points)
+    return num / den if den else 0.0

@@ -1,0 +1,72 @@
+"""The lower layer: viewers moved onto it and back with real aiortc peers and the real encoder process.
+
+The move itself is what the hub's adaptation decides from a browser's transport-cc feedback
+(which aiortc peers do not send; the weak-link browser test covers that decision end to end):
+here the hub is told to move a viewer, and what the viewer then receives is checked.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from orstream.edge.h264 import has_idr, split_nal_units
+from orstream.edge.hub import Edge
+from orstream.edge.protocol import SourceAttach
+
+from .conftest import CLIP_FPS
+from .test_hub import edge, join, recording_viewers, wait_for  # noqa: F401 (fixtures)
+
+FRAME_TICKS = 90_000 // CLIP_FPS
+
+
+async def test_a_viewer_moves_to_the_lower_layer_and_back_only_on_keyframes_while_others_keep_the_source(
+    edge: Edge, aac_clip: Path, source_video_units: list[bytes]  # noqa: F811
+) -> None:
+    hub = edge.session_create("s1")
+    await hub.attach_source(SourceAttach(url=str(aac_clip), loop=True))
+    alice = await join(hub, "alice")
+    bob = await join(hub, "bob")
+    await wait_for(lambda: len(bob.frames("video")) >= 10)
+    source = set(source_video_units)
+    viewer = hub.viewers["bob"]
+
+    hub._move_down(viewer, time.monotonic())  # what a low estimate leads to
+    await wait_for(lambda: viewer.layer == "lower", timeout=30)
+    assert hub.lower is not None and hub.lower.running
+    down_at = len(bob.frames("video"))
+    await wait_for(lambda: len(bob.frames("video")) >= down_at + 2 * CLIP_FPS, timeout=20)
+
+    viewer.target = "full"  # what a good probe leads to
+    await wait_for(lambda: viewer.layer == "full", timeout=20)
+    up_at = len(bob.frames("video"))
+    await wait_for(lambda: len(bob.frames("video")) >= up_at + CLIP_FPS, timeout=20)
+
+    frames = bob.frames("video")
+    layers = ["full" if f.data in source else "lower" for f in frames]
+    runs: list[tuple[str, int]] = []  # (layer, index of its first frame)
+    for i, layer in enumerate(layers):
+        if not runs or runs[-1][0] != layer:
+            runs.append((layer, i))
+    assert [layer for layer, _ in runs] == ["full", "lower", "full"], runs
+    for layer, first in runs:
+        assert has_idr(split_nal_units(frames[first].data)), f"the {layer} layer starts on a keyframe at frame {first}"
+    # Time never goes back, and within a layer no frame is missing (a file source's loop may add
+    # a little to one step, never a frame): nothing shown depends on a frame the viewer did not get.
+    for before, after, layer, prev_layer in zip(frames, frames[1:], layers[1:], layers, strict=False):
+        step = (after.timestamp - before.timestamp) & 0xFFFFFFFF
+        assert 0 < step < 0x80000000, "RTP time goes forward across the switch"
+        if layer == prev_layer and not has_idr(split_nal_units(after.data)):
+            assert step < 2 * FRAME_TICKS, "no frame is missing between two frames of one layer"
+    lower_frames = [f for f, layer in zip(frames, layers, strict=True) if layer == "lower"]
+    assert len(lower_frames) >= 2 * CLIP_FPS
+
+    # Alice was never moved: every frame she got is the source's own bytes.
+    alice_frames = alice.frames("video")
+    assert len(alice_frames) > len(frames) - 10
+    assert all(f.data in source for f in alice_frames)
+    stats = hub.stats()
+    assert stats["counters"]["layer_switches_down"] == 1 and stats["counters"]["layer_switches_up"] == 1
+    assert stats["lower_layer"]["frames_out"] > 0
+    await alice.close()
+    await bob.close()
