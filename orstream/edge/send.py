@@ -15,7 +15,11 @@ and sends the batch of equal-size datagrams to the ICE-selected socket with one 
 (udp.py). No Python object is made per packet. TURN paths, unknown SRTP profiles or a missing
 libsrtp binding take the plain path (one ``protect`` and ``sendto`` per packet). NACKs are
 answered from a history of the last 4,096 packets kept as (first sequence number, frame)
-entries, rebuilt from the shared payloads when asked for; PLI/FIR go to the hub.
+entries, rebuilt from the shared payloads when asked for; PLI/FIR go to the hub. Where the
+viewer negotiated transport-wide-cc, every video packet carries a transport-wide sequence number
+written by the same ``pack_into`` as its header, each batch is noted once in a ``SendHistory``, and
+the viewer's transport-cc feedback feeds its ``BandwidthEstimator`` (twcc.py); ``send_probe``
+sends a cluster of RTX copies to measure room above the media.
 
 Never encodes, never decodes, never waits on a slow viewer while serving the others.
 """
