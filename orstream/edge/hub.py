@@ -11,7 +11,13 @@ other viewers, never back to the talker, one talker at a time. A viewer that goe
 it is heard again; one whose ICE fails is dropped. Recording runs on its own thread
 (recorder_thread.py): the hub only queues frames for it.
 
-Never decodes or encodes video; never blocks on a viewer or on the disk.
+Layers: every viewer starts on the source's own bytes. ``_adapt`` reads each viewer's estimate
+(from its transport-cc feedback) a few times a second; a viewer whose estimate stays below what
+the source needs moves to the lower layer (layer.py: made once per session, in its own process,
+only while someone needs it), and back when a probe shows room for the source. Switches happen
+only at a keyframe of the target layer that is newer than anything the viewer got.
+
+Never decodes or encodes video itself; never blocks on a viewer or on the disk.
 """
 
 from __future__ import annotations
