@@ -145,7 +145,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env("ORSTREAM_CHANNEL_PREFIX", "orstream")},
+            "CONFIG": {
+                # redis-py reads with a 5 s socket timeout by default, exactly the time channels_redis
+                # blocks in BZPOPMIN waiting for a message: an idle socket's poll then fails and kills
+                # the consumer (the page's WebSocket drops every few seconds). Read longer than a poll.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": env_int("ORSTREAM_REDIS_SOCKET_TIMEOUT", 30)}],
+                "prefix": env("ORSTREAM_CHANNEL_PREFIX", "orstream"),
+            },
         }
     }
 else:
