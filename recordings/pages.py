@@ -16,14 +16,14 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from mentoring.views import refused
 
-from . import services
+from . import services, views
 from .models import Bookmark, Recording
 
 # The newest recordings shown at once; a search narrows the rest.
@@ -196,6 +196,5 @@ def recording_download(request: HttpRequest, public_id: UUID, index: int) -> Htt
         return refused(request, str(refusal), title="You cannot download this recording")
     except services.RecordingError:
         raise Http404("This recording has no such part.") from None
-    response = FileResponse(media.handle, as_attachment=True, filename=media.name, content_type="video/mp4")
-    response["Cache-Control"] = "private, no-store"
-    return response
+    # Ranges let a large download resume after a network cut.
+    return views.ranged_response(media, request.headers.get("Range"), disposition="attachment")

@@ -92,6 +92,12 @@ def recording_media(request: HttpRequest, public_id: UUID, index: int = 0) -> Ht
         return HttpResponseForbidden(str(refusal))
     except services.RecordingError:
         raise Http404("This recording has no such part.") from None
+    return ranged_response(media, header, disposition="inline")
+
+
+def ranged_response(media: services.MediaFile, header: str | None, *, disposition: str) -> HttpResponseBase:
+    """The file, or the byte range ``header`` asks for (206), or 416; for playback (inline) and
+    for downloads (attachment), so a multi-gigabyte download can resume where it broke off."""
     try:
         wanted = byte_range(header, media.size)
     except Unsatisfiable:
@@ -105,6 +111,6 @@ def recording_media(request: HttpRequest, public_id: UUID, index: int = 0) -> Ht
     if wanted:
         response["Content-Range"] = f"bytes {start}-{end}/{media.size}"
     response["Accept-Ranges"] = "bytes"
-    response["Content-Disposition"] = f'inline; filename="{media.name}"'
+    response["Content-Disposition"] = f'{disposition}; filename="{media.name}"'
     response["Cache-Control"] = "private, no-store"
     return response

@@ -298,6 +298,15 @@ def test_the_surgeon_downloads_a_part_and_it_is_audited(available_recording: Rec
     assert AuditEvent.objects.filter(action="recording.download", outcome="allowed", actor=f"user:{bob.pk}").exists()
 
 
+def test_a_download_resumes_with_a_range_request(available_recording: Recording, bob: Any, clip: Path) -> None:
+    data = clip.read_bytes()
+    response = signed_in(bob).get(f"/recordings/{available_recording.public_id}/download/0.mp4", headers={"Range": "bytes=1000-"})
+    assert response.status_code == 206
+    assert response["Content-Range"] == f"bytes 1000-{len(data) - 1}/{len(data)}"
+    assert response["Content-Disposition"].startswith("attachment;")
+    assert b"".join(response.streaming_content) == data[1000:]
+
+
 def test_a_resident_may_watch_but_not_download(available_recording: Recording, resident: Any, dave: Any) -> None:
     response = signed_in(dave).get(f"/recordings/{available_recording.public_id}/download/0.mp4")
     assert response.status_code == 403
