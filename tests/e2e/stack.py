@@ -229,10 +229,15 @@ def database_url_for_subprocess() -> str:
 
 
 def shared_file_env() -> dict[str, str]:
-    """MEDIA_ROOT and the recordings spool of this test process, for every process of the stack."""
+    """MEDIA_ROOT and the recordings spool of this test process, and one allowed export folder
+    (test-artifacts/e2e-exports), for every process of the stack (site, edge, worker)."""
     from django.conf import settings
 
-    return {"MEDIA_ROOT": str(settings.MEDIA_ROOT), "ORSTREAM_RECORDINGS_SPOOL_DIR": str(settings.RECORDINGS_SPOOL_DIR)}
+    return {
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "ORSTREAM_RECORDINGS_SPOOL_DIR": str(settings.RECORDINGS_SPOOL_DIR),
+        "ORSTREAM_EXPORT_DESTINATIONS": str(ARTIFACTS / "e2e-exports"),
+    }
 
 
 class Worker:
