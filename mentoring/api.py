@@ -3,14 +3,12 @@ permissions as the coordinator's pages: each endpoint parses, authorizes, calls 
 
 from __future__ import annotations
 
-import re
 import zoneinfo
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
-from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.request import Request
@@ -98,36 +96,6 @@ def _scheduling_error(error: services.SchedulingError) -> Response:
 
 def _session(public_id: Any) -> Session:
     return get_object_or_404(Session.objects.select_related("room"), public_id=public_id)
-
-
-class ApiRoot(APIView):
-    """The API's root: every endpoint with its methods, the OpenAPI schema and the browsable docs."""
-
-    permission_classes = [permissions.AllowAny]
-
-    @extend_schema(exclude=True)
-    def get(self, request: Request) -> Response:
-        from recordings import api_urls as recording_urls
-
-        from . import api_urls
-
-        endpoints = []
-        for pattern in [*api_urls.urlpatterns, *recording_urls.urlpatterns]:
-            view = getattr(pattern.callback, "view_class", None)
-            if view is None:
-                continue
-            endpoints.append({
-                "path": "/api/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", str(pattern.pattern)),
-                "methods": [m.upper() for m in ("get", "post", "put", "patch", "delete") if hasattr(view, m)],
-                "what": (view.__doc__ or "").strip().split("\n")[0],
-            })
-        return Response({
-            "schema": request.build_absolute_uri(reverse("api-schema")),
-            "docs": request.build_absolute_uri(reverse("api-docs")),
-            "signed_in": request.user.is_authenticated,
-            "sign_in": request.build_absolute_uri(reverse("login")),
-            "endpoints": endpoints,
-        })
 
 
 class RoomList(APIView):

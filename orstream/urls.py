@@ -5,8 +5,8 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from mentoring.api import ApiRoot
 from orstream import signin
+from orstream.api import ApiRoot
 
 # The admin's sign-in is throttled and audited like the site's.
 admin.site.login_form = signin.AdminSignInForm

@@ -1,4 +1,4 @@
-"""WebSocket routes of the recordings app (added to the site's routes in mentoring/routing.py)."""
+"""WebSocket routes of the recordings app (added to the site's routes in orstream/routing.py)."""
 
 from django.urls import path
 
