@@ -1,8 +1,9 @@
 """What the control plane does with the edge's webhooks. Called by the edge_events view only.
 
 Each event carries an id (kept by the edge across delivery retries): one already handled is
-dropped, so a retry after a lost reply or a replayed request acts once. Recording events go to
-recordings.services (segment registration is idempotent on its own as well). WHIP clients' acts
+dropped, so a retry after a lost reply or a replayed request acts once. Events other apps act on
+go to the handlers they register in ``edge_event_handlers`` (recordings registers segment and
+recording events; segment registration is idempotent on its own as well). WHIP clients' acts
 (``whip.publish``, ``whip.delete``, allowed or refused) become audit events here: the edge
 authorises WHIP bearer tokens itself and reports what they did.
 """
@@ -10,6 +11,7 @@ authorises WHIP bearer tokens itself and reports what they did.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -90,23 +92,38 @@ def edge_event_handle(*, event: protocol.EdgeEvent) -> bool:
     return True
 
 
-def _handle(session: Session, event: protocol.EdgeEvent) -> None:
-    if event.type in ("segment.closed", "recording.stopped"):
-        from recordings import services as recording_services
+EdgeEventHandler = Callable[[Session, protocol.EdgeEvent], None]
 
-        try:
-            if event.type == "segment.closed":
-                recording_services.segment_register(**recording_services.segment_fields(event.data))
-            else:
-                recording_services.recording_stopped(
-                    recording_public_id=event.data["recording_public_id"], segments=int(event.data["segments"])
-                )
-        except (TypeError, KeyError, ValueError) as error:
-            raise EventError(f"{event.type} carries unexpected data: {error}") from None
-        except recording_services.RecordingError as error:
-            raise EventError(str(error)) from None
-    if event.type in {"publisher.up", "publisher.down", "recording.started", "viewer.joined", "viewer.left"}:
+
+class EdgeEventHandlers:
+    """Who acts on which edge event. Apps above mentoring (recordings) register their handlers in
+    their ``AppConfig.ready()``, so this router never imports them. A handler raises
+    ``EventError`` for data it cannot act on; the edge is then answered 400 and may retry."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, list[EdgeEventHandler]] = {}
+
+    def register(self, types: Iterable[str], handler: EdgeEventHandler) -> None:
+        for event_type in types:
+            handlers = self._handlers.setdefault(event_type, [])
+            if handler not in handlers:
+                handlers.append(handler)
+
+    def for_type(self, event_type: str) -> list[EdgeEventHandler]:
+        return list(self._handlers.get(event_type, ()))
+
+
+edge_event_handlers = EdgeEventHandlers()
+
+BROADCAST_EVENTS = frozenset({"publisher.up", "publisher.down", "recording.started", "viewer.joined", "viewer.left"})
+
+
+def _handle(session: Session, event: protocol.EdgeEvent) -> None:
+    handlers = edge_event_handlers.for_type(event.type)
+    for handler in handlers:
+        handler(session, event)
+    if event.type in BROADCAST_EVENTS:
         _broadcast(session, {"event": event.type, **{k: v for k, v in event.data.items() if k in ("participant_id", "recording_id")}})
         return
-    log.info("edge event %s ignored", event.type)
-
+    if not handlers:
+        log.info("edge event %s ignored", event.type)

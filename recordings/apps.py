@@ -7,8 +7,11 @@ class RecordingsConfig(AppConfig):
 
     def ready(self) -> None:
         from consent.effects import ConsentEffect, consent_effects
+        from mentoring.events import edge_event_handlers
 
-        from . import services
+        from . import events, services
+
+        edge_event_handlers.register(events.EVENT_TYPES, events.recording_event_handle)
 
         # Without consent to record, the session's recordings are restricted in the withdrawal's
         # own transaction, and a live one is stopped at the edge after it commits.
