@@ -398,19 +398,6 @@ def consent_effect_deliver(*, effect: str, change: ConsentNarrowed, last_attempt
 
 # ---------------------------------------------------------------- pages
 
-CONSENT_STAFF_GROUP = "consent_staff"
-# Coordinators take consent too. The name is mentoring's COORDINATOR_GROUP, written here because
-# consent imports no app above it (a test keeps the two equal).
-COORDINATOR_GROUP = "coordinator"
-
-
-def user_is_consent_staff(user: Any) -> bool:
-    """Who records and withdraws consent: coordinators (and superusers) and the consent_staff group (ward staff)."""
-    if not getattr(user, "is_authenticated", False):
-        return False
-    return bool(user.is_superuser or user.groups.filter(name__in=[COORDINATOR_GROUP, CONSENT_STAFF_GROUP]).exists())
-
-
 def consent_form_list_active() -> list[ConsentForm]:
     """The form versions staff may record consent on, newest version of each title first."""
     return list(ConsentForm.objects.filter(is_active=True).order_by("title", "-created_at"))

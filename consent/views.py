@@ -20,6 +20,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from orstream import roles
+
 from . import fhir, services
 from .models import ConsentForm, ConsentRecord, Purpose
 
@@ -36,7 +38,7 @@ def consent_staff_required(view: Callable[..., HttpResponse]) -> Callable[..., H
     @wraps(view)
     @login_required
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not services.user_is_consent_staff(request.user):
+        if not roles.user_is_consent_staff(request.user):
             return refused(
                 request,
                 "Consent is recorded by the coordinators and the ward's consent staff. "

@@ -20,6 +20,7 @@ from consent import services as consent_services
 from mentoring import edge, services
 from mentoring.models import Participant, Role, Session
 from mentoring.views import coordinator_required, page_context
+from orstream import roles as site_roles
 from recordings import services as recording_services
 from recordings.models import Recording
 
@@ -53,7 +54,7 @@ def _caller(request: HttpRequest, session: Session, roles: frozenset[str]) -> Ca
         if admission.participant.role not in roles:
             return _refuse("Your link does not allow this.")
         return Caller(role=admission.participant.role, user=admission.participant.user)
-    if services.user_is_coordinator(request.user):
+    if site_roles.user_is_coordinator(request.user):
         return Caller(role=Role.COORDINATOR, user=request.user)
     return _refuse("Open this page from your join link, or sign in as a coordinator.")
 

@@ -15,6 +15,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from orstream import roles
+
 from . import services
 from .models import OperatingRoom, Participant, Role, Session
 
@@ -23,7 +25,7 @@ class IsCoordinator(permissions.BasePermission):
     message = "This needs a coordinator: ask your administrator to add you to the coordinator group."
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return services.user_is_coordinator(request.user)
+        return roles.user_is_coordinator(request.user)
 
 
 class RoomSerializer(serializers.ModelSerializer):
@@ -147,7 +149,7 @@ class SessionDetail(APIView):
     @extend_schema(responses=SessionSerializer)
     def get(self, request: Request, public_id: Any) -> Response:
         session = _session(public_id)
-        if not (services.user_is_coordinator(request.user) or session.surgeon_id == request.user.pk
+        if not (roles.user_runs_session(request.user, session)
                 or session.participants.filter(user=request.user).exists()):
             return Response({"detail": "You are not part of this session."}, status=status.HTTP_403_FORBIDDEN)
         return Response(SessionSerializer(session).data)
@@ -255,7 +257,7 @@ class SessionCalendar(APIView):
     @extend_schema(responses={(200, "text/calendar"): str})
     def get(self, request: Request, public_id: Any) -> HttpResponse:
         session = _session(public_id)
-        if not (services.user_is_coordinator(request.user) or session.surgeon_id == request.user.pk
+        if not (roles.user_runs_session(request.user, session)
                 or session.participants.filter(user=request.user).exists()):
             return Response({"detail": "You are not part of this session."}, status=status.HTTP_403_FORBIDDEN)
         return HttpResponse(services.session_ics(session=session), content_type="text/calendar; charset=utf-8")

@@ -22,7 +22,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
+from django.contrib.auth.models import Group, Permission
 from django.core import signing
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from consent import services as consent_services
 from consent.effects import ConsentNarrowed
+from orstream import roles
 from orstream.edge import protocol
 
 from . import calendar, edge
@@ -38,7 +39,6 @@ from .models import Annotation, JoinToken, OperatingRoom, Participant, PresenceE
 
 log = logging.getLogger(__name__)
 
-COORDINATOR_GROUP = "coordinator"
 TOKEN_SALT = "orstream.join"
 
 # Which consent purpose each role's live viewing needs. Surgeons and coordinators are part of the
@@ -68,12 +68,6 @@ class JoinRefused(Exception):
         self.reason = reason
 
 
-def user_is_coordinator(user: AbstractBaseUser | AnonymousUser) -> bool:
-    if not user.is_authenticated:
-        return False
-    return bool(user.is_superuser or user.groups.filter(name=COORDINATOR_GROUP).exists())  # type: ignore[attr-defined]
-
-
 # What a coordinator administers in /admin/ when made staff: operating rooms (the edge and feed
 # of each room live only there), and a read-only view of sessions, people, recordings and consent
 # to look into a problem. Every other change goes through the pages and their services, and
@@ -90,7 +84,7 @@ COORDINATOR_ADMIN_PERMISSIONS = (
 def coordinator_staff_grant(*, user: Any) -> list[str]:
     """Let a coordinator into /admin/ with the coordinator group's limited permissions (never
     superuser). Returns the permissions the group holds."""
-    group, _ = Group.objects.get_or_create(name=COORDINATOR_GROUP)
+    group, _ = Group.objects.get_or_create(name=roles.COORDINATOR)
     wanted: list[Permission] = []
     for name in COORDINATOR_ADMIN_PERMISSIONS:
         app_label, codename = name.split(".")
@@ -324,7 +318,7 @@ def session_list_for(*, user: Any, include_past: bool = False) -> Any:
     sessions = Session.objects.select_related("room", "surgeon")
     if not include_past:
         sessions = sessions.filter(planned_end__gte=timezone.now() - timedelta(hours=12))
-    if user_is_coordinator(user):
+    if roles.user_is_coordinator(user):
         return sessions
     return sessions.filter(Q(surgeon=user) | Q(participants__user=user)).distinct()
 
@@ -561,7 +555,7 @@ def specialist_link_mint(
     """A one-time link for an intraoperative consultation, valid for ``minutes``."""
     if session.status != Session.Status.LIVE:
         raise SchedulingError("A specialist can only be called in while the session is live.")
-    if not (user_is_coordinator(by) or by.pk == session.surgeon_id):
+    if not roles.user_runs_session(by, session):
         raise SchedulingError("Only the coordinator or the operating surgeon can call in a specialist.")
     if not 1 <= minutes <= settings.SPECIALIST_LINK_MAX_MINUTES:
         raise SchedulingError(

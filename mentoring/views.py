@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from orstream import roles
 from orstream.edge import protocol
 
 from . import edge, events, services
@@ -51,7 +52,7 @@ def coordinator_required(view: Callable[..., HttpResponse]) -> Callable[..., Htt
     @wraps(view)
     @login_required
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not services.user_is_coordinator(request.user):
+        if not roles.user_is_coordinator(request.user):
             return refused(request, "This page is for coordinators. Ask your administrator to add you to the coordinator group.")
         return view(request, *args, **kwargs)
 
@@ -63,7 +64,7 @@ def _session(public_id: Any) -> Session:
 
 
 def _may_manage(request: HttpRequest, session: Session) -> bool:
-    return services.user_is_coordinator(request.user) or request.user.pk == session.surgeon_id
+    return roles.user_runs_session(request.user, session)
 
 
 @login_required
@@ -72,7 +73,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "mentoring/session_list.html",
-        {"sessions": sessions, "is_coordinator": services.user_is_coordinator(request.user)},
+        {"sessions": sessions, "is_coordinator": roles.user_is_coordinator(request.user)},
     )
 
 
@@ -108,7 +109,7 @@ def session_detail(request: HttpRequest, public_id: Any) -> HttpResponse:
             "connected": {p.pk for p in services.presence_connected(session=session)},
             "participant_form": ParticipantForm(),
             "specialist_form": SpecialistForm(),
-            "is_coordinator": services.user_is_coordinator(request.user),
+            "is_coordinator": roles.user_is_coordinator(request.user),
         },
     )
 

@@ -40,13 +40,13 @@ from consent import services as consent_services
 from consent.effects import ConsentNarrowed
 from mentoring import edge
 from mentoring.models import Role, Session
+from orstream import roles
 from orstream.edge import protocol
 
 from .models import Bookmark, ExportJob, Recording, RetentionPolicy, RetentionPurpose, Segment, Viewing
 
 log = logging.getLogger(__name__)
 
-FACULTY_GROUP = "faculty"
 CHUNK = 1024 * 1024
 # A segment path as the edge writes it: "<recording public id>/<file name>", nothing else.
 SEGMENT_PATH = re.compile(r"^(?P<prefix>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/[A-Za-z0-9_.-]{1,80}$")
@@ -179,12 +179,6 @@ def _segment_local_path(segment: Segment) -> str:
     return str(_spool_path(segment))
 
 
-def user_is_coordinator(user: Any) -> bool:
-    from mentoring.services import user_is_coordinator as is_coordinator
-
-    return is_coordinator(user)
-
-
 # ---------------------------------------------------------------- start, stop, segments
 
 
@@ -194,7 +188,7 @@ def recording_start(*, session: Session, by: Any) -> Recording:
     Raises ConsentError (naming the purpose, audited) when the patient did not consent, and
     RecordingError when the session is not live, one is already running, or the edge refuses.
     """
-    if not (user_is_coordinator(by) or by.pk == session.surgeon_id):
+    if not roles.user_runs_session(by, session):
         consent_services.audit_record(
             action="recording.start", actor=_actor(by), outcome="refused",
             session_public_id=str(session.public_id), detail={"reason": "not coordinator or surgeon"},
@@ -459,7 +453,7 @@ def recording_retry(*, recording: Recording, by: Any) -> Recording:
     """A coordinator asks to check a failed recording again: back to finalizing, segments rebuilt
     from the spool, finalize queued after commit. Audited; refused to anyone else."""
     recording = Recording.objects.select_related("session").get(pk=recording.pk)
-    if not user_is_coordinator(by):
+    if not roles.user_is_coordinator(by):
         _audit(recording, "recording.retry", by, outcome="refused", reason="not coordinator")
         raise RecordingAccessDenied("Only coordinators can check a recording again.")
     if recording.status != Recording.Status.FAILED:
@@ -735,7 +729,7 @@ def recording_access_check(*, recording: Recording, user: Any, action: str) -> N
         if recording.status == Recording.Status.RESTRICTED:
             raise RecordingAccessDenied("This recording is restricted: the patient withdrew consent.")
         raise RecordingAccessDenied(f"This recording is {recording.get_status_display().lower()} and cannot be viewed.")
-    if user_is_coordinator(user) or user.pk == session.surgeon_id or user.groups.filter(name=FACULTY_GROUP).exists():
+    if roles.user_runs_session(user, session) or roles.user_is_faculty(user):
         return
     is_resident = (
         session.participants.filter(user=user, role=Role.RESIDENT, removed_at__isnull=True).exists()
@@ -831,7 +825,7 @@ def export_destination_check(destination: Path) -> Path:
 
 def export_check(*, recording: Recording, destination: Path, by: Any) -> Path:
     """Who may export, and where to: the resolved destination, or a refusal (audited)."""
-    if not user_is_coordinator(by):
+    if not roles.user_is_coordinator(by):
         _audit(recording, "recording.export", by, outcome="refused", reason="not coordinator")
         raise RecordingAccessDenied("Only the records office (coordinators) can export recordings.")
     try:
@@ -1021,7 +1015,7 @@ def recording_live_stop_for_session(*, session: Session, by: Any = None) -> list
 
 def recording_legal_hold(*, recording: Recording, hold: bool, reason: str, by: Any) -> Recording:
     """Put a recording under legal hold (never erased, even past retention) or release it."""
-    if not user_is_coordinator(by):
+    if not roles.user_is_coordinator(by):
         raise RecordingAccessDenied("Only the records office (coordinators) can change a legal hold.")
     if hold and not reason.strip():
         raise RecordingError("Say why the recording is held (case or request reference).")
@@ -1034,7 +1028,7 @@ def recording_legal_hold(*, recording: Recording, hold: bool, reason: str, by: A
 
 def erase_request(*, recording: Recording, by: Any, reason: str) -> Recording:
     """A person asks for erasure: checked here, carried out by the recording_erase task after commit."""
-    if not user_is_coordinator(by):
+    if not roles.user_is_coordinator(by):
         _audit(recording, "recording.erase", by, outcome="refused", reason="not coordinator")
         raise RecordingAccessDenied("Only the records office (coordinators) can erase recordings.")
     if recording.legal_hold:
@@ -1187,15 +1181,7 @@ def _enqueue(name: str, pk: int) -> None:
 
 # ---------------------------------------------------------------- library (pages)
 
-RESIDENT_GROUP = "resident"
 BOOKMARK_LABEL_MAX = 120
-
-
-def _is_resident_of(user: Any, session: Session) -> bool:
-    return (
-        session.participants.filter(user=user, role=Role.RESIDENT, removed_at__isnull=True).exists()
-        or user.groups.filter(name=RESIDENT_GROUP).exists()
-    )
 
 
 @dataclass(frozen=True)
@@ -1225,8 +1211,8 @@ def recording_list_for(*, user: Any, filters: LibraryFilter | None = None) -> Qu
     query = Recording.objects.select_related("session", "session__room", "session__surgeon").filter(
         status=Recording.Status.AVAILABLE
     )
-    if not (user_is_coordinator(user) or user.groups.filter(name=FACULTY_GROUP).exists()):
-        in_resident_group = user.groups.filter(name=RESIDENT_GROUP).exists()
+    if not (roles.user_is_coordinator(user) or roles.user_is_faculty(user)):
+        in_resident_group = user.groups.filter(name=roles.RESIDENT).exists()
         resident_of = Q() if in_resident_group else Q(
             session__participants__user=user,
             session__participants__role=Role.RESIDENT,
@@ -1283,12 +1269,12 @@ def library_choices_for(*, user: Any) -> LibraryChoices:
 
 def recording_may_manage(*, recording: Recording, user: Any) -> bool:
     """Export, legal hold and erasure are the records office's (coordinators')."""
-    return user_is_coordinator(user)
+    return roles.user_is_coordinator(user)
 
 
 def recording_may_download(*, recording: Recording, user: Any) -> bool:
     """A download leaves the hospital's control: the records office and the operating surgeon."""
-    return user_is_coordinator(user) or getattr(user, "pk", None) == recording.session.surgeon_id
+    return roles.user_runs_session(user, recording.session)
 
 
 def _annotation_offset(card: dict[str, Any], started: float) -> float:
@@ -1359,7 +1345,7 @@ def bookmark_add(*, recording: Recording, user: Any, media_time: float, label: s
     if kind not in Bookmark.Kind.values:
         raise RecordingError("A mark is a bookmark or a chapter.")
     if kind == Bookmark.Kind.CHAPTER and not (
-        user_is_coordinator(user) or user.pk == recording.session.surgeon_id or user.groups.filter(name=FACULTY_GROUP).exists()
+        roles.user_runs_session(user, recording.session) or roles.user_is_faculty(user)
     ):
         raise RecordingAccessDenied("Only faculty, the surgeon and the records office add chapters; add a bookmark instead.")
     duration = recording.duration or sum(s.duration for s in recording.segments.all())
@@ -1384,7 +1370,7 @@ def recording_download_open(*, recording: Recording, index: int, user: Any) -> M
 def recording_stop_check(*, recording: Recording, user: Any) -> None:
     """May ``user`` stop ``recording``? The coordinator or the operating surgeon, as for a start;
     a refusal is audited."""
-    if user_is_coordinator(user) or getattr(user, "pk", None) == recording.session.surgeon_id:
+    if roles.user_runs_session(user, recording.session):
         return
     _audit(recording, "recording.stop", user, outcome="refused", reason="not coordinator or surgeon")
     raise RecordingAccessDenied("Only the coordinator or the operating surgeon can stop a recording.")
@@ -1393,6 +1379,6 @@ def recording_stop_check(*, recording: Recording, user: Any) -> None:
 def recording_progress_check(*, recording: Recording, user: Any) -> None:
     """May ``user`` follow the progress of jobs on ``recording``? Coordinators always (they follow
     finalizing and erasure too); others when they may view it. Refusals are audited."""
-    if user_is_coordinator(user):
+    if roles.user_is_coordinator(user):
         return
     recording_access_check(recording=recording, user=user, action="recording.progress")

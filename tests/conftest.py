@@ -19,6 +19,7 @@ from consent import services as consent_services
 from consent.models import ConsentForm
 from mentoring import services
 from mentoring.models import OperatingRoom, Participant, Session
+from orstream import roles
 
 ALL_PURPOSES = ["record", "live_internal", "live_external", "archive_training", "research"]
 
@@ -36,7 +37,7 @@ def make_user(username: str, *, coordinator: bool = False, first: str = "", last
         username, email=f"{username}@hospital.example", password=f"{username}-pass-Xy9!", first_name=first, last_name=last
     )
     if coordinator:
-        user.groups.add(Group.objects.get_or_create(name=services.COORDINATOR_GROUP)[0])
+        user.groups.add(Group.objects.get_or_create(name=roles.COORDINATOR)[0])
     return user
 
 

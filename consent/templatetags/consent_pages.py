@@ -8,6 +8,7 @@ from typing import Any
 from django import template
 
 from consent import services
+from orstream import roles
 
 register = template.Library()
 
@@ -21,5 +22,5 @@ def consent_summary(context: template.Context, session: Any) -> dict[str, Any]:
         "record": record,
         "granted": [d for d in decisions if d.granted],
         "refused": [d for d in decisions if not d.granted],
-        "may_record": services.user_is_consent_staff(context["request"].user) if "request" in context else False,
+        "may_record": roles.user_is_consent_staff(context["request"].user) if "request" in context else False,
     }

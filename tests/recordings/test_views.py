@@ -14,7 +14,7 @@ from django.utils import timezone
 from consent import services as consent_services
 from consent.models import AuditEvent
 from mentoring.models import Participant
-from recordings import services
+from orstream import roles
 from recordings.models import Recording
 from tests.conftest import ALL_PURPOSES, make_user
 
@@ -79,7 +79,7 @@ def test_seeking_is_not_audited_as_a_new_viewing(available_recording: Recording,
 
 def test_faculty_may_view(available_recording: Recording) -> None:
     teacher = make_user("frank")
-    teacher.groups.add(Group.objects.get_or_create(name=services.FACULTY_GROUP)[0])
+    teacher.groups.add(Group.objects.get_or_create(name=roles.FACULTY)[0])
     assert signed_in(teacher).get(url(available_recording)).status_code == 200
 
 

@@ -131,10 +131,6 @@ def test_mentoring_and_recordings_register_their_consent_effects() -> None:
     assert consent_effects.get("recordings.restrict_and_stop").within is not None
 
 
-def test_the_coordinator_group_is_the_same_for_consent_and_mentoring() -> None:
-    assert services.COORDINATOR_GROUP == mentoring_services.COORDINATOR_GROUP
-
-
 def test_withdrawing_through_the_consent_page_restricts_the_recordings(
     available_recording: Recording, consenting_patient: ConsentRecord, alice: Any, fake_edge: FakeEdge,
     django_capture_on_commit_callbacks: Any,

@@ -1,0 +1,47 @@
+"""Who may do what across the site: the groups people are put in, and the few rules every app
+applies to them. Views, the API, consumers and services ask here, so a rule is written once.
+
+Below every app (it imports none of them): consent, mentoring, recordings and the pages all use
+it. It never writes anything and never audits; the services that refuse audit their refusal.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+COORDINATOR = "coordinator"
+CONSENT_STAFF = "consent_staff"
+FACULTY = "faculty"
+RESIDENT = "resident"
+
+
+class HasSurgeon(Protocol):
+    surgeon_id: Any
+
+
+def user_in_group(user: Any, *names: str) -> bool:
+    """Signed in and a member of one of ``names`` (superusers count as members of every group)."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return bool(user.is_superuser or user.groups.filter(name__in=names).exists())
+
+
+def user_is_coordinator(user: Any) -> bool:
+    return user_in_group(user, COORDINATOR)
+
+
+def user_is_consent_staff(user: Any) -> bool:
+    """Who records and withdraws consent: coordinators and the consent_staff group (ward staff)."""
+    return user_in_group(user, COORDINATOR, CONSENT_STAFF)
+
+
+def user_is_faculty(user: Any) -> bool:
+    return user_in_group(user, FACULTY)
+
+
+def user_runs_session(user: Any, session: HasSurgeon) -> bool:
+    """The coordinators and the session's operating surgeon run a session: they take it live,
+    record, call in a specialist and manage its people."""
+    return user_is_coordinator(user) or (
+        getattr(user, "is_authenticated", False) and user.pk is not None and user.pk == session.surgeon_id
+    )
