@@ -40,6 +40,7 @@ typecheck: venv
 
 test: venv browser
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m mypy orstream mentoring consent recordings frontend
 	$(TEST_ENV) $(PY) -m pytest -m "not e2e"
 	$(TEST_ENV) $(PY) -m pytest -m e2e
