@@ -21,6 +21,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from cryptography.fernet import Fernet
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.core import signing
@@ -231,7 +232,7 @@ def session_reschedule(
         session.sequence += 1
         session.save(update_fields=["planned_start", "planned_end", "time_zone", "sequence"])
         for participant in session.participants.filter(removed_at__isnull=True, invited_at__isnull=False):
-            transaction.on_commit(partial(_mail_invitation, participant, method="REQUEST"))
+            _mail_after_commit(participant, method="REQUEST")
     return session
 
 
@@ -245,7 +246,7 @@ def session_cancel(*, session: Session, by: Any) -> Session:
         session.save(update_fields=["status", "sequence"])
         JoinToken.objects.filter(participant__session=session, revoked_at__isnull=True).update(revoked_at=timezone.now())
         for participant in session.participants.filter(invited_at__isnull=False):
-            transaction.on_commit(partial(_mail_invitation, participant, method="CANCEL"))
+            _mail_after_commit(participant, method="CANCEL")
         consent_services.audit_record(
             action="session.cancel", actor=f"user:{by.pk}", session_public_id=str(session.public_id)
         )
@@ -411,11 +412,36 @@ def invitation_send(*, participant: Participant, by: Any = None) -> str:
         participant.invited_at = timezone.now()
         participant.save(update_fields=["invited_at"])
         url = join_url(token)
-        transaction.on_commit(lambda: _mail_invitation(participant, method="REQUEST", url=url))
+        _mail_after_commit(participant, method="REQUEST", url=url)
     return url
 
 
-def _mail_invitation(participant: Participant, *, method: str, url: str = "") -> None:
+def _link_box() -> Fernet:
+    # A join link crosses the broker sealed: the queue (Redis) never holds a usable token.
+    key = hashlib.sha256(b"orstream.mail-link:" + settings.SECRET_KEY.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def link_seal(url: str) -> str:
+    return _link_box().encrypt(url.encode()).decode() if url else ""
+
+
+def link_unseal(sealed: str) -> str:
+    return _link_box().decrypt(sealed.encode()).decode() if sealed else ""
+
+
+def _mail_after_commit(participant: Participant, *, method: str, url: str = "") -> None:
+    """Queue the invitation e-mail once the transaction commits: a slow or failing mail server
+    never holds up, or fails, the coordinator's request (the task retries with backoff)."""
+    from . import tasks  # tasks call back into these services
+
+    sealed = link_seal(url)
+    transaction.on_commit(lambda: tasks.invitation_mail.delay(participant.pk, method, sealed))
+
+
+def invitation_mail(*, participant: Participant, method: str, url: str = "") -> None:
+    """Send one invitation (METHOD:REQUEST, with the join link when given) or cancellation
+    (METHOD:CANCEL) e-mail with its iCalendar attachment. Called by mentoring.tasks.invitation_mail."""
     session = Session.objects.select_related("room", "surgeon").get(pk=participant.session_id)
     zone = _zone(session.time_zone)
     start = session.planned_start.astimezone(zone)

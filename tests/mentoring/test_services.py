@@ -244,3 +244,29 @@ def test_ice_servers_are_short_lived_turn_credentials(carol, settings):
 
     expected = base64.b64encode(hmac.new(b"s3cret", server["username"].encode(), hashlib.sha1).digest()).decode()
     assert server["credential"] == expected
+
+
+def test_a_mail_server_that_refuses_fails_neither_the_invitation_nor_the_link(
+    session, carol, alice, settings, django_capture_on_commit_callbacks, caplog
+):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", closed_port
+    with django_capture_on_commit_callbacks(execute=True):
+        url = services.invitation_send(participant=carol, by=alice)
+    carol.refresh_from_db()
+    assert carol.invited_at is not None
+    assert carol.tokens.filter(revoked_at__isnull=True).count() == 1
+    assert "could not be sent" in caplog.text
+    assert url.rstrip("/").rsplit("/", 1)[1] not in caplog.text
+
+
+def test_a_join_link_crosses_the_job_queue_sealed():
+    url = "https://orstream.example/join/secret-token-value/"
+    sealed = services.link_seal(url)
+    assert "secret-token-value" not in sealed
+    assert services.link_unseal(sealed) == url
