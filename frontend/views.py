@@ -66,7 +66,10 @@ def _session(public_id: Any) -> Session:
 def _recording_card(session: Session) -> dict[str, Any]:
     recording = Recording.objects.filter(session=session, status=Recording.Status.RECORDING).order_by("-started_at").first()
     if recording is None:
-        return {"state": "off"}
+        # The last recording's trouble (failed its check, stuck), said where the coordinator looks.
+        last = Recording.objects.filter(session=session).order_by("-started_at").first()
+        problem = recording_services.recording_problem_for(recording=last) if last is not None else ""
+        return {"state": "off", "problem": problem} if problem else {"state": "off"}
     return {
         "state": "recording",
         "id": str(recording.public_id),

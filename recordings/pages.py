@@ -19,6 +19,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from mentoring.views import refused
@@ -198,3 +199,20 @@ def recording_download(request: HttpRequest, public_id: UUID, index: int) -> Htt
         raise Http404("This recording has no such part.") from None
     # Ranges let a large download resume after a network cut.
     return views.ranged_response(media, request.headers.get("Range"), disposition="attachment")
+
+
+@require_POST
+@login_required
+def recording_retry(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    """A coordinator asks to check a failed recording again; back to the page they came from."""
+    recording = _recording(public_id)
+    try:
+        services.recording_retry(recording=recording, by=request.user)
+    except services.RecordingAccessDenied as refusal:
+        return refused(request, str(refusal))
+    except services.RecordingError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, "Checking the recording again. It appears in the library once it passes.")
+    back = request.POST.get("next", "")
+    return redirect(back if url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}) else "recordings:library")

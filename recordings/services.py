@@ -449,6 +449,30 @@ def recording_problem_for(*, recording: Recording) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class RecordingProblem:
+    recording: Recording
+    problem: str
+
+
+def recording_problems_for(*, user: Any, session: Session | None = None) -> list[RecordingProblem]:
+    """Recordings that need a coordinator (failed their check, or finalizing for too long), newest
+    first, each with what to do; nothing for anyone else (they may not act on them)."""
+    if not roles.user_is_coordinator(user):
+        return []
+    query = Recording.objects.select_related("session", "session__room").filter(
+        status__in=[Recording.Status.FAILED, Recording.Status.FINALIZING]
+    )
+    if session is not None:
+        query = query.filter(session=session)
+    found = []
+    for recording in query.order_by("-started_at")[:50]:
+        problem = recording_problem_for(recording=recording)
+        if problem:
+            found.append(RecordingProblem(recording, problem))
+    return found
+
+
 def recording_retry(*, recording: Recording, by: Any) -> Recording:
     """A coordinator asks to check a failed recording again: back to finalizing, segments rebuilt
     from the spool, finalize queued after commit. Audited; refused to anyone else."""

@@ -14,6 +14,7 @@ urlpatterns = [
     path("<uuid:public_id>/bookmarks/", pages.bookmark_create, name="bookmark_create"),
     path("<uuid:public_id>/hold/", pages.recording_hold, name="hold"),
     path("<uuid:public_id>/erase/", pages.recording_erase, name="erase"),
+    path("<uuid:public_id>/retry/", pages.recording_retry, name="retry"),
     path("<uuid:public_id>/export/", pages.recording_export, name="export"),
     path("<uuid:public_id>/download/<int:index>.mp4", pages.recording_download, name="download"),
     path("<uuid:public_id>/video.mp4", views.recording_media, {"index": 0}, name="media"),

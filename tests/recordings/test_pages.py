@@ -355,3 +355,47 @@ async def test_an_outsider_or_anonymous_socket_is_refused_and_hears_nothing(avai
     assert code == 4403
     refused = await database_sync_to_async(AuditEvent.objects.filter(action="recording.progress", outcome="refused").count)()
     assert refused == 1
+
+
+def failed_recording(session: Session, bob: Any) -> Recording:
+    return Recording.objects.create(
+        session=session, started_by=bob, status=Recording.Status.FAILED, ended_at=timezone.now(),
+        error="Segments are missing: registered [1].",
+    )
+
+
+def test_a_failed_recording_tells_the_coordinator_what_to_do_on_the_session_page_and_in_the_library(
+    session: Session, bob: Any, alice: Any
+) -> None:
+    recording = failed_recording(session, bob)
+    coordinator = signed_in(alice)
+    for url in (f"/sessions/{session.public_id}/", "/recordings/"):
+        page = coordinator.get(url).content.decode()
+        assert "Recordings that need you" in page, url
+        assert "Part of this recording never reached the server." in page
+        assert "Nothing has been deleted" in page
+        assert f"/recordings/{recording.public_id}/retry/" in page
+
+
+def test_the_live_view_says_the_last_recording_failed(session: Session, bob: Any, alice: Any) -> None:
+    failed_recording(session, bob)
+    state = signed_in(alice).get(f"/live/{session.public_id}/state/").json()
+    assert state["recording"]["state"] == "off"
+    assert state["recording"]["problem"].startswith("Part of this recording never reached the server.")
+
+
+def test_others_are_not_shown_the_recordings_a_coordinator_must_see_to(
+    session: Session, bob: Any, dave: Any, resident: Any
+) -> None:
+    failed_recording(session, bob)
+    assert "Recordings that need you" not in signed_in(dave).get("/recordings/").content.decode()
+
+
+def test_check_again_sends_a_failed_recording_back_to_be_verified(session: Session, bob: Any, alice: Any, spool: Path) -> None:
+    recording = failed_recording(session, bob)
+    response = signed_in(alice).post(f"/recordings/{recording.public_id}/retry/", {"next": f"/sessions/{session.public_id}/"})
+    assert response.status_code == 302 and response["Location"] == f"/sessions/{session.public_id}/"
+    recording.refresh_from_db()
+    # Nothing on the spool for it: verification waits for the edge (the sweep reports it if it never comes).
+    assert recording.status == Recording.Status.FINALIZING and recording.error == ""
+    assert signed_in(bob).post(f"/recordings/{recording.public_id}/retry/").status_code == 403

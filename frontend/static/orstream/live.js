@@ -126,6 +126,9 @@ function render(state) {
   $("stats-note").textContent = state.edge_error ? `Video statistics unavailable: ${state.edge_error}` : "";
   $("recording-state").textContent = recordingText(state.recording);
   $("recording-state").dataset.state = state.recording.state;
+  // The last recording failed its check or is stuck: what happened and what to do, in words.
+  $("recording-problem").textContent = state.recording.problem || "";
+  $("recording-problem").hidden = !state.recording.problem;
   $("consent-state").textContent = `Patient consent: ${consentText(state.consent)}`;
   const live = state.session.status === "live";
   $("record-start").disabled = !live || state.recording.state === "recording" || !state.consent.record;
