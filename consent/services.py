@@ -358,9 +358,23 @@ def _consent_narrowed(*, session: Any, by: Any, reason: str) -> None:
 def _effects_enqueue(names: list[str], change: ConsentNarrowed) -> None:
     from . import tasks
 
+    log.info("consent narrowed for session %s (%s): queuing %s", change.session_public_id, change.reason, ", ".join(names))
+    eager = bool(tasks.consent_effect_deliver.app.conf.task_always_eager)
     for name in names:
+        if not eager:
+            # With a worker, each effect is first tried at once on the thread that committed, so
+            # the pages hear within seconds whatever the worker is busy with; the job queued
+            # next runs it again a little later (effects are idempotent) and retries it if this
+            # attempt failed, which consent_effect_deliver has logged.
+            try:
+                consent_effect_deliver(effect=name, change=change, last_attempt=False)
+            except Exception:  # the job below retries it
+                pass
         try:
-            tasks.consent_effect_deliver.delay(name, change.as_json())
+            if eager:
+                tasks.consent_effect_deliver.delay(name, change.as_json())
+            else:
+                tasks.consent_effect_deliver.apply_async((name, change.as_json()), countdown=tasks.CONFIRM_AFTER)
         except Exception:
             # Only reached when the job cannot be queued (broker down) or, in eager mode (the
             # embedded default), when it gave up after its retries: consent_effect_deliver has

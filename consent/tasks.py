@@ -1,7 +1,8 @@
 """Celery job of the consent app: carry out one effect of a narrower consent after it commits.
 
 Queued only by consent.services after a withdrawal (or a record that grants less) commits, one job
-per registered effect. The job finds the effect by name, calls consent.services, and owns the
+per registered effect; with a worker, consent.services has tried the effect once already at
+commit, and the job, due a few seconds later, confirms it (or carries it out). The job finds the effect by name, calls consent.services, and owns the
 retries: with back-off while the effect raises (the edge restarting, the channel layer or the
 database busy), acknowledged late and re-queued when its worker dies. The effects are idempotent,
 so a repeat does no harm. It decides nothing: consent.services and the effects do.
@@ -25,6 +26,7 @@ from . import services
 from .effects import ConsentNarrowed
 
 MAX_RETRIES = 8  # on a worker: about 90 s of back-off in all
+CONFIRM_AFTER = 3.0  # s: the job follows consent.services' first attempt made at commit
 EAGER_ATTEMPTS = 4  # eager: 0.5 + 1 + 2 s between the attempts
 
 

@@ -483,12 +483,20 @@ def join_token_revoke(*, participant: Participant, by: Any, reason: str = "revok
 
 def _participant_drop(participant: Participant, *, reason: str) -> None:
     """Close the participant's WebSocket and their peer on the edge, whatever their browser does."""
+    _participant_tell_removed(participant, reason=reason)
+    _participant_edge_drop(participant)
+
+
+def _participant_tell_removed(participant: Participant, *, reason: str) -> None:
     layer = get_channel_layer()
     if layer is not None:
         async_to_sync(layer.group_send)(
             session_group(participant.session),
             {"type": "participant.removed", "participant": str(participant.public_id), "reason": reason},
         )
+
+
+def _participant_edge_drop(participant: Participant) -> None:
     session = participant.session
     try:
         edge.participant_remove(str(session.public_id), str(participant.public_id), edge_url=session.room.edge_url or None)
@@ -901,7 +909,8 @@ def session_enforce_consent(*, session: Session) -> list[Participant]:
 
     Connected means on the session's WebSocket or holding a media peer on the edge: a page that
     closed its WebSocket but kept its peer is dropped all the same. Returns the participants
-    dropped; their WebSocket closes and the edge drops their peer.
+    dropped. Every page is told first (its WebSocket closes with the reason), then the edge drops
+    their peers one by one: the last page does not wait for the first peers to close.
     """
     connected = {p.pk: p for p in presence_connected(session=session)}
     try:
@@ -929,7 +938,10 @@ def session_enforce_consent(*, session: Session) -> list[Participant]:
             target=f"participant:{participant.public_id}",
             detail={"missing_purpose": purpose},
         )
-        _participant_drop(participant, reason="consent")
+    for participant in dropped:
+        _participant_tell_removed(participant, reason="consent")
+    for participant in dropped:
+        _participant_edge_drop(participant)
     return dropped
 
 

@@ -154,3 +154,38 @@ def test_consent_imports_no_app_above_it() -> None:
         if imported_apps(path) & ABOVE
     }
     assert offenders == {}
+
+
+def test_with_a_worker_each_effect_is_tried_at_commit_and_its_job_follows_even_if_that_failed(
+    probe: Probe, consenting_patient: ConsentRecord, alice: Any, django_capture_on_commit_callbacks: Any, monkeypatch: Any
+) -> None:
+    queued: list[tuple[str, float, int]] = []
+
+    def enqueue(args: tuple[str, dict[str, Any]], *, countdown: float) -> None:
+        # What the broker is handed, and how many deliveries had happened by then.
+        queued.append((args[0], countdown, len(probe.delivered)))
+
+    monkeypatch.setitem(tasks.consent_effect_deliver.app.conf, "task_always_eager", False)
+    monkeypatch.setattr(tasks.consent_effect_deliver, "apply_async", enqueue)
+    probe.deliver_failures = 1  # the attempt at commit fails
+    with django_capture_on_commit_callbacks(execute=True):
+        services.consent_withdraw(record=consenting_patient, by=alice)
+    assert ("tests.probe", tasks.CONFIRM_AFTER, 0) in queued
+    assert probe.deliver_failures == 0 and probe.delivered == []  # tried once, left to the job
+    (change,) = probe.within
+    tasks.consent_effect_deliver.run("tests.probe", change.as_json())  # the job, as a worker runs it
+    assert probe.delivered == [change]
+
+
+def test_with_a_worker_an_effect_done_at_commit_is_only_confirmed_by_its_job(
+    probe: Probe, consenting_patient: ConsentRecord, alice: Any, django_capture_on_commit_callbacks: Any, monkeypatch: Any
+) -> None:
+    queued: list[tuple[str, int]] = []
+    monkeypatch.setitem(tasks.consent_effect_deliver.app.conf, "task_always_eager", False)
+    monkeypatch.setattr(
+        tasks.consent_effect_deliver, "apply_async", lambda args, *, countdown: queued.append((args[0], len(probe.delivered)))
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.consent_withdraw(record=consenting_patient, by=alice)
+    # Delivered at commit, before its job was queued.
+    assert ("tests.probe", 1) in queued and len(probe.delivered) == 1
