@@ -23,7 +23,14 @@ from typing import Any
 
 import pytest
 
-from .stack import Worker, celery_worker, database_url_for_subprocess, embedded_site, shared_file_env  # noqa: F401
+from .stack import (  # noqa: F401
+    EDGE_SECRET,
+    Worker,
+    celery_worker,
+    database_url_for_subprocess,
+    embedded_site,
+    shared_file_env,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("ORSTREAM_CHROMIUM", "/usr/bin/chromium"))
@@ -41,7 +48,6 @@ CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",
     "--allow-loopback-in-peer-connection",
 ]
-EDGE_SECRET = "e2e-edge-secret"
 
 # Playwright's sync API keeps an event loop in this thread; the ORM calls the tests make between
 # page steps are plain synchronous code all the same.

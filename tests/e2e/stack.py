@@ -47,6 +47,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+EDGE_SECRET = "e2e-edge-secret"  # what the sites, the worker and the edges of these tests share
 ARTIFACTS = ROOT / "test-artifacts"
 CACHE = ARTIFACTS / "cache"
 # What orstream.devserver generates, with the same parameters; made once per machine.
@@ -287,6 +288,8 @@ def celery_worker(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Work
         "DATABASE_URL": database_url_for_subprocess(),
         "CELERY_TASK_ALWAYS_EAGER": "false",
         "PYTHONPATH": str(ROOT),
+        # The worker calls the edges too (a withdrawal's effects): it signs with their secret.
+        "ORSTREAM_EDGE_SECRET": EDGE_SECRET,
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     from orstream.celery import app
