@@ -10,7 +10,7 @@ Fixtures (registered in tests/e2e/conftest.py, so any e2e test can ask for them)
     The 4K demo clip is generated once into test-artifacts/cache/ and linked into each var dir.
     ORSTREAM_EXPORT_DESTINATIONS is ``<var dir>/exports`` (``site.export_dir``). The fixture
     yields an ``EmbeddedSite``: ``url``, ``edge_url``, ``var_dir``, ``username``/``password``
-    (the coordinator seed_demo printed), ``links`` (role label -> join URL, as printed, e.g.
+    (the coordinator seed_demo wrote to var/demo-links.txt), ``links`` (role label -> join URL, as written, e.g.
     ``links["Mentor"]``, ``links["Surgeon / OR console"]``), ``process`` (the devserver), ``log`` (its
     output), ``manage(*args)`` (a manage.py command on the same database, e.g.
     ``site.manage("audit_verify")``), ``shell(code)`` (``manage.py shell -c``: prints become the
@@ -156,10 +156,10 @@ class EmbeddedSite:
 
 
 def parse_seed_output(text: str) -> tuple[str, dict[str, str]]:
-    """(coordinator password, {role label: join URL}) from what ``manage.py seed_demo`` prints."""
+    """(coordinator password, {role label: join URL}) from what ``manage.py seed_demo`` writes."""
     found = re.search(r"as coordinator / (\S+)", text)
     if found is None:
-        raise AssertionError(f"seed_demo printed no coordinator password:\n{text}")
+        raise AssertionError(f"seed_demo wrote no coordinator password:\n{text}")
     links = {m["role"].strip(): m["url"] for m in re.finditer(r"^ {4}(?P<role>\S.*?)\s+(?P<url>https?://\S+/join/\S+)$", text, re.M)}
     return found[1], links
 
@@ -181,7 +181,10 @@ def start_embedded_site(var_dir: Path, *, log_name: str = "e2e-embedded", **extr
             handle.write(done.stdout + done.stderr)
         if done.returncode:
             raise RuntimeError(f"manage.py {' '.join(step)} failed ({done.returncode}): {done.stderr[-2000:]}")
-    password, links = parse_seed_output(done.stdout)
+    # seed_demo keeps the password and the links (secrets) in a file only its owner reads.
+    from mentoring.management.commands.seed_demo import DEMO_LINKS
+
+    password, links = parse_seed_output((var_dir / DEMO_LINKS).read_text())
     handle = log.open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "orstream.devserver"], cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
