@@ -73,7 +73,14 @@ VIEWER_SILENCE = 3.0
 ADAPT_INTERVAL = 0.2
 HEADROOM = 1.15
 UP_HEADROOM = 1.1
-DOWN_AFTER = 0.6
+# Down after this long below the source's own rate, or sooner while losing over LOSSY of the
+# packets (a link that cannot carry the source); one delay spike alone is not a reason.
+DOWN_AFTER = 2.0
+DOWN_AFTER_LOSS = 0.6
+LOSSY = 0.1
+# Pacing: each viewer's bytes leave at its estimate, but never slower than this many times the
+# rate of the layer it is on, so a keyframe still leaves within a few frame times.
+PACE_FACTOR = 1.5
 PROBE_INTERVAL = 2.0
 UP_WAIT = 3.0
 UP_WAIT_MAX = 60.0
@@ -352,7 +359,9 @@ class SessionHub:
         while True:
             await asyncio.sleep(ADAPT_INTERVAL)
             now = time.monotonic()
-            need = self.full_layer_bps() * HEADROOM
+            full = self.full_layer_bps()
+            need = full * HEADROOM
+            lower_bps = self.lower.stats.bitrate(now) if self.lower is not None else 0.0
             needed = False
             for viewer in list(self.viewers.values()):
                 if viewer.video is None or not viewer.active:
@@ -364,13 +373,16 @@ class SessionHub:
                 if estimator is None or not estimator.stats.feedbacks or not need:
                     continue
                 estimate = estimator.estimate_bps
+                layer_bps = lower_bps if viewer.layer == "lower" else full
+                viewer.video.pace_bps = max(estimate, layer_bps * PACE_FACTOR) if layer_bps else None
                 if viewer.target == "full" and viewer.layer == "full":
-                    if estimate >= need:
+                    lossy = estimator.loss_fraction > LOSSY
+                    if estimate >= full and not lossy:
                         viewer.below_since = None
                         continue
                     if viewer.below_since is None:
                         viewer.below_since = now
-                    if now - viewer.below_since >= DOWN_AFTER:
+                    if now - viewer.below_since >= (DOWN_AFTER_LOSS if lossy else DOWN_AFTER):
                         self._move_down(viewer, now)
                         needed = True
                 elif viewer.target == "lower" and viewer.layer == "full":
@@ -648,6 +660,10 @@ class SessionHub:
         if self.viewers.get(viewer.participant_id) is not viewer:
             return
         if viewer.video is not None:
+            full = self.full_layer_bps()
+            if full and viewer.video.sender.estimator is not None:
+                # Paced from the start: the cached GOP must not hit a shallow link all at once.
+                viewer.video.pace_bps = full * PACE_FACTOR
             if self._gop_valid and self._gop:
                 # The burst must fit: room for the whole cached GOP plus the usual margin.
                 viewer.video.capacity = max(self.viewer_queue_frames, len(self._gop) + self.viewer_queue_frames // 2)

@@ -77,6 +77,8 @@ _RTP_HEADER_TWCC = struct.Struct("!BBHIIHHBH")
 # Probe clusters: redundant packets (RTX of recent ones) sent back to back, sized above a
 # shallow link's token bucket so the later half of the cluster arrives at the link's own rate.
 PROBE_PACKETS = 110
+# A paced feed's bucket: one full GSO batch, so batches stay whole and bursts stay this small.
+PACE_BUCKET_BYTES = 64_000
 # Over this share of packets lost (transport-cc), NACKs are not answered: the loss is congestion.
 CONGESTED_LOSS = 0.2
 
@@ -795,7 +797,13 @@ class FrameFeed:
     # a viewer whose socket has this much unsent data is treated as stalled
     max_write_buffer: int = 2 * 1024 * 1024
     slice_packets: int = PACKETS_PER_SLICE
+    # Pacing: bytes leave at most at this rate (None: as fast as the event loop sends them). The
+    # hub sets it from the viewer's estimate, so keyframes and the join burst are spread over
+    # tens of ms instead of overflowing a shallow link's buffer; GSO batches stay whole.
+    pace_bps: float | None = None
     stats: FeedStats = field(default_factory=FeedStats)
+    _tokens: float = PACE_BUCKET_BYTES
+    _token_time: float = 0.0
     _queue: deque[PacketizedFrame] = field(default_factory=deque)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _waiting_for_keyframe: bool = True
@@ -848,6 +856,7 @@ class FrameFeed:
             and self.sender.ready.is_set()
             and len(packetized.payloads) <= self.slice_packets
             and self.sender.write_buffer_size() <= self.max_write_buffer
+            and self._take_tokens(packetized.size)
         ):
             self._send_whole(packetized)
             return
@@ -883,6 +892,23 @@ class FrameFeed:
     def queued(self) -> int:
         return len(self._queue)
 
+    def _refill(self) -> float:
+        """Tokens (bytes) available now under ``pace_bps``; unlimited without pacing."""
+        rate = self.pace_bps
+        if rate is None:
+            return float("inf")
+        now = time.monotonic()
+        self._tokens = min(PACE_BUCKET_BYTES, self._tokens + (now - self._token_time) * rate / 8)
+        self._token_time = now
+        return self._tokens
+
+    def _take_tokens(self, size: int) -> bool:
+        if self._refill() < size:
+            return False
+        if self.pace_bps is not None:
+            self._tokens -= size
+        return True
+
     def _send_whole(self, packetized: PacketizedFrame) -> None:
         frame = packetized.frame
         self.sender.send_frame(packetized, (self.rtp_origin + frame.pts) & 0xFFFFFFFF, frame.ingest_time)
@@ -914,15 +940,28 @@ class FrameFeed:
             packetized = queue.popleft()
             frame = packetized.frame
             count = len(packetized.payloads)
+            per_packet = packetized.size / count if count else 0.0
             rtp_timestamp = (self.rtp_origin + frame.pts) & 0xFFFFFFFF
             self._busy = True
             try:
                 start = 0
                 while True:
+                    allowed = budget
+                    if self.pace_bps is not None and per_packet:
+                        tokens = self._refill()
+                        if tokens < min(PACE_BUCKET_BYTES, (count - start) * per_packet):
+                            # Wait for the bucket to hold the rest of the frame or a full GSO batch.
+                            need = min(PACE_BUCKET_BYTES, (count - start) * per_packet) - tokens
+                            await asyncio.sleep(max(0.001, need * 8 / self.pace_bps))
+                            budget = self.slice_packets
+                            continue
+                        allowed = min(budget, max(1, int(tokens / per_packet)))
                     sent_to = sender.send_frame(
-                        packetized, rtp_timestamp, frame.ingest_time, start=start, max_packets=max(1, budget)
+                        packetized, rtp_timestamp, frame.ingest_time, start=start, max_packets=max(1, allowed)
                     )
                     budget -= sent_to - start
+                    if self.pace_bps is not None:
+                        self._tokens -= (sent_to - start) * per_packet
                     start = sent_to
                     if start >= count:
                         break
