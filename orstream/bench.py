@@ -1,6 +1,6 @@
-"""``make bench``: the edge's figures (``orstream.edge.bench``) and the browser's ingest-to-display
-delay (``frontend.bench``), each printed as it runs, then one JSON object merging both on the last
-line. Each part runs in a process of its own so one's load never sits in the other's figures.
+"""``make bench``: the edge's figures (``orstream.edge.bench``), the browser's ingest-to-display
+delay (``frontend.bench``) and what a mentor behind a weak link sees (``orstream.edge.bench_weak``),
+each printed as it runs, then one JSON object merging them on the last line. Each part runs in a process of its own so one's load never sits in the other's figures.
 """
 
 from __future__ import annotations
@@ -28,6 +28,24 @@ def run(module: str, *args: str) -> dict[str, Any]:
     return figures if isinstance(figures, dict) else {"error": f"{module} printed {last[:80]!r}"}
 
 
+def weak_links() -> dict[str, Any]:
+    """A Chromium mentor behind shaped links (orstream.edge.bench_weak, needs root): what it sees."""
+    out: dict[str, Any] = {}
+    for rate in ("10mbit", "5mbit", "40mbit"):
+        result = run("orstream.edge.bench_weak", "--rate", rate, "--seconds", "60")
+        out[f"weak_link_{rate}"] = {k: result.get(k) for k in (
+            "first_picture_s", "fps", "freeze_s", "freezes", "packets_lost", "width", "height",
+            "lower_layer_cpu_pct", "load_avg_1m", "error") if k in result}
+        if rate == "10mbit" and "lower_layer_cpu_pct" in result:
+            out["lower_layer_cpu_pct"] = result["lower_layer_cpu_pct"]
+    up = run("orstream.edge.bench_weak", "--rate", "10mbit", "--change-to", "40mbit", "--change-at", "25", "--seconds", "50")
+    out["layer_up_s"] = up.get("to_full_width_s")
+    down = run("orstream.edge.bench_weak", "--rate", "40mbit", "--change-to", "10mbit", "--change-at", "20", "--seconds", "35")
+    out["layer_down_s"] = down.get("freeze_to_lower_s")
+    out["layer_down_to_lower_s"] = down.get("to_lower_width_s")
+    return out
+
+
 def main() -> int:
     edge = run("orstream.edge.bench", *sys.argv[1:])
     browser = run("frontend.bench", "--source", "clip")
@@ -40,6 +58,7 @@ def main() -> int:
         merged[f"g2g_fps_{key}"] = result.get("fps_displayed")
     if "error" in browser:
         merged["g2g_error"] = browser["error"]
+    merged.update(weak_links())
     merged["g2g_definition"] = (
         "edge ingest to display in headless Chromium on loopback (H.264 High clip looped by the edge); "
         "camera and encoder delay come on top"

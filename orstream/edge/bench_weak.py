@@ -106,6 +106,7 @@ def watch(args: argparse.Namespace, clip: Path) -> dict[str, Any]:
     edge = EdgeClient(f"http://127.0.0.1:{port}")
     samples: list[dict[str, Any]] = []
     edge_stats: list[dict[str, Any]] = []
+    lower: list[tuple[float, float]] = []  # (time, CPU seconds of the lower-layer process)
     changed_at: float | None = None
     try:
         deadline = time.monotonic() + 20
@@ -147,9 +148,12 @@ def watch(args: argparse.Namespace, clip: Path) -> dict[str, Any]:
                 samples.append(sample)
                 if now >= next_stats:
                     next_stats = now + 1.0
-                    viewers = edge.call("GET", f"/sessions/{sid}/stats")["viewers"]
-                    if viewers:
-                        edge_stats.append({"t": sample["t"], **viewers[0]})
+                    stats = edge.call("GET", f"/sessions/{sid}/stats")
+                    if stats["viewers"]:
+                        edge_stats.append({"t": sample["t"], **stats["viewers"][0]})
+                    cpu = (stats.get("lower_layer") or {}).get("cpu_s")
+                    if cpu is not None:
+                        lower.append((sample["t"], cpu))
                 page.wait_for_timeout(500)
             browser.close()
         edge.call("DELETE", f"/sessions/{sid}")
@@ -163,6 +167,8 @@ def watch(args: argparse.Namespace, clip: Path) -> dict[str, Any]:
     result: dict[str, Any] = {
         "rate": args.rate,
         "seconds": args.seconds,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
         "first_picture_s": first_time(samples, 0.0, lambda s: s["framesDecoded"] > 0),
     }
     if args.change_to and changed_at is not None:
@@ -172,8 +178,17 @@ def watch(args: argparse.Namespace, clip: Path) -> dict[str, Any]:
         result["after"] = summarize(samples, changed_at + args.warmup, args.seconds)
         result["to_full_width_s"] = first_time(samples, changed_at, lambda s: s["frameWidth"] >= 3840)
         result["to_lower_width_s"] = first_time(samples, changed_at, lambda s: 0 < s["frameWidth"] < 3840)
+        if result["to_lower_width_s"] is not None:
+            # freeze time from the change until a second after the lower layer shows
+            until = changed_at + result["to_lower_width_s"] + 1.0
+            around = [s for s in samples if changed_at <= s["t"] <= until and "framesDecoded" in s]
+            if len(around) >= 2:
+                result["freeze_to_lower_s"] = round(
+                    around[-1]["totalFreezesDuration"] - around[0]["totalFreezesDuration"], 2)
     else:
         result.update(summarize(samples, args.warmup, args.seconds))
+    if len(lower) >= 2 and lower[-1][0] > lower[0][0]:
+        result["lower_layer_cpu_pct"] = round((lower[-1][1] - lower[0][1]) / (lower[-1][0] - lower[0][0]) * 100, 1)
     if edge_stats:
         last = edge_stats[-1]
         result["edge"] = {k: last.get(k) for k in ("estimate_bps", "acked_bps", "congestion", "feedback_loss", "layer", "bitrate_bps", "loss", "rtt", "overflows")}

@@ -960,6 +960,7 @@ def _lower_stats(lower: LowerLayer | None) -> dict[str, Any] | None:
         "keyframes_out": stats.keyframes_out,
         "frames_skipped": stats.frames_skipped,
         "last_error": stats.last_error,
+        "cpu_s": lower.cpu_seconds(),
     }
 
 

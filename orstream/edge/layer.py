@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import struct
 import sys
 import time
@@ -91,6 +92,17 @@ class LowerLayer:
         )
         self._skipping = True
         self._reader = asyncio.ensure_future(self._read(self._process))
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the child has used so far (Linux /proc), for the cost figures."""
+        process = self._process
+        if process is None:
+            return None
+        try:
+            fields = open(f"/proc/{process.pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def feed(self, frame: EncodedFrame) -> None:
         """A source video frame (never blocks: a backlog drops input up to the next keyframe)."""
