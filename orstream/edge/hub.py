@@ -358,67 +358,82 @@ class SessionHub:
         the lower layer only while someone needs it."""
         while True:
             await asyncio.sleep(ADAPT_INTERVAL)
-            now = time.monotonic()
-            full = self.full_layer_bps()
-            need = full * HEADROOM
-            lower_bps = self.lower.stats.bitrate(now) if self.lower is not None else 0.0
-            needed = False
-            for viewer in list(self.viewers.values()):
-                if viewer.video is None or not viewer.active:
+            try:
+                await self._adapt_once()
+            except Exception:  # one bad turn must not end adaptation for the whole session
+                logger.exception("session %s: layer adaptation failed", self.session_id)
+
+    async def _adapt_once(self) -> None:
+        """One turn of ``_adapt``."""
+        now = time.monotonic()
+        if self.lower is not None and not self.lower.running:
+            # The lower layer's process died: its viewers go back to the source's next keyframe.
+            logger.warning("session %s: the lower layer stopped (%s)", self.session_id, self.lower.stats.last_error)
+            await self._stop_lower()
+            for viewer in self.viewers.values():
+                viewer.target = "full"
+                viewer.switched_at = now
+            self.request_keyframe()
+        full = self.full_layer_bps()
+        need = full * HEADROOM
+        lower_bps = self.lower.stats.bitrate(now) if self.lower is not None else 0.0
+        needed = False
+        for viewer in list(self.viewers.values()):
+            if viewer.video is None or not viewer.active:
+                continue
+            sender = viewer.video.sender
+            estimator = sender.estimator
+            if viewer.target == "lower" or viewer.layer == "lower":
+                needed = True
+            if estimator is None or not estimator.stats.feedbacks or not need:
+                continue
+            estimate = estimator.estimate_bps
+            layer_bps = lower_bps if viewer.layer == "lower" else full
+            viewer.video.pace_bps = max(estimate, layer_bps * PACE_FACTOR) if layer_bps else None
+            if viewer.target == "full" and viewer.layer == "full":
+                lossy = estimator.loss_fraction > LOSSY
+                if estimate >= full and not lossy:
+                    viewer.below_since = None
                     continue
-                sender = viewer.video.sender
-                estimator = sender.estimator
-                if viewer.target == "lower" or viewer.layer == "lower":
+                if viewer.below_since is None:
+                    viewer.below_since = now
+                if now - viewer.below_since >= (DOWN_AFTER_LOSS if lossy else DOWN_AFTER):
+                    self._move_down(viewer, now)
                     needed = True
-                if estimator is None or not estimator.stats.feedbacks or not need:
+            elif viewer.target == "lower" and viewer.layer == "full":
+                # counted from when the lower layer first produced, so its start-up is not held against it
+                lower = self.lower
+                since = viewer.switched_at
+                first = lower.stats.first_output_at if lower is not None else None
+                if first is not None:
+                    since = max(since, first)
+                elif lower is not None and lower.running and now - lower.stats.started_at < LOWER_START_TIMEOUT:
+                    continue  # still starting
+                if now - since > SWITCH_TIMEOUT:
+                    # The lower layer never came: back to the source rather than nothing.
+                    logger.warning("session %s: no lower layer for %s; staying on the source",
+                                   self.session_id, viewer.participant_id)
+                    viewer.target = "full"
+                    viewer.below_since = None
+                    viewer.switched_at = now
+                    self.request_keyframe()
+            elif viewer.layer == "lower" and viewer.target == "lower":
+                if now - viewer.switched_at < viewer.up_wait:
                     continue
-                estimate = estimator.estimate_bps
-                layer_bps = lower_bps if viewer.layer == "lower" else full
-                viewer.video.pace_bps = max(estimate, layer_bps * PACE_FACTOR) if layer_bps else None
-                if viewer.target == "full" and viewer.layer == "full":
-                    lossy = estimator.loss_fraction > LOSSY
-                    if estimate >= full and not lossy:
-                        viewer.below_since = None
-                        continue
-                    if viewer.below_since is None:
-                        viewer.below_since = now
-                    if now - viewer.below_since >= (DOWN_AFTER_LOSS if lossy else DOWN_AFTER):
-                        self._move_down(viewer, now)
-                        needed = True
-                elif viewer.target == "lower" and viewer.layer == "full":
-                    # counted from when the lower layer first produced, so its start-up is not held against it
-                    lower = self.lower
-                    since = viewer.switched_at
-                    first = lower.stats.first_output_at if lower is not None else None
-                    if first is not None:
-                        since = max(since, first)
-                    elif lower is not None and lower.running and now - lower.stats.started_at < LOWER_START_TIMEOUT:
-                        continue  # still starting
-                    if now - since > SWITCH_TIMEOUT:
-                        # The lower layer never came: back to the source rather than nothing.
-                        logger.warning("session %s: no lower layer for %s; staying on the source",
-                                       self.session_id, viewer.participant_id)
-                        viewer.target = "full"
-                        viewer.below_since = None
-                        viewer.switched_at = now
-                        self.request_keyframe()
-                elif viewer.layer == "lower" and viewer.target == "lower":
-                    if now - viewer.switched_at < viewer.up_wait:
-                        continue
-                    if estimate >= need * UP_HEADROOM:
-                        viewer.target = "full"
-                        viewer.switched_at = now
-                        viewer.below_since = None
-                        self.request_keyframe()
-                    elif now - viewer.last_probe >= PROBE_INTERVAL and estimator.signal != "overuse":
-                        viewer.last_probe = now
-                        sender.send_probe()
-            if needed:
-                self._lower_needed_at = now
-                if self.lower is None:
-                    await self._start_lower()
-            elif self.lower is not None and now - self._lower_needed_at > LOWER_IDLE:
-                await self._stop_lower()
+                if estimate >= need * UP_HEADROOM:
+                    viewer.target = "full"
+                    viewer.switched_at = now
+                    viewer.below_since = None
+                    self.request_keyframe()
+                elif now - viewer.last_probe >= PROBE_INTERVAL and estimator.signal != "overuse":
+                    viewer.last_probe = now
+                    sender.send_probe()
+        if needed:
+            self._lower_needed_at = now
+            if self.lower is None:
+                await self._start_lower()
+        elif self.lower is not None and now - self._lower_needed_at > LOWER_IDLE:
+            await self._stop_lower()
 
     def _move_down(self, viewer: Viewer, now: float) -> None:
         # A viewer that comes back down soon after going up waits longer before its next try.

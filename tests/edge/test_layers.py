@@ -70,3 +70,21 @@ async def test_a_viewer_moves_to_the_lower_layer_and_back_only_on_keyframes_whil
     assert stats["lower_layer"]["frames_out"] > 0
     await alice.close()
     await bob.close()
+
+
+async def test_viewers_go_back_to_the_source_when_the_lower_layer_process_dies(
+    edge: Edge, aac_clip: Path, source_video_units: list[bytes]  # noqa: F811
+) -> None:
+    hub = edge.session_create("s1")
+    await hub.attach_source(SourceAttach(url=str(aac_clip), loop=True))
+    bob = await join(hub, "bob")
+    viewer = hub.viewers["bob"]
+    hub._move_down(viewer, time.monotonic())
+    await wait_for(lambda: viewer.layer == "lower", timeout=30)
+    assert hub.lower is not None and hub.lower._process is not None
+    hub.lower._process.kill()
+    await wait_for(lambda: viewer.layer == "full", timeout=20)
+    at = len(bob.frames("video"))
+    await wait_for(lambda: len(bob.frames("video")) >= at + 10, timeout=20)
+    assert all(f.data in set(source_video_units) for f in bob.frames("video")[at:])
+    await bob.close()
