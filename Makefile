@@ -1,4 +1,5 @@
-# orstream: `make run` starts the demo, `make test` runs the whole suite, `make bench` measures the edge.
+# orstream: `make run` starts the demo, `make test` runs the whole suite, `make bench` measures the edge,
+# `make security` throws mutated input at a running edge.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,7 @@ EDGE_PORT ?= 8010
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orstream
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test bench venv browser typecheck clean
+.PHONY: run test bench security venv browser typecheck clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +48,10 @@ test: venv browser
 
 bench: venv browser
 	$(PY) -m orstream.bench
+
+# 10,000 mutated SDPs, signalling bodies and datagrams at a running edge, a second session watching.
+security: venv
+	$(PY) -m bench.fuzz
 
 clean:
 	rm -rf var .pytest_cache

@@ -60,7 +60,7 @@ def parse_body(body: bytes, cls: type[T], **extra: Any) -> T:
     """A protocol dataclass from a JSON object, or HubError(400) naming what is wrong."""
     try:
         data = json.loads(body or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         raise HubError("body is not valid JSON", 400) from None
     if not isinstance(data, dict):
         raise HubError("body must be a JSON object", 400)
@@ -174,7 +174,7 @@ async def metrics(request: web.Request) -> web.Response:
 async def session_create(request: web.Request) -> web.Response:
     try:
         data = json.loads(request[BODY_KEY] or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         raise HubError("body is not valid JSON", 400) from None
     session_id = data.get("session_id") if isinstance(data, dict) else None
     if not isinstance(session_id, str) or not session_id or len(session_id) > SESSION_ID_MAX or "/" in session_id:

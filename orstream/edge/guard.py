@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 # One log line per kind of dropped input at most this often.
 LOG_INTERVAL = 60.0
 
-DROP_KINDS = ("stun", "datagram", "rtp", "rtcp", "sdp")
+DROP_KINDS = ("stun", "datagram", "rtp", "rtcp")
 
 
 @dataclass

@@ -665,7 +665,7 @@ class SessionHub:
         """Once the viewer's media path is up: current GOP at once, then live frames."""
         senders = [f.sender for f in viewer.feeds()]
         try:
-            await asyncio.wait_for(asyncio.gather(*(s.ready.wait() for s in senders)), timeout=self.connect_timeout)
+            await asyncio.wait_for(_all_set([s.ready for s in senders]), timeout=self.connect_timeout)
         except TimeoutError:
             # ICE or DTLS never completed: do not keep a viewer that will never get a frame.
             logger.info("session %s: viewer %s never connected", self.session_id, viewer.participant_id)
@@ -977,6 +977,12 @@ def _lower_stats(lower: LowerLayer | None) -> dict[str, Any] | None:
         "last_error": stats.last_error,
         "cpu_s": lower.cpu_seconds(),
     }
+
+
+async def _all_set(events: list[asyncio.Event]) -> None:
+    # A coroutine, not a bare gather handed to wait_for: when the hub cancels the wait, the
+    # gather's CancelledError is then consumed here instead of logged as never retrieved.
+    await asyncio.gather(*(event.wait() for event in events))
 
 
 def _checked_sdp(sdp: str) -> str:

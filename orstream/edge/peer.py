@@ -12,6 +12,7 @@ profile-level-id, read from the SPS) rather than aiortc's fixed Constrained Base
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -324,15 +325,21 @@ class EdgePeerConnection(RTCPeerConnection):
             raise
         except Exception as exc:  # aiortc raises ValueError, OperationError, KeyError... on bad SDP
             raise SdpError(f"cannot apply the offer: {exc}") from None
-        self._keep_offered_payload_types()
-        if transport_cc:
-            self._accept_transport_cc()
-        transceivers = self.getTransceivers()
-        for transceiver, direction in zip(transceivers, directions, strict=False):
-            transceiver.direction = direction
-        answer = await self.createAnswer()
+        try:
+            self._keep_offered_payload_types()
+            if transport_cc:
+                self._accept_transport_cc()
+            transceivers = self.getTransceivers()
+            for transceiver, direction in zip(transceivers, directions, strict=False):
+                transceiver.direction = direction
+            answer = await self.createAnswer()
+        except Exception as exc:  # an offer aiortc applied but cannot answer (a direction it lacks...)
+            raise SdpError(f"cannot answer the offer: {exc}") from None
         await self._prepare_ice()
-        await self.setLocalDescription(answer)
+        try:
+            await self.setLocalDescription(answer)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:  # the answer mirrors a malformed offer
+            raise SdpError(f"cannot answer the offer: {exc}") from None
         return self.localDescription.sdp
 
     def _keep_offered_payload_types(self) -> None:
@@ -479,7 +486,28 @@ class EdgePeerConnection(RTCPeerConnection):
     async def close(self) -> None:
         task, self._presence_task = self._presence_task, None
         await cancel_and_wait(task)
-        await super().close()
+        try:
+            await super().close()
+        except Exception as exc:
+            # aiortc's close assumes every transceiver got a transport; after an offer it could
+            # not answer (a BUNDLE naming a missing mid...) some have none. Close what exists.
+            logger.debug("closing a half-negotiated peer: %s", exc)
+            for transceiver in self.getTransceivers():
+                dtls: Any = transceiver.receiver.transport
+                for part in (transceiver.sender, transceiver.receiver, dtls, getattr(dtls, "transport", None)):
+                    if part is not None:
+                        with contextlib.suppress(Exception):
+                            await part.stop()
+
+    async def _RTCPeerConnection__connect(self) -> None:  # noqa: N802 (aiortc's mangled name)
+        """aiortc's own connect task, which nothing awaits: a peer closed while it starts (replaced
+        by the next offer a moment after its answer) must end it quietly, not as a traceback."""
+        try:
+            await super()._RTCPeerConnection__connect()  # type: ignore[misc]
+        except Exception as exc:
+            if self.connectionState != "closed":
+                raise
+            logger.debug("peer closed while connecting: %s", exc)
 
     async def _prepare_ice(self) -> None:
         """Gather host candidates ourselves: loopback included when asked, big socket buffers.

@@ -139,7 +139,8 @@ def verify(
     if abs(current - ts) > SIGNATURE_MAX_AGE:
         raise SignatureError("signature expired")
     expected = hmac.new(secret.encode(), _message(method, path, timestamp, nonce, body), hashlib.sha256)
-    if not hmac.compare_digest(expected.hexdigest(), signature):
+    # bytes: compare_digest refuses a str with non-ASCII characters (a TypeError, not a refusal)
+    if not hmac.compare_digest(expected.hexdigest().encode(), signature.encode("utf-8", "surrogateescape")):
         raise SignatureError("bad signature")
     if replay is not None and not replay.first_use(nonce, expires=ts + SIGNATURE_MAX_AGE):
         raise SignatureError("replayed request")

@@ -80,18 +80,9 @@ def opus_clip(clip_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def source_video_units(aac_clip: Path) -> list[bytes]:
     """The clip's access units in the edge's canonical Annex-B form, read independently of ingest."""
-    from av.bitstream import BitStreamFilterContext
+    from bench.fuzz import annexb_units
 
-    from orstream.edge.h264 import join_nal_units, split_nal_units
-
-    units: list[bytes] = []
-    with av.open(str(aac_clip)) as container:
-        stream = container.streams.video[0]
-        annexb = BitStreamFilterContext("h264_mp4toannexb", stream)
-        for packet in container.demux(stream):
-            for filtered in annexb.filter(packet):
-                units.append(join_nal_units(split_nal_units(bytes(filtered))))
-    return units
+    return annexb_units(aac_clip)
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
-import av
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs.base import Decoder
 from aiortc.jitterbuffer import JitterFrame
@@ -132,30 +129,6 @@ class PublisherPeer:
         await self.pc.close()
         if self.player is not None and getattr(self.player, "_MediaPlayer__thread", None):
             self.player._stop(self.player.video)  # stops the demux thread
-
-
-class PacketTrack(MediaStreamTrack):
-    """A video track that sends the given Annex-B access units as they are, 30 a second."""
-
-    kind = "video"
-
-    def __init__(self, units: Iterable[bytes]) -> None:
-        super().__init__()
-        self._units = iter(units)
-        self._count = 0
-        self._start: float | None = None
-
-    async def recv(self) -> av.Packet:
-        if self._start is None:
-            self._start = time.monotonic()
-        wait = self._start + self._count / 30 - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        packet = av.Packet(next(self._units))
-        packet.pts = self._count * 3000
-        packet.time_base = Fraction(1, 90000)
-        self._count += 1
-        return packet
 
 
 async def publisher_offer(annexb_clip: str | None = None, *, video: MediaStreamTrack | None = None) -> PublisherPeer:

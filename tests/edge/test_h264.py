@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
+from bench.fuzz import PacketTrack
 from orstream.edge.h264 import ParameterSetKeeper, join_nal_units, nal_type, profile_level_id, split_nal_units
 from orstream.edge.hub import Edge
 from orstream.edge.protocol import PublisherOffer
 
-from .peers import PacketTrack, RecordingDecoder, publisher_accept, publisher_offer, wait_for
+from .peers import RecordingDecoder, publisher_accept, publisher_offer, wait_for
 
 SHORT_SPS = b"\x67\x64\x00"  # an SPS NAL header and two bytes: no level_idc
 
@@ -41,7 +40,7 @@ async def test_a_publisher_sending_a_short_sps_keeps_publishing(source_video_uni
     hub = edge.session_create("s1")
     keyframe = source_video_units[0]
     # Two seconds of keyframes with a truncated SPS, then the clip itself.
-    units = itertools.chain([with_short_sps(keyframe)] * 60, itertools.cycle(source_video_units))
+    units = [with_short_sps(keyframe)] * 60 + source_video_units * 20
     publisher = await publisher_offer(video=PacketTrack(units))
     answer = await hub.add_publisher(PublisherOffer(participant_id="console", sdp=publisher.pc.localDescription.sdp))
     await publisher_accept(publisher, answer)
