@@ -37,17 +37,17 @@ TEST_ENV = DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDI
 	CELERY_TASK_ALWAYS_EAGER=true
 
 typecheck: venv
-	$(PY) -m mypy orstream mentoring consent recordings frontend
+	$(PY) -m mypy orstream mentoring consent recordings frontend bench
 
 test: venv browser
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m mypy orstream mentoring consent recordings frontend
+	$(PY) -m mypy orstream mentoring consent recordings frontend bench
 	$(TEST_ENV) $(PY) -m pytest -m "not e2e"
 	$(TEST_ENV) $(PY) -m pytest -m e2e
 
 bench: venv browser
-	$(PY) -m orstream.bench
+	$(PY) -m bench
 
 # 10,000 mutated SDPs, signalling bodies and datagrams at a running edge, a second session watching.
 security: venv

@@ -29,7 +29,7 @@ NUMERIC_FIGURES = (
 
 def test_tiny_bench_prints_a_table_then_every_figure_as_the_last_json_line(tmp_path: pathlib.Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "orstream.edge.bench", "--tiny", "--work-dir", str(tmp_path), "--quiet-wait", "0"],
+        [sys.executable, "-m", "bench.edge", "--tiny", "--work-dir", str(tmp_path), "--quiet-wait", "0"],
         cwd=REPO,
         capture_output=True,
         text=True,

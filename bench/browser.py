@@ -1,4 +1,4 @@
-"""``python -m frontend.bench``: delay from the edge's ingest to the display of a frame in headless
+"""``python -m bench.browser``: delay from the edge's ingest to the display of a frame in headless
 Chromium, for a 1080p30 and a 4K30 camera request, measured the way the pages' latency badge does.
 
 One Chromium page publishes its fake camera to a real edge process (as the OR console does), another
@@ -199,7 +199,7 @@ def measure(browser: Any, edge: EdgeClient, size: tuple[int, int], *, warmup: fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m frontend.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.browser", description=__doc__.splitlines()[0])
     parser.add_argument("--chromium", default=os.environ.get("ORSTREAM_CHROMIUM", "/usr/bin/chromium"))
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--warmup", type=float, default=3.0)

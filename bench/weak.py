@@ -1,4 +1,4 @@
-"""``python -m orstream.edge.bench_weak``: what a Chromium mentor behind a weak link sees.
+"""``python -m bench.weak``: what a Chromium mentor behind a weak link sees.
 
 A Linux network namespace of its own holds the edge, the viewer's headless Chromium and the API
 calls between them; its loopback is shaped with ``tc tbf`` (rate R, 64 kB burst, 200 ms queue),
@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from frontend.bench import CHROMIUM_ARGS, SECRET, VIEWER_CONNECT, EdgeClient, free_port
+from bench.browser import CHROMIUM_ARGS, SECRET, VIEWER_CONNECT, EdgeClient, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BURST = "64kb"
@@ -205,7 +205,7 @@ def run_in_namespace(argv: list[str]) -> dict[str, Any]:
     try:
         subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
         inner = subprocess.run(
-            ["ip", "netns", "exec", name, sys.executable, "-m", "orstream.edge.bench_weak", "--inner", *argv],
+            ["ip", "netns", "exec", name, sys.executable, "-m", "bench.weak", "--inner", *argv],
             cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=600,
         )
     finally:
@@ -230,7 +230,7 @@ def ensure_clip(directory: Path) -> Path:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m orstream.edge.bench_weak", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.weak", description=__doc__.splitlines()[0])
     p.add_argument("--rate", default="10mbit", help="tc rate of the viewer's link, e.g. 5mbit, 10mbit, 40mbit")
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--warmup", type=float, default=5.0, help="seconds after the offer (or a change) left out of the figures")

@@ -1,6 +1,6 @@
 """``make bench``: how many 4K30 viewers one edge process feeds, and what each packet costs.
 
-Run ``.venv/bin/python -m orstream.edge.bench`` (``make bench``). It prints a table, then as the
+Run ``.venv/bin/python -m bench.edge`` (``make bench``). It prints a table, then as the
 last line of stdout one JSON object with every figure (null plus a reason in ``errors`` when a
 step failed). ``--tiny`` runs the same machinery on a 320x240 clip with two viewers in seconds,
 for the smoke test; its figures mean nothing.
@@ -166,7 +166,7 @@ class EdgeProcess:
 
     @classmethod
     async def start(cls, mode: str, clip: Path, log: Path, record_dir: Path | None = None) -> EdgeProcess:
-        args = [sys.executable, "-m", "orstream.edge.bench_edge", "--mode", mode, "--clip", str(clip)]
+        args = [sys.executable, "-m", "bench.edge_target", "--mode", mode, "--clip", str(clip)]
         if record_dir is not None:
             args += ["--record-dir", str(record_dir)]
         with open(log, "ab") as err:
@@ -214,7 +214,7 @@ class ViewerProcesses:
         with open(log, "ab") as err:
             for _ in range(count):
                 processes.append(await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "orstream.edge.bench_viewer",
+                    sys.executable, "-m", "bench.viewer",
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, limit=64 * 1024 * 1024,
                 ))
         return cls(processes)
@@ -575,7 +575,7 @@ def ensure_clip(config: BenchConfig, work: Path) -> Path:
     path = work / config.clip_name
     if path.exists() and path.stat().st_size > 0:
         return path
-    from .demo import generate
+    from orstream.edge.demo import generate
 
     partial = path.with_suffix(".partial.mp4")
     generate(partial, width=config.width, height=config.height, fps=config.fps,

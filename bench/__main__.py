@@ -1,5 +1,5 @@
-"""``make bench``: the edge's figures (``orstream.edge.bench``), the browser's ingest-to-display
-delay (``frontend.bench``) and what a mentor behind a weak link sees (``orstream.edge.bench_weak``),
+"""``make bench``: the edge's figures (``bench.edge``), the browser's ingest-to-display
+delay (``bench.browser``) and what a mentor behind a weak link sees (``bench.weak``),
 each printed as it runs, then one JSON object merging them on the last line. Each part runs in a process of its own so one's load never sits in the other's figures.
 """
 
@@ -29,26 +29,26 @@ def run(module: str, *args: str) -> dict[str, Any]:
 
 
 def weak_links() -> dict[str, Any]:
-    """A Chromium mentor behind shaped links (orstream.edge.bench_weak, needs root): what it sees."""
+    """A Chromium mentor behind shaped links (bench.weak, needs root): what it sees."""
     out: dict[str, Any] = {}
     for rate in ("10mbit", "5mbit", "40mbit"):
-        result = run("orstream.edge.bench_weak", "--rate", rate, "--seconds", "60")
+        result = run("bench.weak", "--rate", rate, "--seconds", "60")
         out[f"weak_link_{rate}"] = {k: result.get(k) for k in (
             "first_picture_s", "fps", "freeze_s", "freezes", "packets_lost", "width", "height",
             "lower_layer_cpu_pct", "load_avg_1m", "error") if k in result}
         if rate == "10mbit" and "lower_layer_cpu_pct" in result:
             out["lower_layer_cpu_pct"] = result["lower_layer_cpu_pct"]
-    up = run("orstream.edge.bench_weak", "--rate", "10mbit", "--change-to", "40mbit", "--change-at", "25", "--seconds", "50")
+    up = run("bench.weak", "--rate", "10mbit", "--change-to", "40mbit", "--change-at", "25", "--seconds", "50")
     out["layer_up_s"] = up.get("to_full_width_s")
-    down = run("orstream.edge.bench_weak", "--rate", "40mbit", "--change-to", "10mbit", "--change-at", "20", "--seconds", "35")
+    down = run("bench.weak", "--rate", "40mbit", "--change-to", "10mbit", "--change-at", "20", "--seconds", "35")
     out["layer_down_s"] = down.get("freeze_to_lower_s")
     out["layer_down_to_lower_s"] = down.get("to_lower_width_s")
     return out
 
 
 def main() -> int:
-    edge = run("orstream.edge.bench", *sys.argv[1:])
-    browser = run("frontend.bench", "--source", "clip")
+    edge = run("bench.edge", *sys.argv[1:])
+    browser = run("bench.browser", "--source", "clip")
     merged = dict(edge)
     cases = browser.get("ingest_to_display", {})
     for case, key in (("1080p30", "1080p"), ("4K30", "4k")):

@@ -1,4 +1,4 @@
-"""CPU per packet of the edge's send path, measured in one process: ``python -m orstream.edge.sendprof``.
+"""CPU per packet of the edge's send path, measured in one process: ``python -m bench.sendprof``.
 
 For A/B work on send.py, not a figure of record (``make bench`` is): it takes the noise of a
 shared machine out by counting only this process's CPU time and by leaving out what is not the

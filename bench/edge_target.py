@@ -1,6 +1,6 @@
 """The process under test in ``make bench``: one edge (or a stock aiortc baseline) serving viewers.
 
-``orstream.edge.bench`` starts ``python -m orstream.edge.bench_edge --mode MODE --clip PATH`` and
+``bench.edge`` starts ``python -m bench.edge_target --mode MODE --clip PATH`` and
 talks to it over a small HTTP server on 127.0.0.1 (the port is the first line on stdout). Viewer
 processes (``bench_viewer``) POST their offers to ``/offer``; the bench reads ``/stats`` at the
 start and end of a measurement window and ``/frames`` at the end.
@@ -40,7 +40,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .frames import EncodedFrame
+from orstream.edge.frames import EncodedFrame
 
 # Keep a bounded history of frame timestamps (the longest run is well under this).
 FRAME_MAP_LIMIT = 30 * 600
@@ -87,7 +87,7 @@ class EdgeTarget(Target):
     """orstream's edge, as the API would drive it."""
 
     def __init__(self, clip: Path) -> None:
-        from .hub import Edge
+        from orstream.edge.hub import Edge
 
         self.clip = clip
         self.edge = Edge(emit_event=lambda type_, session, data: None, ice_loopback=True)
@@ -97,7 +97,7 @@ class EdgeTarget(Target):
         self.frame_map: dict[int, tuple[float, bool, int | None]] = {}
 
     async def start(self) -> None:
-        from .protocol import SourceAttach
+        from orstream.edge.protocol import SourceAttach
 
         hub = self.hub
         forward = hub.on_frame
@@ -121,7 +121,7 @@ class EdgeTarget(Target):
         await hub._wait_profile()
 
     async def add_viewer(self, viewer_id: str, sdp: str) -> str:
-        from .protocol import ViewerOffer
+        from orstream.edge.protocol import ViewerOffer
 
         return await self.hub.add_viewer(ViewerOffer(participant_id=viewer_id, role="resident", sdp=sdp))
 
@@ -147,7 +147,7 @@ class EdgeTarget(Target):
                 "viewers_paused": getattr(counters, "viewers_paused", 0)}
 
     async def record(self, directory: Path) -> None:
-        from .protocol import RecordingStart
+        from orstream.edge.protocol import RecordingStart
 
         self.hub.media_dir = directory
         await self.hub.start_recording(RecordingStart(recording_id="bench", segment_seconds=600))
@@ -210,7 +210,7 @@ class StockTarget(Target):
         self.frame_map: dict[int, tuple[float, bool, int | None]] = {}
 
     async def start(self) -> None:
-        from .ingest import PyAVSource
+        from orstream.edge.ingest import PyAVSource
 
         self.source = PyAVSource(url=str(self.clip), on_frame=self._on_frame, loop_file=True)
         self.source.start()

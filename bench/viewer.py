@@ -1,6 +1,6 @@
 """Counting WebRTC viewers for ``make bench``: real ICE and DTLS, then RTP counted below SRTP.
 
-``orstream.edge.bench`` starts this module as a subprocess (several viewers per process, never in
+``bench.edge`` starts this module as a subprocess (several viewers per process, never in
 the edge's process) and drives it with one JSON command per line on stdin; each answer is one
 JSON line on stdout. A viewer is a stock aiortc ``RTCPeerConnection`` (recvonly video + audio,
 H.264 preferred) that POSTs its offer to the bench edge, so ICE, DTLS-SRTP keying, consent checks
