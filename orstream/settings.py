@@ -13,36 +13,15 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from orstream.env import env_bool, env_int, env_list, env_secret, env_str
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("ORSTREAM_VAR_DIR", BASE_DIR / "var"))
 
 
-def env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
-
-
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return default if value in (None, "") else int(value)
-
-
-def env_list(name: str, default: str) -> list[str]:
-    return [item.strip() for item in env(name, default).split(",") if item.strip()]
-
-
-def env_secret(name: str, default: str = "") -> str:
-    """A secret from NAME, or from the file named by NAME_FILE (Docker and Kubernetes secrets)."""
-    path = os.environ.get(f"{name}_FILE")
-    if path:
-        return Path(path).read_text().strip()
-    return os.environ.get(name, default)
+# One set of helpers for the site and the edge (orstream/env.py): a typo in a boolean or a
+# number stops start-up naming the variable instead of becoming its default.
+env = env_str
 
 
 PROFILE = env("ORSTREAM_PROFILE", "embedded")

@@ -1,48 +1,19 @@
 """Edge settings read from the environment, each next to its default.
 
 Read once by ``python -m orstream.edge`` (and by tests that build an edge in-process); the result is
-a frozen object handed to whoever needs it. Nothing else in the edge reads ``os.environ``.
+a frozen object handed to whoever needs it. Nothing else in the edge reads ``os.environ``;
+the helpers are the site's too (``orstream.env``), so a value means the same on both sides.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orstream.env import EnvError, env_bool, env_int, env_secret, env_str
 
-class ConfigError(Exception):
-    """A required setting is missing or malformed; the message names it."""
-
-
-def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
-
-
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-
-
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_secret(name: str) -> str:
-    """A secret given directly or, for container secrets, as a file named by ``NAME_FILE``."""
-    value = os.environ.get(name, "")
-    path = os.environ.get(f"{name}_FILE", "")
-    if not value and path:
-        value = Path(path).read_text().strip()
-    return value
+# The edge reads its variables through the same helpers as the site (orstream/env.py).
+ConfigError = EnvError
 
 
 def default_spool_dir() -> Path:
