@@ -20,9 +20,11 @@ from dataclasses import fields
 from typing import Any, TypeVar
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from .events import WebhookSender, WhipAudit
 from .hub import Edge, HubError
+from .metrics import edge_registry
 from .peer import SdpError
 from .protocol import (
     NonceCache,
@@ -47,6 +49,7 @@ WEBHOOKS_KEY = web.AppKey("webhooks", WebhookSender)
 STARTED_KEY = web.AppKey("started", float)
 NONCES_KEY = web.AppKey("nonces", NonceCache)
 WHIP_KEY = web.AppKey("whip", WhipAudit)
+METRICS_KEY = web.AppKey("metrics", CollectorRegistry)
 BODY_KEY = web.RequestKey("body", bytes)
 UNSIGNED_ROUTES = {("GET", "/health")}
 SESSION_ID_MAX = 100
@@ -129,46 +132,9 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    edge = request.app[EDGE_KEY]
-    webhooks = request.app[WEBHOOKS_KEY]
-    hubs = list(edge.sessions.values())
-    viewers = [v for hub in hubs for v in hub.viewers.values()]
-    feeds = [f for v in viewers for f in v.feeds()]
-    lines = [
-        "# HELP orstream_edge_sessions Live sessions on this edge.",
-        "# TYPE orstream_edge_sessions gauge",
-        f"orstream_edge_sessions {len(hubs)}",
-        "# TYPE orstream_edge_viewers gauge",
-        f"orstream_edge_viewers {len(viewers)}",
-        "# TYPE orstream_edge_publishers gauge",
-        f"orstream_edge_publishers {sum(1 for h in hubs if h.publisher is not None or h.source is not None)}",
-        "# TYPE orstream_edge_packets_sent_total counter",
-        f"orstream_edge_packets_sent_total {sum(f.sender.stats.packets_sent for f in feeds)}",
-        "# TYPE orstream_edge_bytes_sent_total counter",
-        f"orstream_edge_bytes_sent_total {sum(f.sender.stats.bytes_sent for f in feeds)}",
-        "# TYPE orstream_edge_retransmits_total counter",
-        f"orstream_edge_retransmits_total {sum(f.sender.stats.retransmits for f in feeds)}",
-        "# TYPE orstream_edge_viewer_overflows_total counter",
-        f"orstream_edge_viewer_overflows_total {sum(f.stats.overflows for f in feeds)}",
-        "# TYPE orstream_edge_frames_in_total counter",
-        f'orstream_edge_frames_in_total{{kind="video"}} {sum(h.counters.video_frames for h in hubs)}',
-        f'orstream_edge_frames_in_total{{kind="audio"}} {sum(h.counters.audio_frames for h in hubs)}',
-        "# TYPE orstream_edge_keyframe_requests_total counter",
-        f'orstream_edge_keyframe_requests_total{{outcome="relayed"}} {sum(h.counters.keyframe_requests_relayed for h in hubs)}',
-        f'orstream_edge_keyframe_requests_total{{outcome="suppressed"}} {sum(h.counters.keyframe_requests_suppressed for h in hubs)}',
-        "# TYPE orstream_edge_talkback_frames_total counter",
-        f"orstream_edge_talkback_frames_total {sum(h.counters.talkback_frames for h in hubs)}",
-        "# TYPE orstream_edge_recordings gauge",
-        f"orstream_edge_recordings {sum(1 for h in hubs if h.recorder is not None)}",
-        "# TYPE orstream_edge_webhooks_total counter",
-        f'orstream_edge_webhooks_total{{outcome="delivered"}} {webhooks.stats.delivered}',
-        f'orstream_edge_webhooks_total{{outcome="dropped"}} {webhooks.stats.dropped}',
-        f'orstream_edge_webhooks_total{{outcome="failed_attempt"}} {webhooks.stats.failed_attempts}',
-        "# HELP orstream_edge_malformed_dropped_total Malformed datagrams and packets dropped, by kind.",
-        "# TYPE orstream_edge_malformed_dropped_total counter",
-        *(f'orstream_edge_malformed_dropped_total{{kind="{k}"}} {n}' for k, n in sorted(edge.drops.counts.items())),
-    ]
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
+    """Prometheus text format, collected from the edge's own counters at scrape time (metrics.py)."""
+    body = generate_latest(request.app[METRICS_KEY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def session_create(request: web.Request) -> web.Response:
@@ -348,6 +314,7 @@ def create_app(
     app[STARTED_KEY] = time.time()
     app[NONCES_KEY] = NonceCache()
     app[WHIP_KEY] = WhipAudit(app[WEBHOOKS_KEY])
+    app[METRICS_KEY] = edge_registry(edge, app[WEBHOOKS_KEY])
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/sessions", session_create)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from orstream.edge.__main__ import build
 from orstream.edge.config import EdgeConfig
@@ -238,7 +239,12 @@ async def test_a_viewer_end_to_end_with_stats_clock_metrics_webhooks_and_kick(
     status, clock = await call(client, "GET", "/sessions/s1/clock")
     assert clock["video"]["clock_rate"] == 90000 and clock["video"]["ingest_time"] > time.time() - 5
     status, text = await call(client, "GET", "/metrics")
-    assert "orstream_edge_viewers 1" in text and "orstream_edge_sessions 1" in text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["orstream_edge_viewers"].samples[0].value == 1
+    assert families["orstream_edge_sessions"].samples[0].value == 1
+    assert families["orstream_edge_packets_sent"].samples[0].value > 10  # counters: "_total" samples
+    assert all(f.documentation for f in families.values()), "every metric has HELP text"
+    assert "orstream_edge_process_resident_memory_bytes" in families  # process metrics too
 
     status, _ = await call(client, "DELETE", "/sessions/s1/participants/alice")
     assert status == 200
