@@ -6,6 +6,11 @@ class MentoringConfig(AppConfig):
     verbose_name = "Mentoring"
 
     def ready(self) -> None:
+        from .keeper import ConnectionKeeper
+
+        # Presence bookkeeping for this process's WebSockets; its thread starts with the first join.
+        self.keeper = ConnectionKeeper()
+
         from consent.effects import ConsentEffect, consent_effects
 
         from . import services

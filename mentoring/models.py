@@ -148,6 +148,29 @@ class PresenceEvent(models.Model):
         ordering = ["at"]
 
 
+class Connection(models.Model):
+    """One open WebSocket of a participant, kept fresh by its server process's heartbeat.
+
+    Presence is the set of open connections seen recently: a server process that dies, or a
+    consumer the ASGI server kills, stops refreshing its rows, and they are closed (with a "left")
+    a few seconds later by whichever process sweeps first (mentoring.services.connection_sweep).
+    """
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="connections")
+    token = models.ForeignKey(JoinToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    channel_name = models.CharField(max_length=200, unique=True)
+    opened_at = models.DateTimeField(default=timezone.now)
+    seen_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["opened_at"]
+        indexes = [models.Index(fields=["closed_at", "seen_at"])]
+
+    def __str__(self) -> str:
+        return f"connection of {self.participant} since {self.opened_at:%H:%M:%S}"
+
+
 class Annotation(models.Model):
     """A telestration stroke or a chat line, stored with the media time it refers to."""
 

@@ -256,7 +256,7 @@ TURN_URLS = env_list("ORSTREAM_TURN_URLS", "")
 TURN_SECRET = env_secret("ORSTREAM_TURN_SECRET")
 TURN_TTL_SECONDS = env_int("ORSTREAM_TURN_TTL_SECONDS", 3600)
 
-# WebSocket limits: frames above this size get close code 1009; this many bad frames close with 4400.
+# WebSocket limits: frames above this size get close code 4009; this many bad frames close with 4400.
 WS_MAX_FRAME_BYTES = env_int("ORSTREAM_WS_MAX_FRAME_BYTES", 64 * 1024)
 WS_MAX_BAD_FRAMES = env_int("ORSTREAM_WS_MAX_BAD_FRAMES", 5)
 

@@ -123,12 +123,12 @@ async def test_bad_input_gets_errors_then_4400_and_others_notice_nothing(session
     await good.disconnect()
 
 
-async def test_an_oversized_frame_closes_with_1009(session, carol, consenting_patient, settings):
+async def test_an_oversized_frame_closes_with_4009(session, carol, consenting_patient, settings):
     settings.WS_MAX_FRAME_BYTES = 1024
     communicator, _ = await join(session, await mint(participant=carol))
     await communicator.send_to(text_data=json.dumps({"type": "chat", "text": "x" * 5000}))
     assert (await next_of(communicator, "error"))["code"] == "too_large"
-    assert (await communicator.receive_output(timeout=5))["code"] == 1009
+    assert (await communicator.receive_output(timeout=5))["code"] == 4009
 
 
 async def test_revoking_a_token_drops_the_live_connection(session, carol, alice, consenting_patient):

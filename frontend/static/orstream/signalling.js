@@ -24,6 +24,7 @@ const REMOVED_MESSAGES = {
   revoked: "Your link was withdrawn by the coordinator. Contact them if you should still take part.",
   consent: "The patient's consent no longer covers your viewing, so the video was stopped. Contact the coordinator if you think this is wrong.",
   removed: "The coordinator removed you from this session. Contact them if you should still take part.",
+  expired: "Your link's time is up. Ask the coordinator or the surgeon for a new link if you should stay.",
 };
 
 export class SessionLink extends EventTarget {
