@@ -72,6 +72,27 @@ class SessionSerializer(serializers.ModelSerializer):
         return value
 
 
+class SessionSummarySerializer(serializers.ModelSerializer):
+    """What a participant who does not manage the session sees of it, as on the session list: no
+    case reference, notes or participants' e-mails (those are for the coordinator and the surgeon)."""
+
+    id = serializers.UUIDField(source="public_id", read_only=True)
+
+    class Meta:
+        model = Session
+        fields = ["id", "procedure", "room", "surgeon", "planned_start", "planned_end", "time_zone", "status"]
+        read_only_fields = fields
+
+
+def _may_manage(user: Any, session: Session) -> bool:
+    """The coordinator and the operating surgeon manage a session (the session page is theirs)."""
+    return roles.user_is_coordinator(user) or session.surgeon_id == user.pk
+
+
+def _session_data(user: Any, session: Session) -> Any:
+    return (SessionSerializer if _may_manage(user, session) else SessionSummarySerializer)(session).data
+
+
 class InviteSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=[r.value for r in Role if r != Role.SURGEON])
     display_name = serializers.CharField(max_length=120)
@@ -130,7 +151,7 @@ class SessionList(APIView):
     @extend_schema(responses=SessionSerializer(many=True))
     def get(self, request: Request) -> Response:
         sessions = services.session_list_for(user=request.user, include_past=request.query_params.get("past") == "1")
-        return Response(SessionSerializer(sessions.prefetch_related("participants__tokens"), many=True).data)
+        return Response([_session_data(request.user, s) for s in sessions.prefetch_related("participants__tokens")])
 
     @extend_schema(request=SessionSerializer, responses={201: SessionSerializer})
     def post(self, request: Request) -> Response:
@@ -144,7 +165,8 @@ class SessionList(APIView):
 
 
 class SessionDetail(APIView):
-    """One session with its participants and their link state."""
+    """One session: with its case reference, notes and participants for the coordinator and the
+    surgeon; as on the session list for its other participants."""
 
     @extend_schema(responses=SessionSerializer)
     def get(self, request: Request, public_id: Any) -> Response:
@@ -152,7 +174,7 @@ class SessionDetail(APIView):
         if not (roles.user_runs_session(request.user, session)
                 or session.participants.filter(user=request.user).exists()):
             return Response({"detail": "You are not part of this session."}, status=status.HTTP_403_FORBIDDEN)
-        return Response(SessionSerializer(session).data)
+        return Response(_session_data(request.user, session))
 
 
 class SessionAction(APIView):

@@ -120,3 +120,29 @@ def test_the_api_docs_load_their_viewer_from_the_site_not_a_cdn(client, db):
     page = client.get("/api/docs/").content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
     assert "cdn" not in page.lower() and "<script>" not in page
+
+
+def test_a_resident_sees_in_the_api_only_what_the_session_list_shows(client, session, resident, dave):
+    client.force_login(dave)
+    listed = client.get("/api/sessions/").json()
+    one = client.get(f"/api/sessions/{session.public_id}/").json()
+    for data in (listed[0], one):
+        assert data["procedure"] == session.procedure
+        assert "patient_ref" not in data and "notes" not in data and "participants" not in data
+        assert "CASE-0042" not in str(data) and "@" not in str(data)
+
+
+def test_the_coordinator_and_the_surgeon_still_see_the_case_and_the_participants(client, session, resident, alice, bob):
+    for user in (alice, bob):
+        client.force_login(user)
+        data = client.get(f"/api/sessions/{session.public_id}/").json()
+        assert data["patient_ref"] == "CASE-0042" and {p["role"] for p in data["participants"]} == {"surgeon", "resident"}
+
+
+def test_schema_and_docs_need_a_sign_in_in_production(client, settings, dave):
+    settings.PRODUCTION = True
+    assert client.get("/api/schema/").status_code == 403
+    assert client.get("/api/docs/").status_code == 403
+    client.force_login(dave)
+    assert client.get("/api/schema/").status_code == 200
+    assert client.get("/api/docs/").status_code == 200
