@@ -201,6 +201,7 @@ def test_a_recording_reaches_the_library_on_postgresql_redis_and_a_real_worker(
 
     from consent import services as consent_services
     from mentoring import services
+    from orstream import roles
     from recordings.models import Segment
 
     from .stack import database_url_for_subprocess
@@ -208,7 +209,7 @@ def test_a_recording_reaches_the_library_on_postgresql_redis_and_a_real_worker(
     # The server processes know Django's default hashers, not the fast one the tests use.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
     coordinator = User.objects.create_user("casey", password="journey-pass-Xy9!", first_name="Casey", last_name="Coord")
-    coordinator.groups.add(Group.objects.get_or_create(name=services.COORDINATOR_GROUP)[0])
+    coordinator.groups.add(Group.objects.get_or_create(name=roles.COORDINATOR)[0])
     surgeon = User.objects.create_user("sam", first_name="Sam", last_name="Surgeon")
     room = services.room_create(name="OR 3", location="Theatre block B", ingest_url=str(demo_clip()))
     begin = timezone.now().replace(microsecond=0) + timedelta(minutes=1)
