@@ -140,6 +140,11 @@ def test_the_coordinator_sees_who_is_connected_and_removes_a_mentor(site, open_p
         f"() => /[kM]bit\\/s/.test(document.querySelector(\"#people-rows tr[data-id='{carol.public_id}']\").innerText)",
         timeout=20_000,
     )
+    # The mentor's own transport-cc feedback gives an estimate of its link, shown beside its bitrate.
+    page.wait_for_function(
+        f"() => /link ≈ [0-9.]+ [kM]bit\\/s/.test(document.querySelector(\"#people-rows tr[data-id='{carol.public_id}']\").innerText)",
+        timeout=20_000,
+    )
     assert page.locator(f"#people-rows tr[data-id='{surgeon.public_id}']").is_visible()
     page.wait_for_timeout(3000)
     screenshot(page, "live")

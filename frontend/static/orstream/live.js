@@ -45,9 +45,12 @@ function rowFor(person, viewer) {
   cell(person.name + (person.id === boot.participant.id ? " (you)" : ""));
   cell(person.role_label + (person.external ? " · external" : ""));
   if (viewer) {
-    const rate = viewer.bitrate_bps >= 1e6 ? `${(viewer.bitrate_bps / 1e6).toFixed(1)} Mbit/s` : `${Math.round(viewer.bitrate_bps / 1e3)} kbit/s`;
+    const rate = bitrateText(viewer.bitrate_bps);
     const loss = Math.round((viewer.loss || 0) * 100);
-    cell(`${rate}${loss ? `, ${loss} % lost` : ""}${viewer.connection !== "connected" ? ` (${viewer.connection})` : ""}`);
+    // What the viewer's own feedback says its link carries, and which picture it gets for it.
+    const link = viewer.estimate_bps != null ? `, link ≈ ${bitrateText(viewer.estimate_bps)}` : "";
+    const layer = viewer.layer === "lower" ? ", reduced picture (weak link)" : "";
+    cell(`${rate}${loss ? `, ${loss} % lost` : ""}${link}${layer}${viewer.connection !== "connected" ? ` (${viewer.connection})` : ""}`);
   } else {
     cell(person.role === "surgeon" ? "sending" : "—");
   }
@@ -59,7 +62,7 @@ function rowFor(person, viewer) {
   canvas.width = 240;
   canvas.height = 48;
   canvas.setAttribute("role", "img");
-  canvas.setAttribute("aria-label", `Bitrate (blue), loss (red) and delay (amber) of ${person.name} over the last two minutes`);
+  canvas.setAttribute("aria-label", `Bitrate (blue), link estimate (green), loss (red) and delay (amber) of ${person.name} over the last two minutes`);
   chartCell.append(canvas);
   tr.append(chartCell);
   drawSpark(canvas, history.get(person.id) || []);
@@ -75,6 +78,10 @@ function rowFor(person, viewer) {
   }
   tr.append(actions);
   return tr;
+}
+
+function bitrateText(bps) {
+  return bps >= 1e6 ? `${(bps / 1e6).toFixed(1)} Mbit/s` : `${Math.round(bps / 1e3)} kbit/s`;
 }
 
 function drawSpark(canvas, samples) {
@@ -98,7 +105,8 @@ function drawSpark(canvas, samples) {
     });
     ctx.stroke();
   };
-  const peak = Math.max(1e6, ...samples.map((s) => s.bitrate || 0));
+  const peak = Math.max(1e6, ...samples.map((s) => Math.max(s.bitrate || 0, s.estimate || 0)));
+  line("estimate", "#4cc38a", peak);
   line("bitrate", "#3fa7ff", peak);
   line("loss", "#ff5c5c", 0.1);
   line("delay", "#f0b429", 600);
@@ -110,7 +118,7 @@ function render(state) {
   for (const person of state.participants) {
     const viewer = viewers.get(person.id);
     const samples = history.get(person.id) || [];
-    samples.push({ bitrate: viewer?.bitrate_bps ?? null, loss: viewer?.loss ?? null, delay: person.latency_ms ?? null });
+    samples.push({ bitrate: viewer?.bitrate_bps ?? null, estimate: viewer?.estimate_bps ?? null, loss: viewer?.loss ?? null, delay: person.latency_ms ?? null });
     if (samples.length > HISTORY) samples.shift();
     history.set(person.id, samples);
   }
