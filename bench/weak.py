@@ -28,7 +28,7 @@ from typing import Any
 
 from bench.browser import CHROMIUM_ARGS, SECRET, VIEWER_CONNECT, EdgeClient, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BURST = "64kb"
 QUEUE = "200ms"
 

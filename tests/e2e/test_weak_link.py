@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from orstream.edge import bench_weak
+from bench import weak as bench_weak
 
 pytestmark = pytest.mark.e2e
 
