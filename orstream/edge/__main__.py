@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from .api import create_app
+from .api import announce_start, create_app
 from .config import ConfigError, EdgeConfig
 from .events import WebhookSender
 from .hub import Edge
@@ -32,11 +32,13 @@ def build(config: EdgeConfig) -> web.Application:
 
 
 async def serve(config: EdgeConfig, host: str, port: int) -> None:
-    runner = web.AppRunner(build(config), handle_signals=False)
+    app = build(config)
+    runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
     logging.getLogger("orstream.edge").info("edge listening on http://%s:%d", host, port)
+    announce_start(app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

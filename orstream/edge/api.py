@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
 from typing import Any, TypeVar
@@ -27,6 +28,7 @@ from .hub import Edge, HubError
 from .metrics import edge_registry
 from .peer import SdpError
 from .protocol import (
+    EDGE_STARTED,
     NonceCache,
     PublisherOffer,
     RecordingStart,
@@ -50,6 +52,7 @@ STARTED_KEY = web.AppKey("started", float)
 NONCES_KEY = web.AppKey("nonces", NonceCache)
 WHIP_KEY = web.AppKey("whip", WhipAudit)
 METRICS_KEY = web.AppKey("metrics", CollectorRegistry)
+BOOT_KEY = web.AppKey("boot_id", str)
 BODY_KEY = web.RequestKey("body", bytes)
 UNSIGNED_ROUTES = {("GET", "/health")}
 SESSION_ID_MAX = 100
@@ -127,7 +130,12 @@ def _session_id(request: web.Request) -> str:
 async def health(request: web.Request) -> web.Response:
     edge = request.app[EDGE_KEY]
     return web.json_response(
-        {"ok": True, "sessions": len(edge.sessions), "uptime": round(time.time() - request.app[STARTED_KEY], 1)}
+        {
+            "ok": True,
+            "boot_id": request.app[BOOT_KEY],
+            "sessions": len(edge.sessions),
+            "uptime": round(time.time() - request.app[STARTED_KEY], 1),
+        }
     )
 
 
@@ -212,7 +220,8 @@ async def recording_stop(request: web.Request) -> web.Response:
     recording_id = hub.recording_id
     if not await hub.stop_recording():
         raise HubError("no recording is running in this session", 404)
-    return web.json_response({"ok": True, "recording_id": recording_id})
+    # The segments of the whole recording, those of an edge that ran it before a restart included.
+    return web.json_response({"ok": True, "recording_id": recording_id, "segments": hub.segments_closed})
 
 
 async def session_stats(request: web.Request) -> web.Response:
@@ -301,6 +310,13 @@ async def whip_delete(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+def announce_start(app: web.Application) -> None:
+    """Tell the control plane this edge has just started and knows no session: it re-creates the
+    live sessions it had here (feeds, recordings). Called once the edge listens, so the control
+    plane's calls back find it."""
+    app[WEBHOOKS_KEY].emit(EDGE_STARTED, "", {"boot_id": app[BOOT_KEY]})
+
+
 def create_app(
     edge: Edge, *, secret: str, webhooks: WebhookSender | None = None, max_body_bytes: int = 256 * 1024
 ) -> web.Application:
@@ -315,6 +331,9 @@ def create_app(
     app[NONCES_KEY] = NonceCache()
     app[WHIP_KEY] = WhipAudit(app[WEBHOOKS_KEY])
     app[METRICS_KEY] = edge_registry(edge, app[WEBHOOKS_KEY])
+    # A new id at every start: the control plane tells a restarted edge (which lost every hub,
+    # feed and recorder) from one that merely did not answer for a while.
+    app[BOOT_KEY] = uuid.uuid4().hex
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/sessions", session_create)

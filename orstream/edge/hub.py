@@ -823,7 +823,9 @@ class SessionHub:
             if self.recording_id == recording_id:
                 self._spawn(self.stop_recording())
 
-        self._segments_closed = 0
+        # A recording resumed after an edge restart goes on in its folder: the count reported at
+        # the stop covers the segments written before this edge started (closed or recovered).
+        self._segments_closed = sum(1 for _ in directory.glob("seg-*.mp4"))
         self.recorder = RecorderThread(
             Recorder(
                 directory, segment_seconds=float(start.segment_seconds), on_segment_closed=segment_closed,
@@ -835,6 +837,11 @@ class SessionHub:
         self.recording_id = recording_id
         self.emit("recording.started", {"recording_id": recording_id, "directory": str(directory)})
         return directory
+
+    @property
+    def segments_closed(self) -> int:
+        """Segments of the current (or last) recording closed so far, as reported at its stop."""
+        return self._segments_closed
 
     async def stop_recording(self) -> bool:
         recorder, self.recorder = self.recorder, None

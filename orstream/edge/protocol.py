@@ -41,6 +41,8 @@ NONCE_PATTERN = re.compile(r"[0-9a-f]{32}")
 # Roles as the edge knows them. The control plane decides the role; the edge only enforces
 # what the role allows on the media path.
 PUBLISHER = "publisher"
+# The event an edge sends once it listens, with session_id "" and data {"boot_id": ...}.
+EDGE_STARTED = "edge.started"
 TALK_ROLES = frozenset({"surgeon", "mentor", "specialist", "coordinator"})
 
 
@@ -252,9 +254,10 @@ class EdgeEvent:
     type is one of: publisher.up, publisher.down, viewer.joined, viewer.left,
     recording.started, recording.stopped, segment.closed, and whip.publish / whip.delete (a
     WHIP client's act, allowed or refused, for the audit trail: data has outcome, reason,
-    token, the token's ``whip_token_id``, and resource, the WHIP publisher's participant id).
-    ``id`` is unique per event and kept across delivery retries, so the control plane drops a
-    repeat it has already handled.
+    token, the token's ``whip_token_id``, and resource, the WHIP publisher's participant id);
+    and edge.started (session_id "", data {"boot_id"}), sent once by an edge that has just
+    started, knowing no session. ``id`` is unique per event and kept across delivery retries,
+    so the control plane drops a repeat it has already handled.
     """
 
     type: str

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from orstream.edge.__main__ import build
+from orstream.edge.api import announce_start
 from orstream.edge.config import EdgeConfig
 from orstream.edge.events import WebhookSender, WhipAudit
 from orstream.edge.protocol import (
@@ -375,8 +376,29 @@ async def test_recording_writes_segments_and_reports_them(
     segments = [e["data"] for e in receiver.events if e["type"] == "segment.closed"]
     stopped = next(e["data"] for e in receiver.events if e["type"] == "recording.stopped")
     assert stopped["segments"] == len(segments) >= 2
+    assert body["segments"] == len(segments), "the stop's reply counts them too, webhook or not"
     first = segments[0]
     assert first["recording_public_id"] == recording_id
     assert first["path"].startswith(recording_id + "/")
     assert (tmp_path / "spool" / first["path"]).stat().st_size == first["size"] > 0
     assert first["video_codec"] == "h264" and first["video_frames"] > 0
+
+
+async def test_each_start_has_its_own_boot_id_announced_to_the_control_plane(
+    secret: str, hooks: tuple[Hooks, str], tmp_path: Path
+) -> None:
+    """A restarted edge knows no session: "edge.started" with a fresh boot id tells the control
+    plane to put its live sessions back."""
+    receiver, url = hooks
+    boots = []
+    for _ in range(2):
+        app = build(EdgeConfig(secret=secret, webhook_url=url, media_dir=tmp_path / "spool"))
+        async with TestClient(TestServer(app)) as edge_client:
+            health = await (await edge_client.get("/health")).json()
+            announce_start(app)
+            await wait_for(lambda: receiver.types().count("edge.started") == len(boots) + 1)
+            boots.append(health["boot_id"])
+    assert len(set(boots)) == 2
+    announced = [e for e in receiver.events if e["type"] == "edge.started"]
+    assert [e["data"]["boot_id"] for e in announced] == boots
+    assert all(e["session_id"] == "" for e in announced)
