@@ -63,19 +63,26 @@ def _session(public_id: Any) -> Session:
     return get_object_or_404(Session.objects.select_related("room"), public_id=public_id)
 
 
-def _recording_card(session: Session) -> dict[str, Any]:
-    recording = Recording.objects.filter(session=session, status=Recording.Status.RECORDING).order_by("-started_at").first()
-    if recording is None:
-        # The last recording's trouble (failed its check, stuck), said where the coordinator looks.
-        last = Recording.objects.filter(session=session).order_by("-started_at").first()
-        problem = recording_services.recording_problem_for(recording=last) if last is not None else ""
-        return {"state": "off", "problem": problem} if problem else {"state": "off"}
-    return {
-        "state": "recording",
-        "id": str(recording.public_id),
-        "started_at": recording.started_at.isoformat(),
-        "since": services.session_clock(session=session, moment=recording.started_at),
-    }
+class EdgeView:
+    """The edge's stats of a live session, or why there are none: the edge being down is an answer."""
+
+    def __init__(self, session: Session) -> None:
+        self.stats: Any = None
+        self.error: str | None = None
+        self.unreachable = False
+        if session.status != Session.Status.LIVE:
+            return
+        try:
+            self.stats = edge.stats(str(session.public_id), edge_url=session.room.edge_url or None)
+        except edge.EdgeError as failure:
+            self.unreachable = failure.status == 0
+            self.error = "No video statistics: the session has no video yet." if failure.status == 404 else str(failure)
+
+
+def _recording_card(session: Session, view: EdgeView) -> dict[str, Any]:
+    return recording_services.recording_live_for(
+        session=session, edge_stats=view.stats, edge_error=(view.error or "") if view.unreachable else ""
+    )
 
 
 @require_GET
@@ -90,20 +97,14 @@ def live_state(request: HttpRequest, public_id: Any) -> HttpResponse:
         {**services.participant_card(p), "latency_ms": p.last_latency_ms, "latency_at": p.latency_at.isoformat() if p.latency_at else None}
         for p in services.presence_connected(session=session)
     ]
-    stats: Any = None
-    edge_error = None
-    if session.status == Session.Status.LIVE:
-        try:
-            stats = edge.stats(str(session.public_id), edge_url=session.room.edge_url or None)
-        except edge.EdgeError as failure:
-            edge_error = "No video statistics: the session has no video yet." if failure.status == 404 else str(failure)
+    view = EdgeView(session)
     return JsonResponse(
         {
             "session": services.session_card(session),
             "participants": connected,
-            "edge": stats,
-            "edge_error": edge_error,
-            "recording": _recording_card(session),
+            "edge": view.stats,
+            "edge_error": view.error,
+            "recording": _recording_card(session, view),
             "consent": {purpose: consent_services.consent_granted(session=session, purpose=purpose) for purpose in PURPOSES},
         }
     )
@@ -151,7 +152,7 @@ def live_recording(request: HttpRequest, public_id: Any) -> HttpResponse:
         return _refuse(str(error), status=409)
     except edge.EdgeError as failure:
         return _refuse(f"The media server did not answer ({failure}). Try again.", status=502)
-    return JsonResponse({"recording": _recording_card(session)})
+    return JsonResponse({"recording": _recording_card(session, EdgeView(session))})
 
 
 @coordinator_required

@@ -22,7 +22,7 @@ from consent import services as consent_services
 from orstream.edge import protocol
 
 from .models import EdgeEventReceipt, Session
-from .services import is_uuid, session_group
+from .services import edge_restart_handle, is_uuid, session_group
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,10 @@ def _whip_audit(event: protocol.EdgeEvent, session: Session | None) -> None:
 
 def edge_event_handle(*, event: protocol.EdgeEvent) -> bool:
     """Act on one webhook; False when it is a repeat of one already handled (nothing is done)."""
+    if event.type == protocol.EDGE_STARTED:
+        # Not about one session; acting twice is harmless (the sessions are back after the first).
+        edge_restart_handle(boot_id=str(event.data.get("boot_id", "")))
+        return True
     session = Session.objects.filter(public_id=event.session_id).first() if is_uuid(event.session_id) else None
     if session is None and event.type not in WHIP_EVENTS:
         raise EventError(f"unknown session {event.session_id[:40]!r}", status=404)

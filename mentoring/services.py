@@ -14,6 +14,7 @@ import logging
 import secrets
 import uuid
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -302,11 +303,11 @@ def session_end(*, session: Session, by: Any) -> Session:
     return session
 
 
-def _edge_prepare(session: Session) -> None:
+def _edge_prepare(session: Session) -> bool:
     """Make sure the session's hub exists on its edge, fed by the room's own video when it has one.
 
-    Idempotent, and it heals an edge that restarted: a hub the edge had to create anew gets the
-    room's feed attached again.
+    Idempotent: a hub the edge had to create anew (first go-live, or an edge that restarted) gets
+    the room's feed attached. Returns True when the edge created the hub.
     """
     sid, edge_url = str(session.public_id), session.room.edge_url or None
     reply = edge.session_open(sid, edge_url=edge_url)
@@ -314,6 +315,65 @@ def _edge_prepare(session: Session) -> None:
     url = session.room.ingest_url
     if created and url:
         edge.source_attach(sid, protocol.SourceAttach(url=url, loop="://" not in url), edge_url=edge_url)
+    return created
+
+
+ReattachHook = Callable[[Session], dict[str, Any]]
+
+
+class ReattachHooks:
+    """What apps above mentoring do when a live session is re-created on a restarted edge
+    (recordings resumes its recording). Registered in their ``AppConfig.ready()``, so mentoring
+    imports none of them; each hook returns what it did, for the audit trail."""
+
+    def __init__(self) -> None:
+        self._hooks: dict[str, ReattachHook] = {}
+
+    def register(self, name: str, hook: ReattachHook) -> None:
+        self._hooks[name] = hook
+
+    def items(self) -> list[tuple[str, ReattachHook]]:
+        return list(self._hooks.items())
+
+
+reattach_hooks = ReattachHooks()
+
+
+def session_reattach(*, session: Session) -> bool:
+    """Put a live session back on its edge after the edge restarted (it lost every hub, feed and
+    recorder): re-create the hub, re-start the room's feed, run the registered reattach hooks
+    (the recording resumes in a new segment), and tell the pages the media server restarted, so
+    they reconnect at once.
+
+    Idempotent: on an edge that still has the hub nothing happens and False is returned. Called by
+    the edge's "edge.started" webhook and by every media offer (whichever comes first after a
+    restart). Raises edge.EdgeError when the edge cannot be reached.
+    """
+    if not _edge_prepare(session) or session.status != Session.Status.LIVE:
+        return False
+    detail = {name: hook(session) for name, hook in reattach_hooks.items()}
+    consent_services.audit_record(
+        action="session.reattach", actor="system", session_public_id=str(session.public_id), detail=detail
+    )
+    log.warning("session %s re-created on its edge after an edge restart", session.public_id)
+    _send_after_commit(session_group(session), {"type": "session.notice", "notice": {"event": "edge.restarted"}})
+    return True
+
+
+def edge_restart_handle(*, boot_id: str) -> list[Session]:
+    """An edge reports it has just started (webhook "edge.started"): re-attach every live session.
+
+    Sessions on other edges are left as they are (their edge still has their hub). One session
+    the edge cannot take does not stop the others. Returns the sessions re-created.
+    """
+    reattached: list[Session] = []
+    for session in Session.objects.filter(status=Session.Status.LIVE).select_related("room"):
+        try:
+            if session_reattach(session=session):
+                reattached.append(session)
+        except edge.EdgeError as failure:
+            log.warning("session %s not re-attached after edge start %s: %s", session.public_id, boot_id[:12], failure)
+    return reattached
 
 
 def _edge_session_close(session: Session) -> None:
@@ -1017,7 +1077,7 @@ def media_offer(*, participant: Participant, sdp: str) -> dict[str, str]:
     sid = str(session.public_id)
     edge_url = session.room.edge_url or None
     try:
-        _edge_prepare(session)
+        session_reattach(session=session)
         if participant.role == Role.SURGEON:
             return edge.publisher_offer(
                 sid, protocol.PublisherOffer(participant_id=str(participant.public_id), sdp=sdp), edge_url=edge_url

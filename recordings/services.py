@@ -182,6 +182,16 @@ def _segment_local_path(segment: Segment) -> str:
 # ---------------------------------------------------------------- start, stop, segments
 
 
+def _edge_record(recording: Recording) -> None:
+    """Ask the session's edge to write ``recording`` (into its own folder on the spool)."""
+    session = recording.session
+    edge.recording_start(
+        str(session.public_id),
+        protocol.RecordingStart(recording_id=str(recording.public_id)),
+        edge_url=session.room.edge_url or None,
+    )
+
+
 def recording_start(*, session: Session, by: Any) -> Recording:
     """Start recording ``session`` on its edge. Asks the consent gate for "record" first.
 
@@ -206,11 +216,7 @@ def recording_start(*, session: Session, by: Any) -> Recording:
         )
         _audit(recording, "recording.start", by)
     try:
-        edge.recording_start(
-            str(session.public_id),
-            protocol.RecordingStart(recording_id=str(recording.public_id)),
-            edge_url=session.room.edge_url or None,
-        )
+        _edge_record(recording)
     except edge.EdgeError as failure:
         with transaction.atomic():
             recording.status = Recording.Status.FAILED
@@ -229,20 +235,97 @@ def recording_stop(*, recording: Recording, by: Any) -> Recording:
     session = recording.session
     reply = edge.recording_stop(str(session.public_id), edge_url=session.room.edge_url or None)
     segments = reply.get("segments") if isinstance(reply, dict) else None
+    # No reply: the edge was not recording it (it restarted and the recording could not go on),
+    # so no "recording.stopped" will come and what was registered is what there is.
+    return _recording_finish(recording, by=by, segments=segments if isinstance(segments, int) else None,
+                             registered_only=reply is None)
+
+
+def _recording_finish(recording: Recording, *, by: Any, segments: int | None, registered_only: bool, **detail: Any) -> Recording:
+    """The edge no longer writes ``recording``: it is finalizing, verified after commit once the
+    number of segments is known (``segments``, the registered ones, or the edge's webhook)."""
     with transaction.atomic():
         recording = Recording.objects.select_for_update().get(pk=recording.pk)
         if recording.status != Recording.Status.RECORDING:
             return recording
         recording.status = Recording.Status.FINALIZING
         recording.ended_at = timezone.now()
-        if isinstance(segments, int):
+        if segments is not None:
             recording.expected_segments = segments
+        elif registered_only:
+            recording.expected_segments = recording.segments.count()
         recording.save(update_fields=["status", "ended_at", "expected_segments"])
-        _audit(recording, "recording.stop", by)
+        _audit(recording, "recording.stop", by, **detail)
         # Without a count the edge's "recording.stopped" webhook says how many segments to wait for.
         if recording.expected_segments is not None:
             _enqueue("recording_finalize", recording.pk)
     return recording
+
+
+def recording_live_for(*, session: Session, edge_stats: dict[str, Any] | None, edge_error: str = "") -> dict[str, Any]:
+    """What the live pages say about recording, from the row and from the edge's own word.
+
+    "off"; "recording" while the edge writes the running recording; "interrupted" when a
+    recording runs here but the edge is not writing it (it restarted and has not resumed yet,
+    or it cannot be reached): never "recording" while nothing records. ``edge_stats`` is the
+    edge's stats of the session, None when it did not answer (``edge_error`` says why).
+    """
+    recording = Recording.objects.filter(session=session, status=Recording.Status.RECORDING).order_by("-started_at").first()
+    if recording is None:
+        # The last recording's trouble (failed its check, stuck), said where the coordinator looks.
+        last = Recording.objects.filter(session=session).order_by("-started_at").first()
+        problem = recording_problem_for(recording=last) if last is not None else ""
+        return {"state": "off", "problem": problem} if problem else {"state": "off"}
+    from mentoring.services import session_clock  # mentoring imports recordings
+
+    card = {
+        "id": str(recording.public_id),
+        "started_at": recording.started_at.isoformat(),
+        "since": session_clock(session=session, moment=recording.started_at),
+    }
+    if edge_stats is not None and edge_stats.get("recording_id") == str(recording.public_id):
+        return {**card, "state": "recording"}
+    if edge_stats is None and edge_error:
+        note = (
+            "Recording interrupted: the media server cannot be reached, so nothing is being recorded. "
+            "What was recorded is kept; recording resumes by itself when the media server is back."
+        )
+    else:
+        note = (
+            "Recording interrupted: the media server restarted. What was recorded is kept; "
+            "recording resumes by itself in a new part within a few seconds."
+        )
+    return {**card, "state": "interrupted", "note": note}
+
+
+def recording_resume_for_session(*, session: Session) -> Recording | None:
+    """The session's edge restarted while recording it: go on recording in a new segment.
+
+    The edge writes into the recording's own folder and numbers the new segment after those
+    already there (the one torn by the crash included, which the edge recovers when it starts),
+    so finalizing sees one series. When the patient's consent no longer covers recording, or the
+    edge refuses, the recording ends instead and what was written is finalized. Returns the
+    recording, or None when none was running. Called through mentoring's reattach hooks (recordings/events.py).
+    """
+    recording = Recording.objects.filter(session=session, status=Recording.Status.RECORDING).select_related("session__room").first()
+    if recording is None:
+        return None
+    if not consent_services.consent_granted(session=session, purpose="record"):
+        return _recording_end_unresumed(recording, reason="the patient's consent no longer covers recording")
+    try:
+        _edge_record(recording)
+    except edge.EdgeError as failure:
+        if failure.status == 409:  # resumed meanwhile by the webhook or another offer
+            return recording
+        return _recording_end_unresumed(recording, reason=f"the media server did not resume it ({failure})")
+    _audit(recording, "recording.resume", None, reason="edge restarted")
+    return recording
+
+
+def _recording_end_unresumed(recording: Recording, *, reason: str) -> Recording:
+    log.warning("recording %s ended at an edge restart: %s", recording.public_id, reason)
+    return _recording_finish(recording, by=None, segments=None, registered_only=True,
+                             reason=f"media server restarted; {reason}")
 
 
 def recording_stopped(*, recording_public_id: str, segments: int | None) -> Recording:

@@ -146,3 +146,97 @@ async def test_a_withdrawal_mid_session_drops_the_external_mentor_and_stops_the_
     await sync_to_async(recording.refresh_from_db)()
     assert recording.status == "restricted"
     await mentor.close()
+
+
+def kill_hard(edge_process: EdgeProcess) -> None:
+    """kill -9: no cleanup, the recorder's segment is left torn on disk."""
+    assert edge_process.process is not None
+    edge_process.process.kill()
+    edge_process.process.wait(timeout=10)
+
+
+async def recording_frames(sid: str, *, more_than: int = 0, timeout: float = 20) -> dict[str, Any]:
+    from mentoring import edge
+
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = await sync_to_async(edge.stats)(sid)
+        recording = stats.get("recording") or {}
+        if recording.get("video_frames_written", 0) > more_than or time.monotonic() > deadline:
+            return stats
+        await asyncio.sleep(0.2)
+
+
+async def test_after_a_crash_the_restarted_edge_gets_the_session_feed_and_recording_back(
+    edge_process, session, alice, consenting_patient, aac_clip, settings, tmp_path
+):
+    """kill -9 mid-recording, edge started again: on its "edge.started" the control plane
+    re-creates the session with its feed and the recording goes on in a new segment; the pages
+    are told the media server restarted; the stop counts the segments of both edges."""
+    from channels.layers import get_channel_layer
+
+    from mentoring import edge
+    from recordings import services as recording_services
+
+    settings.RECORDINGS_SPOOL_DIR = tmp_path / "spool"
+    session.room.ingest_url = str(aac_clip)
+    await sync_to_async(session.room.save)()
+    await sync_to_async(services.session_start)(session=session, by=alice)
+    recording = await sync_to_async(recording_services.recording_start)(session=session, by=alice)
+    sid = str(session.public_id)
+    await recording_frames(sid, more_than=30)
+    folder = tmp_path / "spool" / str(recording.public_id)
+    before = sorted(p.name for p in folder.glob("seg-*.mp4"))
+    assert len(before) == 1
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(services.session_group(session), channel)
+
+    kill_hard(edge_process)
+    card = await sync_to_async(recording_services.recording_live_for)(session=session, edge_stats=None, edge_error="unreachable")
+    assert card["state"] == "interrupted" and "cannot be reached" in card["note"]
+    edge_process.start()
+    boot = (await sync_to_async(edge.health)())["boot_id"]
+    with pytest.raises(edge.EdgeError):
+        await sync_to_async(edge.stats)(sid)  # the new edge knows no session until re-attached
+    card = await sync_to_async(recording_services.recording_live_for)(session=session, edge_stats=None)
+    assert card["state"] == "interrupted" and "restarted" in card["note"]
+
+    reattached = await sync_to_async(services.edge_restart_handle)(boot_id=boot)
+    assert [s.pk for s in reattached] == [session.pk]
+    notice = await asyncio.wait_for(layer.receive(channel), timeout=5)
+    assert notice == {"type": "session.notice", "notice": {"event": "edge.restarted"}}
+    stats = await recording_frames(sid, more_than=30)
+    assert stats["source"] is not None, "the room's feed plays again"
+    assert stats["recording_id"] == str(recording.public_id)
+    card = await sync_to_async(recording_services.recording_live_for)(session=session, edge_stats=stats)
+    assert card["state"] == "recording"
+    after = sorted(p.name for p in folder.glob("seg-*.mp4"))
+    assert after[: len(before)] == before and len(after) == len(before) + 1, "a new segment, the torn one kept"
+    # Twice is harmless: the edge has the session now.
+    assert await sync_to_async(services.edge_restart_handle)(boot_id=boot) == []
+
+    await sync_to_async(recording_services.recording_stop)(recording=recording, by=alice)
+    await sync_to_async(recording.refresh_from_db)()
+    assert recording.expected_segments == 2, "the stop counts the segment written before the crash"
+
+
+async def test_a_stop_after_a_crash_the_edge_never_resumed_does_not_leave_the_recording_finalizing(
+    edge_process, session, alice, consenting_patient, aac_clip, settings, tmp_path
+):
+    from recordings import services as recording_services
+
+    settings.RECORDINGS_SPOOL_DIR = tmp_path / "spool"
+    session.room.ingest_url = str(aac_clip)
+    await sync_to_async(session.room.save)()
+    await sync_to_async(services.session_start)(session=session, by=alice)
+    recording = await sync_to_async(recording_services.recording_start)(session=session, by=alice)
+    await recording_frames(str(session.public_id), more_than=10)
+    kill_hard(edge_process)
+    edge_process.start()  # its "edge.started" never reached the site: nothing was re-attached
+    await sync_to_async(recording_services.recording_stop)(recording=recording, by=alice)
+    await sync_to_async(recording.refresh_from_db)()
+    # Nothing was registered from the edge: finalize says so instead of waiting for ever.
+    assert recording.expected_segments == 0
+    assert recording.status == "failed"
+    assert "nothing was recorded" in recording.error

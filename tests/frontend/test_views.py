@@ -109,6 +109,9 @@ def test_the_coordinator_starts_and_stops_a_recording(client, session, coordinat
 
     def fake_call(method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
         calls.append((method, path))
+        if path.endswith("/stats"):  # the edge writes the recording it was asked to start
+            running = Recording.objects.filter(session=session, status="recording").first()
+            return {"viewers": [], "recording_id": str(running.public_id) if running else None}
         return {"segments": 1} if method == "DELETE" else {"ok": True}
 
     monkeypatch.setattr(edge, "call", fake_call)
@@ -121,6 +124,30 @@ def test_the_coordinator_starts_and_stops_a_recording(client, session, coordinat
     assert stopped.status_code == 200 and stopped.json()["recording"] == {"state": "off"}
     assert ("POST", f"/sessions/{session.public_id}/recording") in calls
     assert ("DELETE", f"/sessions/{session.public_id}/recording") in calls
+
+
+def test_a_recording_the_edge_is_not_writing_shows_as_interrupted_and_can_be_stopped(
+    client, session, coordinator, alice, consenting_patient, monkeypatch, django_capture_on_commit_callbacks
+):
+    """After an edge restart the row still says recording while nothing records: the live view
+    says so in words, and Stop ends it without waiting for an edge that has nothing to stop."""
+    services.session_start(session=session, by=alice)
+    monkeypatch.setattr(edge, "call", lambda method, path, body=None, **kw: {"ok": True})
+    token = services.join_token_mint(participant=coordinator)
+    url = f"/live/{session.public_id}/recording/"
+    client.post(url, json.dumps({"action": "start"}), content_type="application/json", HTTP_X_ORSTREAM_TOKEN=token)
+
+    def restarted_edge(method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+        raise edge.EdgeError(f"unknown session {session.public_id}", status=404)
+
+    monkeypatch.setattr(edge, "call", restarted_edge)
+    card = get_state(client, session, token).json()["recording"]
+    assert card["state"] == "interrupted" and "media server restarted" in card["note"]
+    with django_capture_on_commit_callbacks(execute=True):
+        stopped = client.post(url, json.dumps({"action": "stop"}), content_type="application/json", HTTP_X_ORSTREAM_TOKEN=token)
+    assert stopped.status_code == 200 and stopped.json()["recording"] == {"state": "off"}
+    recording = Recording.objects.get(session=session)
+    assert recording.status == "failed" and "nothing was recorded" in recording.error, "not left finalizing"
 
 
 def test_a_signed_in_coordinator_opens_the_live_view_as_the_sessions_coordinator(client, session, alice):
