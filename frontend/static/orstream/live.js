@@ -139,8 +139,9 @@ function render(state) {
   $("recording-problem").hidden = !state.recording.problem;
   $("consent-state").textContent = `Patient consent: ${consentText(state.consent)}`;
   const live = state.session.status === "live";
-  $("record-start").disabled = !live || state.recording.state === "recording" || !state.consent.record;
-  $("record-stop").disabled = state.recording.state !== "recording";
+  const running = state.recording.state === "recording" || state.recording.state === "interrupted";
+  $("record-start").disabled = !live || running || !state.consent.record;
+  $("record-stop").disabled = !running;
   $("record-start").title = !live ? "Start the session first." : !state.consent.record ? "The patient did not consent to recording." : "";
 }
 

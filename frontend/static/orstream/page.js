@@ -26,8 +26,8 @@ export function startPage() {
     if (state === "lost" && link.welcome) {
       status.show({
         level: "warn",
-        title: "Connection to orstream lost",
-        detail: "Reconnecting by itself. If this lasts more than a minute, check the network cable or Wi-Fi of this computer.",
+        title: "Connection to orstream interrupted",
+        detail: "Reconnecting by itself: orstream may be restarting. If this lasts more than a minute, call the coordinator.",
       });
     } else if (state === "lost") {
       status.show({
@@ -277,6 +277,13 @@ export class Chat {
 
 // What to say when the edge refuses or the media path fails.
 export function mediaMessage(detail, who = "video") {
+  if (detail.restarted) {
+    return {
+      level: "warn",
+      title: "The media server restarted",
+      detail: "Nothing to do on this computer: the video comes back by itself in a few seconds.",
+    };
+  }
   if (detail.state === "waiting") {
     return {
       level: "warn",
@@ -325,5 +332,7 @@ export function recordingText(recording) {
     const since = recording.since || new Date(recording.started_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     return `Recording since ${since}`;
   }
+  // A recording runs but the media server is not writing it (it restarted, or is unreachable).
+  if (recording.state === "interrupted") return recording.note || "Recording interrupted: nothing is being recorded right now.";
   return "Not recording";
 }

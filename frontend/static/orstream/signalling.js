@@ -221,7 +221,8 @@ export class MediaLink extends EventTarget {
       if (this.wanted && !this.isLive()) this.restart(0);
     });
     link.addEventListener("notice", (event) => {
-      if (this.wanted && event.detail.event === "publisher.up" && !this.isLive()) this.restart(0);
+      if (event.detail.event === "edge.restarted") this.edgeRestarted();
+      else if (this.wanted && event.detail.event === "publisher.up" && !this.isLive()) this.restart(0);
     });
     link.addEventListener("session", (event) => {
       this.sessionStatus = event.detail.status;
@@ -259,8 +260,27 @@ export class MediaLink extends EventTarget {
   emit(state, message = "") {
     if (window.ORSTREAM_DEBUG) console.debug(`media ${state} ${message}`);
     this.state = state;
-    if (state === "live") this.hadVideo = true;
-    this.dispatchEvent(new CustomEvent("state", { detail: { state, message, hadVideo: Boolean(this.hadVideo) } }));
+    if (state === "live") {
+      this.hadVideo = true;
+      this.restarted = false;
+    }
+    // Until the picture is back, every state says why it went: the media server restarted.
+    const detail = { state, message, hadVideo: Boolean(this.hadVideo), restarted: Boolean(this.restarted) };
+    this.dispatchEvent(new CustomEvent("state", { detail }));
+  }
+
+  // The site re-created the session on a media server that restarted: the connection to the old
+  // one is dead even if it still says "connected". Start again at once, unless an offer to the
+  // new one is already on its way.
+  edgeRestarted() {
+    this.restarted = true;
+    if (!this.wanted) return;
+    if (this.negotiating) {
+      this.emit(this.state, "");
+      return;
+    }
+    this.emit("retrying", "");
+    this.restart(0);
   }
 
   async attempt() {
@@ -299,11 +319,14 @@ export class MediaLink extends EventTarget {
       }
     });
     this.emit("connecting");
+    this.negotiating = true;
     try {
       await this.setup(pc);
       await negotiate(this.link, pc);
+      if (generation === this.generation) this.negotiating = false;
     } catch (error) {
       if (generation !== this.generation) return;
+      this.negotiating = false;
       pc.close();
       if (error.name === "NotAllowedError" || error.name === "NotFoundError" || error.name === "NotReadableError" || error.name === "OverconstrainedError") {
         this.wanted = false;
