@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -303,6 +304,53 @@ def session_end(*, session: Session, by: Any) -> Session:
     return session
 
 
+# A room's feed that is a local file still being written (the demo clip made by `make run`) is
+# written beside its final name with this suffix, then renamed.
+FEED_PREPARING_SUFFIX = ".part"
+FEED_PREPARING_MESSAGE = (
+    "The room's picture is still being prepared (the demo clip takes about a minute the first "
+    "time): the video starts by itself as soon as it is ready."
+)
+
+
+def room_feed_state(*, room: OperatingRoom) -> str:
+    """How the room's own feed stands: "none" (the OR console publishes), "ready", "preparing"
+    (a local file still being written), or "missing" (a local file that is not there; the edge
+    says so when asked to open it). A network feed counts as ready: the edge judges it."""
+    url = room.ingest_url
+    if not url:
+        return "none"
+    if "://" in url:
+        return "ready"
+    path = Path(url)
+    if path.exists():
+        return "ready"
+    if path.with_name(path.name + FEED_PREPARING_SUFFIX).exists():
+        return "preparing"
+    return "missing"
+
+
+def room_feed_start(*, room: OperatingRoom) -> list[Session]:
+    """The room's feed can be opened now (its file is written): start it in every live session of
+    the room that has no picture yet. Called by the demo server once the demo clip is made; the
+    edge's "publisher.up" then brings every waiting page its picture. Returns those sessions."""
+    started: list[Session] = []
+    url = room.ingest_url
+    if not url:
+        return started
+    for session in Session.objects.filter(room=room, status=Session.Status.LIVE):
+        sid, edge_url = str(session.public_id), room.edge_url or None
+        try:
+            edge.session_open(sid, edge_url=edge_url)
+            stats = edge.stats(sid, edge_url=edge_url)
+            if stats.get("source") is None and stats.get("publisher") is None:
+                edge.source_attach(sid, protocol.SourceAttach(url=url, loop="://" not in url), edge_url=edge_url)
+                started.append(session)
+        except edge.EdgeError as failure:
+            log.warning("room feed not started in session %s: %s", session.public_id, failure)
+    return started
+
+
 def _edge_prepare(session: Session) -> bool:
     """Make sure the session's hub exists on its edge, fed by the room's own video when it has one.
 
@@ -313,7 +361,8 @@ def _edge_prepare(session: Session) -> bool:
     reply = edge.session_open(sid, edge_url=edge_url)
     created = bool(reply and reply.get("created", True))
     url = session.room.ingest_url
-    if created and url:
+    # A feed still being prepared is started by room_feed_start once it is ready.
+    if created and url and room_feed_state(room=session.room) != "preparing":
         edge.source_attach(sid, protocol.SourceAttach(url=url, loop="://" not in url), edge_url=edge_url)
     return created
 
@@ -1078,6 +1127,8 @@ def media_offer(*, participant: Participant, sdp: str) -> dict[str, str]:
     edge_url = session.room.edge_url or None
     try:
         session_reattach(session=session)
+        if participant.role != Role.SURGEON and room_feed_state(room=session.room) == "preparing":
+            raise MediaRefused(FEED_PREPARING_MESSAGE)
         if participant.role == Role.SURGEON:
             return edge.publisher_offer(
                 sid, protocol.PublisherOffer(participant_id=str(participant.public_id), sdp=sdp), edge_url=edge_url

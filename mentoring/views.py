@@ -110,6 +110,8 @@ def session_detail(request: HttpRequest, public_id: Any) -> HttpResponse:
             "participant_form": ParticipantForm(),
             "specialist_form": SpecialistForm(),
             "is_coordinator": roles.user_is_coordinator(request.user),
+            "feed_state": services.room_feed_state(room=session.room),
+            "feed_preparing_message": services.FEED_PREPARING_MESSAGE,
         },
     )
 

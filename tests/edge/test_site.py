@@ -240,3 +240,36 @@ async def test_a_stop_after_a_crash_the_edge_never_resumed_does_not_leave_the_re
     assert recording.expected_segments == 0
     assert recording.status == "failed"
     assert "nothing was recorded" in recording.error
+
+
+async def test_a_feed_still_being_prepared_lets_the_session_go_live_and_starts_when_ready(
+    edge_process, session, alice, carol, consenting_patient, aac_clip, tmp_path, monkeypatch
+):
+    """The demo clip is made while the site runs: the session goes live, viewers are told the
+    picture is being prepared, and the feed starts by itself once the file is complete."""
+    from mentoring import edge
+
+    clip = tmp_path / "demo.mp4"
+    part = tmp_path / f"demo.mp4{services.FEED_PREPARING_SUFFIX}"
+    part.write_bytes(b"")
+    room = session.room
+    room.ingest_url = str(clip)
+    await sync_to_async(room.save)()
+    assert await sync_to_async(services.room_feed_state)(room=room) == "preparing"
+    await sync_to_async(services.session_start)(session=session, by=alice)
+    await sync_to_async(session.refresh_from_db)()
+    assert session.status == "live"
+    with pytest.raises(services.MediaRefused, match="being prepared"):
+        await sync_to_async(services.media_offer)(participant=carol, sdp="v=0\r\n")
+
+    clip.write_bytes(aac_clip.read_bytes())
+    part.unlink()
+    started = await sync_to_async(services.room_feed_start)(room=room)
+    assert [s.pk for s in started] == [session.pk]
+    stats = await sync_to_async(edge.stats)(str(session.public_id))
+    assert stats["source"] is not None
+    mentor = await watch(carol, monkeypatch)
+    assert len(mentor.frames("video")) >= 15
+    await mentor.close()
+    # Started once: asking again leaves the playing feed alone.
+    assert await sync_to_async(services.room_feed_start)(room=room) == []

@@ -63,3 +63,9 @@ def test_the_edge_writes_segments_where_the_site_and_workers_read_them():
     for name in ["web", "worker"]:
         assert services[name]["environment"]["ORSTREAM_RECORDINGS_SPOOL_DIR"] == spool, name
         assert services[name]["volumes"][0].split(":")[0] == services["edge"]["volumes"][0].split(":")[0]
+
+
+def test_a_crashed_edge_or_site_is_restarted_by_docker():
+    # The edge announces itself when it starts again and the site puts its live sessions back.
+    for name in PROJECT_SERVICES:
+        assert COMPOSE["services"][name].get("restart") in {"always", "unless-stopped"}, f"{name} is not restarted"
