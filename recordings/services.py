@@ -235,15 +235,24 @@ def recording_stop(*, recording: Recording, by: Any) -> Recording:
     session = recording.session
     reply = edge.recording_stop(str(session.public_id), edge_url=session.room.edge_url or None)
     segments = reply.get("segments") if isinstance(reply, dict) else None
-    # No reply: the edge was not recording it (it restarted and the recording could not go on),
-    # so no "recording.stopped" will come and what was registered is what there is.
-    return _recording_finish(recording, by=by, segments=segments if isinstance(segments, int) else None,
-                             registered_only=reply is None)
+    if reply is None:
+        # The edge was not recording it (it restarted and the recording could not go on), so no
+        # "recording.stopped" will come: the spool says what there is.
+        segments = _spool_segment_count(recording)
+    return _recording_finish(recording, by=by, segments=segments if isinstance(segments, int) else None)
 
 
-def _recording_finish(recording: Recording, *, by: Any, segments: int | None, registered_only: bool, **detail: Any) -> Recording:
+def _spool_segment_count(recording: Recording) -> int:
+    """Segments of a recording no edge writes any more: those with a manifest (registered now if
+    their webhook was lost) and those still being recovered by a restarted edge."""
+    recording_rebuild_from_spool(recording=recording)
+    spool = recording_spool_read(recording=recording)
+    return max(recording.segments.count(), len(spool.manifests) + len(spool.unmanifested))
+
+
+def _recording_finish(recording: Recording, *, by: Any, segments: int | None, **detail: Any) -> Recording:
     """The edge no longer writes ``recording``: it is finalizing, verified after commit once the
-    number of segments is known (``segments``, the registered ones, or the edge's webhook)."""
+    number of segments is known (``segments``, or the edge's "recording.stopped" webhook)."""
     with transaction.atomic():
         recording = Recording.objects.select_for_update().get(pk=recording.pk)
         if recording.status != Recording.Status.RECORDING:
@@ -252,8 +261,6 @@ def _recording_finish(recording: Recording, *, by: Any, segments: int | None, re
         recording.ended_at = timezone.now()
         if segments is not None:
             recording.expected_segments = segments
-        elif registered_only:
-            recording.expected_segments = recording.segments.count()
         recording.save(update_fields=["status", "ended_at", "expected_segments"])
         _audit(recording, "recording.stop", by, **detail)
         # Without a count the edge's "recording.stopped" webhook says how many segments to wait for.
@@ -324,7 +331,7 @@ def recording_resume_for_session(*, session: Session) -> Recording | None:
 
 def _recording_end_unresumed(recording: Recording, *, reason: str) -> Recording:
     log.warning("recording %s ended at an edge restart: %s", recording.public_id, reason)
-    return _recording_finish(recording, by=None, segments=None, registered_only=True,
+    return _recording_finish(recording, by=None, segments=_spool_segment_count(recording),
                              reason=f"media server restarted; {reason}")
 
 

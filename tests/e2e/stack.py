@@ -51,7 +51,7 @@ EDGE_SECRET = "e2e-edge-secret"  # what the sites, the worker and the edges of t
 ARTIFACTS = ROOT / "test-artifacts"
 CACHE = ARTIFACTS / "cache"
 # What orstream.devserver generates, with the same parameters; made once per machine.
-DEMO_CLIP_PARAMS = {"width": 3840, "height": 2160, "fps": 30, "seconds": 20.0}
+DEMO_CLIP_PARAMS = {"width": 3840, "height": 2160, "fps": 30, "seconds": 10.0}
 # Variables that would turn the embedded default into something else.
 NOT_EMBEDDED = (
     "DATABASE_URL", "REDIS_URL", "CELERY_TASK_ALWAYS_EAGER", "ORSTREAM_PROFILE", "MEDIA_ROOT",
