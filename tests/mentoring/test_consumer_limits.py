@@ -146,6 +146,7 @@ async def test_an_unknown_websocket_path_is_refused_with_a_message(caplog):
     assert message["code"] == "unknown_path"
     assert await closed_with(communicator) == 4404
     assert "Traceback" not in caplog.text
+    await communicator.disconnect()
 
 
 @pytest.mark.parametrize(
