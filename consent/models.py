@@ -53,6 +53,12 @@ class ConsentRecord(models.Model):
 
     class Meta:
         ordering = ["-obtained_at"]
+        constraints = [
+            # consent_in_force reads one record: the database, not luck, keeps it to one.
+            models.UniqueConstraint(
+                fields=["session"], condition=models.Q(withdrawn_at__isnull=True), name="consent_one_in_force_per_session"
+            ),
+        ]
 
     def __str__(self) -> str:
         state = "withdrawn" if self.withdrawn_at else "in force"

@@ -242,6 +242,9 @@ def consent_record(
     if not ref:
         raise ConsentError("The session has no pseudonymous patient reference; set one first.")
     with transaction.atomic():
+        # Two staff recording at once take turns on the session's row: the second replaces the
+        # first (the database also refuses a second record in force).
+        list(type(session).objects.select_for_update().filter(pk=session.pk).values_list("pk", flat=True))
         now = timezone.now()
         before = _granted_purposes(session=session)
         for earlier in ConsentRecord.objects.select_for_update().filter(session=session, withdrawn_at__isnull=True):

@@ -125,3 +125,31 @@ def test_a_use_of_the_recording_cannot_be_agreed_while_the_recording_is_refused(
 def test_a_form_that_asks_about_training_must_ask_about_the_recording() -> None:
     with pytest.raises(services.ConsentError, match="must also ask about \u201cRecord the procedure\u201d"):
         services.consent_form_create(title="Teaching", version="1", text="...", purposes=["live_internal", "archive_training"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_staff_recording_a_first_consent_at_once_leave_one_in_force(session, consent_form, alice, bob):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    def record(by):
+        try:
+            return services.consent_record(
+                session=session, form=consent_form, decisions={p: True for p in consent_form.purposes},
+                obtained_by=by, attestation="Signed form",
+            ).pk
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pks = list(pool.map(record, [alice, bob]))
+    assert len(set(pks)) == 2
+    assert ConsentRecord.objects.filter(session=session, withdrawn_at__isnull=True).count() == 1
+
+
+def test_the_database_refuses_a_second_consent_record_in_force(session, consent_form, alice, consenting_patient):
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ConsentRecord.objects.create(session=session, form=consent_form, patient_ref="CASE-0042", obtained_by=alice, attestation="x")
