@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -11,6 +13,30 @@ from django.db import connection
 
 from consent import services
 from consent.models import AuditEvent
+
+
+@contextmanager
+def tampering() -> Iterator[Any]:
+    """A cursor for an attacker who owns the database: they switch the append-only trigger off first."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ALTER TABLE consent_auditevent DISABLE TRIGGER consent_auditevent_append_only")
+        try:
+            yield cursor
+        finally:
+            if connection.vendor == "postgresql":
+                cursor.execute("ALTER TABLE consent_auditevent ENABLE TRIGGER consent_auditevent_append_only")
+
+
+def test_the_database_refuses_to_change_or_delete_an_audit_event(chain: list[AuditEvent]) -> None:
+    from django.db import DatabaseError, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.fail("the append-only trigger is PostgreSQL's: run the suite on PostgreSQL")
+    for sql in ("UPDATE consent_auditevent SET actor = 'x' WHERE id = %s", "DELETE FROM consent_auditevent WHERE id = %s"):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, [chain[1].id])
+    assert services.audit_verify() is None
 
 
 def run_audit_verify(*args: str) -> tuple[int, str]:
@@ -44,7 +70,7 @@ def test_an_untouched_chain_verifies(chain: list[AuditEvent]) -> None:
 
 def test_one_changed_byte_in_an_events_detail_is_found(chain: list[AuditEvent]) -> None:
     victim = chain[2]
-    with connection.cursor() as cursor:
+    with tampering() as cursor:
         cursor.execute(
             "UPDATE consent_auditevent SET detail = replace(detail::text, '\"v2\"', '\"v3\"')::jsonb WHERE id = %s",
             [victim.id],
@@ -59,7 +85,7 @@ def test_one_changed_byte_in_an_events_detail_is_found(chain: list[AuditEvent]) 
 
 
 def test_a_deleted_event_is_found_at_the_next_one(chain: list[AuditEvent]) -> None:
-    with connection.cursor() as cursor:
+    with tampering() as cursor:
         cursor.execute("DELETE FROM consent_auditevent WHERE id = %s", [chain[1].id])
     broken = services.audit_verify()
     assert broken is not None and broken.event_id == chain[2].id
@@ -70,7 +96,7 @@ def test_a_deleted_event_is_found_at_the_next_one(chain: list[AuditEvent]) -> No
 
 def test_reordered_events_are_found(chain: list[AuditEvent]) -> None:
     a, b = chain[1].id, chain[3].id
-    with connection.cursor() as cursor:
+    with tampering() as cursor:
         # Swap the two rows' positions in the chain.
         cursor.execute("UPDATE consent_auditevent SET id = -1 WHERE id = %s", [a])
         cursor.execute("UPDATE consent_auditevent SET id = %s WHERE id = %s", [a, b])
@@ -85,7 +111,7 @@ def test_a_rewritten_event_with_a_recomputed_hash_breaks_the_next_link(chain: li
     victim = AuditEvent.objects.get(pk=chain[2].id)
     victim.outcome = "refused"
     victim.hash = services.audit_hash(victim)
-    with connection.cursor() as cursor:
+    with tampering() as cursor:
         cursor.execute("UPDATE consent_auditevent SET outcome = %s, hash = %s WHERE id = %s", ["refused", victim.hash, victim.id])
     broken = services.audit_verify()
     assert broken is not None and broken.event_id == chain[3].id
@@ -94,7 +120,7 @@ def test_a_rewritten_event_with_a_recomputed_hash_breaks_the_next_link(chain: li
 def test_a_cut_off_tail_is_found_against_a_kept_head(chain: list[AuditEvent]) -> None:
     _, head = services.audit_head()
     assert run_audit_verify("--head", head)[0] == 0
-    with connection.cursor() as cursor:
+    with tampering() as cursor:
         cursor.execute("DELETE FROM consent_auditevent WHERE id >= %s", [chain[3].id])
     status, output = run_audit_verify("--head", head)
     assert status == 1
