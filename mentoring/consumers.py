@@ -271,11 +271,16 @@ class SessionConsumer(WebsocketConsumer):
         sdp = message.get("sdp")
         if not isinstance(sdp, str) or not sdp.startswith("v=0"):
             return self.bad_input("bad_sdp", "The offer needs an SDP string starting with v=0.")
+        media = message.get("media", "publish")
+        if media not in ("publish", "watch"):
+            return self.bad_input("bad_message", "An offer's \"media\" is \"publish\" or \"watch\".")
         participant = self.participant
+        watch = media == "watch"
 
         def broker() -> dict[str, Any]:
             try:
-                return {"type": "answer", "sdp": services.media_offer(participant=participant, sdp=sdp)["sdp"]}
+                answer = services.media_offer(participant=participant, sdp=sdp, watch=watch)
+                return {"type": "answer", "sdp": answer["sdp"]}
             except services.MediaRefused as refusal:
                 return {"type": "media_error", "message": str(refusal)}
 

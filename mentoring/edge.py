@@ -87,6 +87,11 @@ def source_attach(session_id: str, source: protocol.SourceAttach, *, edge_url: s
     return call("POST", f"/sessions/{session_id}/source", asdict(source), edge_url=edge_url)
 
 
+def source_detach(session_id: str, *, edge_url: str | None = None) -> dict[str, Any]:
+    """Stop the session's ingest feed: ``{"detached": bool}`` (False when none was running)."""
+    return call("DELETE", f"/sessions/{session_id}/source", edge_url=edge_url)
+
+
 def publisher_offer(session_id: str, offer: protocol.PublisherOffer, *, edge_url: str | None = None) -> dict[str, str]:
     return call("POST", f"/sessions/{session_id}/publisher", asdict(offer), edge_url=edge_url)
 

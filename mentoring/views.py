@@ -272,6 +272,8 @@ def page_context(session: Session, participant: Participant, token: str) -> dict
             "participant": services.participant_card(participant),
             "ws_path": f"/ws/sessions/{session.public_id}/",
             "token": token,
+            # The OR console shows the room's own video feed when there is one.
+            "room_feed": bool(session.room.ingest_url),
         },
     }
 

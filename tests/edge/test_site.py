@@ -279,3 +279,58 @@ async def test_a_feed_still_being_prepared_lets_the_session_go_live_and_starts_w
     await mentor.close()
     # Started once: asking again leaves the playing feed alone.
     assert await sync_to_async(services.room_feed_start)(room=room) == []
+
+
+async def test_the_console_camera_takes_the_place_of_the_room_feed_and_watching_puts_it_back(
+    edge_process, session, surgeon, carol, alice, consenting_patient, aac_clip, ts_clip, monkeypatch
+):
+    """The room has its own feed. The surgeon's console publishes its camera: the feed stops and
+    the mentors get the camera. The console then asks to watch: its camera peer goes, the feed
+    comes back and the console receives it. Each switch is in the audit trail."""
+    from consent.models import AuditEvent
+    from mentoring import edge
+
+    from .peers import publisher_accept, publisher_offer
+
+    session.room.ingest_url = str(aac_clip)
+    await sync_to_async(session.room.save)()
+    await sync_to_async(services.session_start)(session=session, by=alice)
+    sid = str(session.public_id)
+    assert (await sync_to_async(edge.stats)(sid))["source"] is not None
+
+    camera = await publisher_offer(str(ts_clip))
+    answer = await sync_to_async(services.media_offer)(participant=surgeon, sdp=camera.pc.localDescription.sdp)
+    await publisher_accept(camera, answer["sdp"])
+    stats = await sync_to_async(edge.stats)(sid)
+    assert stats["source"] is None
+    assert stats["publisher"]["participant_id"] == str(surgeon.public_id)
+    mentor = await watch(carol, monkeypatch)
+    assert len(mentor.frames("video")) >= 15, "the mentor does not get the console's camera"
+    await mentor.close()
+
+    monkeypatch.setattr("aiortc.rtcrtpreceiver.get_decoder", lambda codec: RecordingDecoder())
+    console = await viewer_offer(audio_tracks=2)
+    offer = as_high_profile_offer(console.pc.localDescription.sdp)
+    answer = await sync_to_async(services.media_offer)(participant=surgeon, sdp=offer, watch=True)
+    await viewer_accept(console, answer["sdp"])
+    await console.connected()
+    stats = await sync_to_async(edge.stats)(sid)
+    assert stats["publisher"] is None and stats["source"] is not None
+    assert [v["participant_id"] for v in stats["viewers"]] == [str(surgeon.public_id)]
+    deadline = time.monotonic() + 10
+    while len(console.frames("video")) < 15 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert len(console.frames("video")) >= 15, "the console does not get the room's feed back"
+
+    # Watching again (a reconnection) leaves the running feed alone.
+    again = await viewer_offer(audio_tracks=2)
+    await sync_to_async(services.media_offer)(
+        participant=surgeon, sdp=as_high_profile_offer(again.pc.localDescription.sdp), watch=True
+    )
+    switches = await sync_to_async(
+        lambda: [e.detail["source"] for e in AuditEvent.objects.filter(action="session.source").order_by("pk")]
+    )()
+    assert switches == ["console_camera", "room_feed"]
+    await console.close()
+    await again.close()
+    await camera.close()

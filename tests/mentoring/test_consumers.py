@@ -146,13 +146,32 @@ async def test_offer_before_the_session_is_live_gets_a_media_error(session, caro
     assert "not live" in reply["message"]
     await communicator.send_json_to({"type": "offer", "sdp": "garbage"})
     assert (await next_of(communicator, "error"))["code"] == "bad_sdp"
+    await communicator.send_json_to({"type": "offer", "sdp": "v=0\r\n", "media": "record"})
+    error = await next_of(communicator, "error")
+    assert error["code"] == "bad_message" and '"publish" or "watch"' in error["message"]
     await communicator.disconnect()
+
+
+async def test_the_console_says_whether_it_publishes_or_watches(session, surgeon, consenting_patient, monkeypatch):
+    asked: list[bool] = []
+
+    def offer(*, participant: Any, sdp: str, watch: bool = False) -> dict[str, str]:
+        asked.append(watch)
+        return {"sdp": "v=0\r\nanswer", "type": "answer"}
+
+    monkeypatch.setattr(services, "media_offer", offer)
+    console, _ = await join(session, await mint(participant=surgeon))
+    for message in ({"type": "offer", "sdp": "v=0\r\n"}, {"type": "offer", "sdp": "v=0\r\n", "media": "watch"}):
+        await console.send_json_to(message)
+        await next_of(console, "answer")
+    assert asked == [False, True]
+    await console.disconnect()
 
 
 async def test_a_slow_edge_answer_does_not_hold_up_other_participants(session, carol, resident, consenting_patient, monkeypatch):
     import time
 
-    def slow_offer(*, participant: Any, sdp: str) -> dict[str, str]:
+    def slow_offer(*, participant: Any, sdp: str, watch: bool = False) -> dict[str, str]:
         time.sleep(2)
         return {"sdp": "v=0\r\nanswer", "type": "answer"}
 
