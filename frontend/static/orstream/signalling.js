@@ -173,11 +173,14 @@ export function waitForIceGathering(pc, timeoutMs = 5000) {
 }
 
 // Offer, gather every candidate (the edge does not trickle), relay through the link, apply the answer.
-export async function negotiate(link, pc) {
+// `fields` go with the offer (the OR console's `media`: "publish" or "watch").
+export async function negotiate(link, pc, fields = {}, current = () => true) {
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
   await waitForIceGathering(pc);
-  const reply = await link.request({ type: "offer", sdp: pc.localDescription.sdp }, ["answer", "media_error"], 20000);
+  // Stopped while gathering: an offer sent now would only put a dead peer on the edge.
+  if (!current()) throw new MediaError("This connection was stopped.");
+  const reply = await link.request({ ...fields, type: "offer", sdp: pc.localDescription.sdp }, ["answer", "media_error"], 20000);
   if (reply.type === "media_error") throw new MediaError(reply.message);
   await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
 }
@@ -204,8 +207,9 @@ export class MediaLink extends EventTarget {
   // again as soon as the publisher is up (the edge's "publisher.up" notice), and only slowly
   // otherwise. A viewer's offer to an edge without video waits there for seconds, and offers are
   // answered one at a time: asking too often would hold up the OR console's own offer.
-  constructor(link, { setup, watchVideo = null, retryMs = 1000, waitForPublisher = false, slowRetryMs = 6000 }) {
+  constructor(link, { setup, watchVideo = null, retryMs = 1000, waitForPublisher = false, slowRetryMs = 6000, offerFields = {} }) {
     super();
+    this.offerFields = offerFields;
     this.waitForPublisher = waitForPublisher;
     this.slowRetryMs = slowRetryMs;
     this.link = link;
@@ -247,14 +251,23 @@ export class MediaLink extends EventTarget {
 
   stop() {
     this.wanted = false;
+    this.generation += 1; // an attempt under way ends quietly
+    this.negotiating = false;
     clearTimeout(this.timer);
     if (this.pc) this.pc.close();
     this.pc = null;
   }
 
+  // Resolves once no attempt is under way (an offer sent is answered or has failed).
+  async settled() {
+    await this.inflight;
+  }
+
   restart(delay = this.retryMs) {
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.attempt(), delay);
+    this.timer = setTimeout(() => {
+      this.inflight = this.attempt().catch(() => {});
+    }, delay);
   }
 
   emit(state, message = "") {
@@ -322,7 +335,7 @@ export class MediaLink extends EventTarget {
     this.negotiating = true;
     try {
       await this.setup(pc);
-      await negotiate(this.link, pc);
+      await negotiate(this.link, pc, this.offerFields, () => generation === this.generation);
       if (generation === this.generation) this.negotiating = false;
     } catch (error) {
       if (generation !== this.generation) return;

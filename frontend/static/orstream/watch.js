@@ -6,13 +6,14 @@ import { MediaLink, preferH264 } from "./signalling.js";
 
 export const TALK_ROLES = new Set(["surgeon", "mentor", "specialist", "coordinator"]);
 
-export function watch(link, { video, talkback, canTalk = false }) {
+export function watch(link, { video, talkback, canTalk = false, offerFields = {} }) {
   let talkSender = null;
   let talkTrack = null;
   let slots = null;
   const media = new MediaLink(link, {
     watchVideo: video,
     waitForPublisher: true,
+    offerFields,
     setup: async (pc) => {
       const picture = pc.addTransceiver("video", { direction: "recvonly" });
       preferH264(picture, "recv");
@@ -20,16 +21,16 @@ export function watch(link, { video, talkback, canTalk = false }) {
       const others = pc.addTransceiver("audio", { direction: "recvonly" });
       talkSender = canTalk ? room.sender : null;
       if (talkSender && talkTrack) await talkSender.replaceTrack(talkTrack);
-      slots = { picture, room, others, roomStream: new MediaStream(), talkStream: new MediaStream() };
-      video.srcObject = slots.roomStream;
-      if (talkback) talkback.srcObject = slots.talkStream;
+      slots = { picture, room, others };
+      // The receivers' tracks exist from the start (muted until media comes): the elements get
+      // streams that already hold them. A media element loaded with an empty stream never plays
+      // an audio track added to that stream later (Chromium stays at HAVE_NOTHING, in silence).
+      video.srcObject = new MediaStream([picture.receiver.track, room.receiver.track]);
+      if (talkback) talkback.srcObject = new MediaStream([others.receiver.track]);
     },
   });
-  media.addEventListener("track", (event) => {
-    const { track, transceiver } = event.detail;
+  media.addEventListener("track", () => {
     if (!slots) return;
-    if (transceiver === slots.others) slots.talkStream.addTrack(track);
-    else slots.roomStream.addTrack(track);
     video.play().catch(() => {});
     if (talkback) talkback.play().catch(() => {});
   });
