@@ -741,6 +741,7 @@ class SessionHub:
         for feed in viewer.feeds():
             # What queued up while it was away is stale: drop it rather than burst it late.
             feed.resume(fresh=True)
+            feed.sender.restart()
         video = viewer.video
         if video is not None and viewer.active:
             if viewer.layer == "lower" or viewer.target == "lower":

@@ -65,6 +65,9 @@ logger = logging.getLogger(__name__)
 
 # A 4K IDR is ~1,100 packets; the history must still hold all of it when the NACKs come back.
 NACK_HISTORY = 4096
+# A restarted stream's sequence numbers skip this far: past any receiver's jitter buffer (aiortc
+# keeps 512 video packets) and NACK list (libwebrtc clears over 1,000 and asks for a keyframe).
+RESTART_SEQ_SKIP = 1024
 MID_EXTENSION_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 # Packets sent per feed before yielding to the event loop, so one viewer's keyframe burst
 # does not hold up receiving or other viewers.
@@ -604,6 +607,15 @@ class RtpStreamSender:
             return ext
         tseq = history.note(1, 12 + len(ext) + payload_len, time.monotonic(), probe)
         return ext[:5] + struct.pack("!H", tseq & 0xFFFF) + ext[7:]
+
+    def restart(self) -> None:
+        """Start afresh after an outage: forget every packet sent so far (NACKs and probes never
+        resend them: what the viewer lost before the pause is stale) and move the sequence
+        number far past them, so the receiver gives up on that gap at once instead of holding
+        the new keyframe behind it waiting for repairs that never come."""
+        self._history.clear()
+        self._history_packets = 0
+        self._seq = (self._seq + RESTART_SEQ_SKIP) & 0xFFFF
 
     def _lookup(self, seq: int) -> tuple[PacketizedFrame, int, int] | None:
         """(frame, packet index, RTP timestamp) of a sequence number still in the history."""

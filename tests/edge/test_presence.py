@@ -88,6 +88,7 @@ async def test_a_silent_viewer_is_paused_then_resumed_on_a_keyframe(
         # 45 frames in 1.5 s at 30 fps; a loaded CI machine gets a third of a second of slack.
         assert len(bob.frames("video")) - bob_frames >= 35, "the others carry on in real time"
         assert hub.stats()["viewers"][0]["paused"]
+        before = len(alice.frames("video"))  # all from before the outage
         outage.on = False
         await wait_for(lambda: not feed.paused, timeout=5)
         # Alice's pause and resume are counted (bob, slow to answer on a loaded machine, may add his own).
@@ -95,6 +96,9 @@ async def test_a_silent_viewer_is_paused_then_resumed_on_a_keyframe(
         assert hub.counters.viewers_paused - hub.counters.viewers_resumed <= 1
         back = len(alice.frames("video"))
         await wait_for(lambda: len(alice.frames("video")) > back + 30)
+        # Not the frames lost before the pause, repaired late: they are stale.
+        resumed = alice.frames("video")[before:]
+        assert has_idr(split_nal_units(resumed[0].data)), "a resumed viewer restarts on a keyframe"
         assert _continuous_or_keyframe(alice.frames("video")) >= 1, "the frames of the outage were skipped"
         assert "alice" in hub.viewers
         await alice.close()
