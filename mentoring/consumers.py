@@ -12,6 +12,7 @@ never logs tokens or SDP. Protocol: docs/signalling.md.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -92,6 +93,9 @@ class SessionConsumer(WebsocketConsumer):
     session: Session | None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Edge replies are handed to this loop: the channel layer keeps asyncio state bound to the
+        # loop that uses it, so a bare thread must never drive it on a loop of its own.
+        self.loop = asyncio.get_running_loop()
         # The ASGI server may kill a consumer (a backlog, a shutdown) without a disconnect: the
         # keeper then stops refreshing its connection, and presence marks it gone within seconds.
         try:
@@ -205,7 +209,7 @@ class SessionConsumer(WebsocketConsumer):
         services.presence_record(
             participant=self.participant, kind="joined", channel_name=self.channel_name, token=admission.token
         )
-        keeper().register(self.channel_name)
+        keeper().register(self.channel_name, self.loop)
         self.send_json(
             {
                 "type": "welcome",
@@ -323,11 +327,14 @@ class SessionConsumer(WebsocketConsumer):
         if name in self.pending:
             return self.send_error("busy", f"The previous {name} request is still being answered.")
         self.pending.add(name)
-        layer, channel = self.channel_layer, self.channel_name
+        layer, channel, loop = self.channel_layer, self.channel_name, self.loop
 
         def reply() -> None:
             answer = work()
-            async_to_sync(layer.send)(channel, {"type": "edge.reply", "name": name, "message": answer})
+            if loop.is_closed():
+                return  # the connection ended while the edge answered: nobody to tell
+            sent = asyncio.run_coroutine_threadsafe(layer.send(channel, {"type": "edge.reply", "name": name, "message": answer}), loop)
+            sent.result(timeout=10)
 
         self.run_off_thread(reply)
 

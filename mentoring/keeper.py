@@ -9,11 +9,11 @@ edge peer is dropped and their consumer told to close. Never decides a rule: men
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import close_old_connections
 
@@ -25,15 +25,17 @@ log = logging.getLogger(__name__)
 class ConnectionKeeper:
     def __init__(self, *, interval: float = services.HEARTBEAT_SECONDS) -> None:
         self.interval = interval
-        self.live: set[str] = set()
+        # Each live connection with its consumer's event loop: messages to a consumer go through
+        # that loop, never a loop of this thread's own (the channel layer is bound to its loop).
+        self.live: dict[str, asyncio.AbstractEventLoop] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
         self.failing_since = 0.0
 
-    def register(self, channel_name: str) -> None:
+    def register(self, channel_name: str, loop: asyncio.AbstractEventLoop) -> None:
         with self.lock:
-            self.live.add(channel_name)
+            self.live[channel_name] = loop
             if self.thread is None or not self.thread.is_alive():
                 self.stopping.clear()
                 self.thread = threading.Thread(target=self.run, name="connection-keeper", daemon=True)
@@ -41,7 +43,7 @@ class ConnectionKeeper:
 
     def unregister(self, channel_name: str) -> None:
         with self.lock:
-            self.live.discard(channel_name)
+            self.live.pop(channel_name, None)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -62,11 +64,14 @@ class ConnectionKeeper:
 
     def beat(self) -> None:
         with self.lock:
-            names = sorted(self.live)
+            loops = dict(self.live)
+        names = sorted(loops)
         services.connection_heartbeat(channel_names=names)
         services.connection_sweep()
         layer = get_channel_layer()
         for channel_name, reason in services.connection_links_ended(channel_names=names):
             services.connection_end(channel_name=channel_name, reason=reason)
-            if layer is not None:
-                async_to_sync(layer.send)(channel_name, {"type": "link.ended", "reason": reason})
+            loop = loops.get(channel_name)
+            if layer is not None and loop is not None and not loop.is_closed():
+                message = {"type": "link.ended", "reason": reason}
+                asyncio.run_coroutine_threadsafe(layer.send(channel_name, message), loop).result(timeout=10)
