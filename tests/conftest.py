@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -142,3 +143,15 @@ def own_counters(settings: Any) -> None:
     # Throttling and refusal counters live in the cache (Redis when REDIS_URL is set): each test
     # counts from zero under a key prefix of its own.
     settings.CACHES = {name: {**config, "KEY_PREFIX": f"test-{uuid.uuid4().hex}"} for name, config in settings.CACHES.items()}
+
+
+@pytest.fixture(autouse=True)
+def own_channel_layer() -> Iterator[None]:
+    """A channel layer per test, as a server process has one per event loop: each asyncio test
+    runs on a loop of its own, and the Redis layer keeps asyncio locks bound to the loop that
+    first used them, which a later test's loop must not inherit."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
