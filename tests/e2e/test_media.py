@@ -119,10 +119,13 @@ def test_the_conference_room_comes_back_by_itself_after_the_edge_restarts(site, 
     room.wait_for_timeout(3000)
     site.edge.start()
     back = time.monotonic()
-    wait_for_frames(room, more_than=frames + 5, timeout=30_000)
+    wait_for_frames(room, more_than=frames, timeout=30_000)
     took = time.monotonic() - back
     print(f"conference room picture back {took:.1f} s after the edge")
     assert took < 5, f"the picture came back {took:.1f} s after the edge"
+    # Then it keeps moving (counted, not timed: a WebRTC publisher that has just reconnected
+    # starts at a low rate and ramps up, which bench's publisher_ramp_s measures).
+    wait_for_frames(room, more_than=frames + 10, timeout=20_000)
     room.get_by_role("button", name="Click for sound").click()
     assert not room.evaluate("() => document.getElementById('video').muted")
 
