@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import screenshot
+from .conftest import browsers_yield_cpu, screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -65,11 +65,9 @@ def start_recording(staff: Any, base: str, session_id: str) -> None:
     staff.wait_for_function("() => document.getElementById('recording-state').dataset.state === 'recording'", timeout=30_000)
 
 
-# The target is 2 s on both profiles. On the embedded default the site shares this machine's two
-# cores with the three Chromium pages decoding 4K and the staff's page, and took 2.07 s from the
-# withdrawal request to the first page told in one run: this bound says what is held there today
-# (PostgreSQL with a worker keeps 2 s).
-EMBEDDED_BOUND_S = 3.0
+# Every page the consent no longer covers is told within 2 s of the staff's request, on both profiles.
+BOUND_S = 2.0
+
 
 def withdraw(staff: Any, base: str, session_id: str) -> float:
     """Staff withdraw the consent in force through the consent page; returns when their withdrawal request started (epoch ms)."""
@@ -90,7 +88,7 @@ def withdraw(staff: Any, base: str, session_id: str) -> float:
 
 def journey(
     *, name: str, open_page: Any, staff: Any, base: str, session_id: str, viewers: dict[str, str],
-    state: Callable[[], State], participant_ids: dict[str, str], bound: float = 2.0,
+    state: Callable[[], State], participant_ids: dict[str, str], bound: float = BOUND_S,
 ) -> None:
     go_live(staff, base, session_id)
     pages = {who: open_page(url, width=1280, height=720) for who, url in viewers.items()}
@@ -101,6 +99,8 @@ def journey(
         frames = int(page.evaluate(FRAMES))
         wait_for_frames(page, more_than=frames + 5, timeout=60_000)  # still playing, recording on
         page.evaluate(ARM)
+    # The site is timed, not the three 4K decodes sharing its cores (see browsers_yield_cpu).
+    assert browsers_yield_cpu() > 0, "no Chromium process found to lower"
 
     confirmed = withdraw(staff, base, session_id)
     print(f"{name}: withdrawal confirmed at {time.strftime('%H:%M:%S', time.localtime(confirmed / 1000))}.{int(confirmed % 1000):03d}")
@@ -192,7 +192,7 @@ def test_a_withdrawal_on_the_embedded_default_drops_every_viewer_and_stops_the_r
         return State(**json.loads(site.shell(STATE_CODE).strip().splitlines()[-1]))
 
     journey(
-        name="embedded", bound=EMBEDDED_BOUND_S, open_page=open_page, staff=staff, base=site.url, session_id=facts["session"],
+        name="embedded", open_page=open_page, staff=staff, base=site.url, session_id=facts["session"],
         viewers=viewers, state=state,
         participant_ids={who: facts["participants"][who] for who in ("mentor", "resident", "display")},
     )
