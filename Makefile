@@ -37,12 +37,12 @@ TEST_ENV = DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDI
 	CELERY_TASK_ALWAYS_EAGER=true
 
 typecheck: venv
-	$(PY) -m mypy orstream mentoring consent recordings frontend bench
+	$(PY) -m mypy orstream mentoring consent recordings training frontend bench
 
 test: venv browser
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m mypy orstream mentoring consent recordings frontend bench
+	$(PY) -m mypy orstream mentoring consent recordings training frontend bench
 	$(TEST_ENV) $(PY) -m pytest -m "not e2e"
 	$(TEST_ENV) $(PY) -m pytest -m e2e
 

@@ -13,6 +13,9 @@ COORDINATOR = "coordinator"
 CONSENT_STAFF = "consent_staff"
 FACULTY = "faculty"
 RESIDENT = "resident"
+# A training programme's director assigns raters and sees the cohort (training.services decides of
+# which programme); faculty review and score residents' recordings.
+PROGRAMME_DIRECTOR = "programme_director"
 
 
 class HasSurgeon(Protocol):
@@ -37,6 +40,10 @@ def user_is_consent_staff(user: Any) -> bool:
 
 def user_is_faculty(user: Any) -> bool:
     return user_in_group(user, FACULTY)
+
+
+def user_is_programme_director(user: Any) -> bool:
+    return user_in_group(user, PROGRAMME_DIRECTOR)
 
 
 def user_runs_session(user: Any, session: HasSurgeon) -> bool:

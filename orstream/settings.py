@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "mentoring",
     "consent",
     "recordings",
+    "training",
     "frontend",
 ]
 
