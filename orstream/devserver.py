@@ -1,11 +1,15 @@
-"""`make run`: the embedded demo. Starts the site (daphne) and one edge on 127.0.0.1, supervises
-the edge, makes the demo clip once in the background, and stops everything together.
+"""`make run`: the embedded demo. Starts the site (daphne), one edge on 127.0.0.1 and the job
+scheduler, supervises the edge and the scheduler, makes the demo clip once in the background, and
+stops everything together.
 
 - The site answers at once; the first time, the 4K demo clip is made meanwhile (the room's feed
   shows as being prepared) and the demo feed starts by itself in live sessions once it is ready.
 - An edge that exits while the demo runs (a crash, ``kill -9``) is started again within
   ``EDGE_RESTART_WITHIN`` seconds; the site stays up and re-attaches the live sessions when the
   new edge announces itself ("edge.started"). A site that exits stops the demo.
+- The scheduler is Celery beat on the database schedule, as in production: the finalize sweep
+  every minute, retention every night. The embedded default has no worker, so beat runs each due
+  job itself (eager mode); a recording whose edge notice was lost is still finalized.
 
 Not for production: there the site, workers and edges are separate services, each restarted by
 its own supervisor (docker-compose.yml).
@@ -42,10 +46,12 @@ def wait_for(url: str, seconds: float) -> bool:
     return False
 
 
-class EdgeSupervisor:
-    """Keeps one edge process running: started again at once when it exits, until ``stop``."""
+class Supervisor:
+    """Keeps one process (the edge, the scheduler) running: started again at once when it exits,
+    until ``stop``."""
 
-    def __init__(self, command: Sequence[str], env: dict[str, str]) -> None:
+    def __init__(self, command: Sequence[str], env: dict[str, str], *, name: str = "media edge") -> None:
+        self.name = name
         self.command = list(command)
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
@@ -59,7 +65,7 @@ class EdgeSupervisor:
         self.started_at = time.monotonic()
 
     def check(self) -> None:
-        """Called every POLL seconds: restart the edge if it has exited."""
+        """Called every POLL seconds: restart the process if it has exited."""
         process = self.process
         now = time.monotonic()
         if process is None:
@@ -73,11 +79,11 @@ class EdgeSupervisor:
         self.quick_exits = 0 if ran >= EDGE_STABLE_AFTER else self.quick_exits + 1
         self.restarts += 1
         self.process = None
-        # Immediately after a crash of a running edge; at EDGE_RESTART_WITHIN intervals when it
+        # Immediately after a crash of a running process; at EDGE_RESTART_WITHIN intervals when it
         # keeps failing at start-up (a port in use, a broken configuration).
         delay = 0.0 if self.quick_exits <= 1 else EDGE_RESTART_WITHIN * 0.9
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-        print(f"orstream: the media edge stopped ({how}); starting it again", file=sys.stderr, flush=True)
+        print(f"orstream: the {self.name} stopped ({how}); starting it again", file=sys.stderr, flush=True)
         self.next_start = now + delay
         if delay == 0.0:
             self.start()
@@ -173,8 +179,10 @@ def main() -> int:
     site = subprocess.Popen(
         [sys.executable, "-m", "orstream.serve", "-b", "127.0.0.1", "-p", str(port), "orstream.asgi:application"], env=env
     )
-    edge = EdgeSupervisor([sys.executable, "-m", "orstream.edge", "--host", "127.0.0.1", "--port", str(edge_port)], env)
+    edge = Supervisor([sys.executable, "-m", "orstream.edge", "--host", "127.0.0.1", "--port", str(edge_port)], env)
     edge.start()
+    beat = Supervisor([sys.executable, "-m", "celery", "-A", "orstream.celery", "beat", "--loglevel=INFO"], env, name="job scheduler")
+    beat.start()
     if not clip.path.exists():
         clip.start()
     stopping = False
@@ -194,6 +202,7 @@ def main() -> int:
                 code = 1
                 break
             edge.check()
+            beat.check()
             if clip.finished():
                 demo_feed_start(clip.path)
             time.sleep(POLL)
@@ -201,6 +210,7 @@ def main() -> int:
         pass
     finally:
         clip.stop()
+        beat.stop()
         edge.stop()
         if site.poll() is None:
             site.terminate()

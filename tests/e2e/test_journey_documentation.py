@@ -190,6 +190,13 @@ def test_a_recording_reaches_the_library_on_the_embedded_default(embedded_site: 
         edge_reported=edge_reported, audit_verify=lambda: embedded_site.manage("audit_verify", check=False),
     )
     documentation_journey(open_page, stack, "journey-documentation-embedded")
+    # The scheduler `make run` starts runs the finalize sweep (every minute) with no worker, so a
+    # recording whose edge notices were lost is still finalized.
+    deadline = time.monotonic() + 90
+    while "Task recordings.tasks.recording_sweep[" not in embedded_site.log.read_text() and time.monotonic() < deadline:
+        time.sleep(1)
+    swept = [line for line in embedded_site.log.read_text().splitlines() if "Task recordings.tasks.recording_sweep[" in line]
+    assert swept and "succeeded" in swept[0], f"make run's scheduler did not run the finalize sweep: {swept[:1]}"
 
 
 @pytest.mark.django_db(transaction=True)

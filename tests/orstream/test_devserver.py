@@ -10,13 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-from orstream.devserver import EDGE_RESTART_WITHIN, DemoClip, EdgeSupervisor
+from orstream.devserver import EDGE_RESTART_WITHIN, DemoClip, Supervisor
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 FAILING = [sys.executable, "-c", "raise SystemExit(3)"]
 
 
-def run_checks(supervisor: EdgeSupervisor, seconds: float) -> None:
+def run_checks(supervisor: Supervisor, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         supervisor.check()
@@ -24,7 +24,7 @@ def run_checks(supervisor: EdgeSupervisor, seconds: float) -> None:
 
 
 def test_a_killed_edge_is_started_again_at_once():
-    supervisor = EdgeSupervisor(SLEEPER, dict(os.environ))
+    supervisor = Supervisor(SLEEPER, dict(os.environ))
     supervisor.start()
     try:
         first = supervisor.process
@@ -43,7 +43,7 @@ def test_a_killed_edge_is_started_again_at_once():
 
 
 def test_an_edge_that_keeps_failing_at_start_up_is_retried_at_a_bounded_pace():
-    supervisor = EdgeSupervisor(FAILING, dict(os.environ))
+    supervisor = Supervisor(FAILING, dict(os.environ))
     supervisor.start()
     try:
         run_checks(supervisor, 4.5)
