@@ -1,4 +1,5 @@
-"""Celery tasks of mentoring: the invitation and cancellation e-mails.
+"""Celery tasks of mentoring: the invitation and cancellation e-mails, and the periodic re-attach
+of live sessions to an edge that restarted unannounced.
 
 Enqueued by mentoring.services after the transaction commits; each takes ids, loads the row and
 calls the service of the same name. A mail server that refuses or does not answer is retried with
@@ -35,3 +36,11 @@ def invitation_mail(self: Any, participant_id: int, method: str, sealed_url: str
         log.warning("the %s e-mail to participant %s could not be sent: %s", method, participant.public_id, type(failure).__name__)
         return "failed"
     return "sent"
+
+
+@shared_task(name="mentoring.tasks.sessions_reattach", bind=True)
+def sessions_reattach(self: Any) -> list[str]:
+    """Beat, every 30 s: put every live session back on its edge if the edge restarted and its
+    "edge.started" notice never arrived (the site was restarting too, the network dropped it).
+    Idempotent: an edge that has the session is left as it is."""
+    return [str(session.public_id) for session in services.edge_restart_handle(boot_id="periodic check")]

@@ -167,6 +167,19 @@ async def recording_frames(sid: str, *, more_than: int = 0, timeout: float = 20)
         await asyncio.sleep(0.2)
 
 
+async def record_the_room_feed(session: Any, alice: Any, clip: Path, settings: Any, tmp_path: Path) -> Any:
+    """The room's feed plays in the live session and is being recorded (30 frames written)."""
+    from recordings import services as recording_services
+
+    settings.RECORDINGS_SPOOL_DIR = tmp_path / "spool"
+    session.room.ingest_url = str(clip)
+    await sync_to_async(session.room.save)()
+    await sync_to_async(services.session_start)(session=session, by=alice)
+    recording = await sync_to_async(recording_services.recording_start)(session=session, by=alice)
+    await recording_frames(str(session.public_id), more_than=30)
+    return recording
+
+
 async def test_after_a_crash_the_restarted_edge_gets_the_session_feed_and_recording_back(
     edge_process, session, alice, consenting_patient, aac_clip, settings, tmp_path
 ):
@@ -178,13 +191,8 @@ async def test_after_a_crash_the_restarted_edge_gets_the_session_feed_and_record
     from mentoring import edge
     from recordings import services as recording_services
 
-    settings.RECORDINGS_SPOOL_DIR = tmp_path / "spool"
-    session.room.ingest_url = str(aac_clip)
-    await sync_to_async(session.room.save)()
-    await sync_to_async(services.session_start)(session=session, by=alice)
-    recording = await sync_to_async(recording_services.recording_start)(session=session, by=alice)
+    recording = await record_the_room_feed(session, alice, aac_clip, settings, tmp_path)
     sid = str(session.public_id)
-    await recording_frames(sid, more_than=30)
     folder = tmp_path / "spool" / str(recording.public_id)
     before = sorted(p.name for p in folder.glob("seg-*.mp4"))
     assert len(before) == 1
@@ -219,6 +227,31 @@ async def test_after_a_crash_the_restarted_edge_gets_the_session_feed_and_record
     await sync_to_async(recording_services.recording_stop)(recording=recording, by=alice)
     await sync_to_async(recording.refresh_from_db)()
     assert recording.expected_segments == 2, "the stop counts the segment written before the crash"
+
+
+async def test_a_restart_whose_notice_was_lost_is_repaired_by_the_periodic_check(
+    edge_process, session, alice, consenting_patient, aac_clip, settings, tmp_path
+):
+    """The edge restarts and its "edge.started" never reaches the site, with no page there to
+    offer: the beat job every 30 s puts the session back, feed and recording included."""
+    from mentoring import edge
+    from mentoring import tasks as mentoring_tasks
+    from recordings import services as recording_services
+
+    recording = await record_the_room_feed(session, alice, aac_clip, settings, tmp_path)
+    sid = str(session.public_id)
+
+    kill_hard(edge_process)
+    edge_process.start()  # its webhook goes nowhere the site hears in this test: the notice is lost
+    with pytest.raises(edge.EdgeError):
+        await sync_to_async(edge.stats)(sid)
+
+    result = await sync_to_async(lambda: mentoring_tasks.sessions_reattach.apply().get())()
+    assert result == [sid]
+    stats = await recording_frames(sid, more_than=30)
+    assert stats["source"] is not None and stats["recording_id"] == str(recording.public_id)
+    assert await sync_to_async(lambda: mentoring_tasks.sessions_reattach.apply().get())() == [], "idempotent"
+    await sync_to_async(recording_services.recording_stop)(recording=recording, by=alice)
 
 
 async def test_a_stop_after_a_crash_the_edge_never_resumed_does_not_leave_the_recording_finalizing(
