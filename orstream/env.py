@@ -46,6 +46,16 @@ def env_int(name: str, default: int) -> int:
         raise EnvError(f"{name} must be a whole number, not {raw!r}") from None
 
 
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise EnvError(f"{name} must be a number, not {raw!r}") from None
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     """A comma-separated list, items stripped, empty items dropped."""
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]

@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from orstream.env import env_bool, env_int, env_list, env_secret, env_str
+from orstream.env import env_bool, env_float, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("ORSTREAM_VAR_DIR", BASE_DIR / "var"))
@@ -251,6 +251,26 @@ RECORDINGS_STUCK_MINUTES = env_int("ORSTREAM_RECORDINGS_STUCK_MINUTES", 30)
 # One viewing of a recording (one audit event) lasts while its player keeps asking for bytes with
 # pauses no longer than this (recordings.models.Viewing).
 RECORDING_VIEWING_IDLE_MINUTES = env_int("ORSTREAM_RECORDING_VIEWING_IDLE_MINUTES", 30)
+
+# Long-term archive (recordings.archive): a recompressed copy at full resolution and frame rate with
+# the sound, AV1 in MP4 (Chromium plays it) or HEVC (the DICOM export of 4K). The recording is cut
+# at its keyframes into chunks of about ARCHIVE_CHUNK_SECONDS, one Celery task each, each encode
+# on ARCHIVE_THREADS threads (workers, not threads, spread the work). A chunk whose VMAF is below
+# the mean threshold is encoded once more at ARCHIVE_RETRY_CRF; the copy is accepted when its VMAF
+# mean and every chunk's reach the thresholds, and the originals go ARCHIVE_KEEP_ORIGINAL_DAYS after.
+# With workers (not eager) a recording is archived once it is stored; ARCHIVE_AUTO says otherwise.
+ARCHIVE_AUTO = env_bool("ORSTREAM_ARCHIVE_AUTO", not CELERY_TASK_ALWAYS_EAGER)
+ARCHIVE_CODEC = env("ORSTREAM_ARCHIVE_CODEC", "av1")
+ARCHIVE_AV1_PRESET = env("ORSTREAM_ARCHIVE_AV1_PRESET", "8")
+ARCHIVE_AV1_CRF = env_int("ORSTREAM_ARCHIVE_AV1_CRF", 30)
+ARCHIVE_HEVC_PRESET = env("ORSTREAM_ARCHIVE_HEVC_PRESET", "fast")
+ARCHIVE_HEVC_CRF = env_int("ORSTREAM_ARCHIVE_HEVC_CRF", 22)
+ARCHIVE_RETRY_CRF_STEP = env_int("ORSTREAM_ARCHIVE_RETRY_CRF_STEP", 6)
+ARCHIVE_CHUNK_SECONDS = env_float("ORSTREAM_ARCHIVE_CHUNK_SECONDS", 30.0)
+ARCHIVE_THREADS = env_int("ORSTREAM_ARCHIVE_THREADS", 1)
+ARCHIVE_VMAF_MEAN_MIN = env_float("ORSTREAM_ARCHIVE_VMAF_MEAN_MIN", 95.0)
+ARCHIVE_VMAF_CHUNK_MIN = env_float("ORSTREAM_ARCHIVE_VMAF_CHUNK_MIN", 90.0)
+ARCHIVE_KEEP_ORIGINAL_DAYS = env_int("ORSTREAM_ARCHIVE_KEEP_ORIGINAL_DAYS", 30)
 
 # TURN: coturn's REST API (time-limited credentials derived from a shared secret).
 TURN_URLS = env_list("ORSTREAM_TURN_URLS", "")

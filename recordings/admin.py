@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from . import services
-from .models import ExportJob, Recording, RetentionPolicy, Segment, Viewing
+from .models import ArchiveChunk, ArchiveCopy, ExportJob, Recording, RetentionPolicy, Segment, Viewing
 
 READ_ONLY = [
     "public_id", "session", "status", "started_by", "started_at", "ended_at", "expected_segments", "retain_until",
@@ -99,6 +99,35 @@ class ViewingAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ArchiveChunkInline(admin.TabularInline):
+    model = ArchiveChunk
+    extra = 0
+    can_delete = False
+    fields = ("index", "status", "frames", "duration", "runs", "tries", "crf", "vmaf_mean", "vmaf_min", "psnr", "ssim", "size")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ArchiveCopy)
+class ArchiveCopyAdmin(admin.ModelAdmin):
+    """Archive copies with their settings, scores and the gate's decision: read-only (recordings.archive writes them)."""
+
+    list_display = ("recording", "codec", "status", "vmaf_mean", "vmaf_min_chunk", "size", "original_size", "originals_removed_at")
+    list_filter = ("status", "codec")
+    inlines = [ArchiveChunkInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in ArchiveCopy._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:

@@ -215,3 +215,116 @@ class Viewing(models.Model):
 
     def __str__(self) -> str:
         return f"viewing of {self.recording.public_id} by user {self.user_id} from {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class ArchiveCopy(models.Model):
+    """A recompressed copy of a recording, at its own resolution and frame rate with its sound,
+    made for long-term keeping (AV1, the default) or for the DICOM export of 4K (HEVC).
+
+    The settings it was made with are stored with it (a rerun after a crash uses the same), and so
+    are its quality scores against the original, per chunk (ArchiveChunk) and overall, and the
+    gate's decision. Files live under the recording's storage prefix, so erasure removes them.
+    """
+
+    class Codec(models.TextChoices):
+        AV1 = "av1", "AV1"
+        HEVC = "hevc", "HEVC"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        ENCODING = "encoding", "Encoding"
+        JOINING = "joining", "Joining"
+        ACCEPTED = "accepted", "Accepted"
+        # Below the quality thresholds after a second try, or a join that did not match: a person decides.
+        FLAGGED = "flagged", "Needs a person"
+
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="archive_copies")
+    codec = models.CharField(max_length=8, choices=Codec.choices, default=Codec.AV1)
+    encoder = models.CharField(max_length=32)
+    preset = models.CharField(max_length=16)
+    crf = models.PositiveSmallIntegerField()
+    retry_crf = models.PositiveSmallIntegerField(help_text="The quality a chunk below the threshold is encoded again at.")
+    chunk_seconds = models.FloatField()
+    vmaf_model = models.CharField(max_length=32)
+    vmaf_mean_min = models.FloatField()
+    vmaf_chunk_min = models.FloatField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    chunks_total = models.PositiveIntegerField(default=0)
+
+    key = models.CharField(max_length=200, blank=True, help_text="Storage key of the joined archive file.")
+    size = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    original_size = models.PositiveBigIntegerField(default=0)
+    video_frames = models.PositiveIntegerField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True)
+    vmaf_mean = models.FloatField(null=True, blank=True)
+    vmaf_min_chunk = models.FloatField(null=True, blank=True)
+    psnr_mean = models.FloatField(null=True, blank=True)
+    ssim_mean = models.FloatField(null=True, blank=True)
+    cpu_seconds = models.FloatField(default=0, help_text="Encoding and scoring, every chunk and try.")
+    note = models.TextField(blank=True, help_text="Why it was flagged, in words the records office can act on.")
+
+    # The original segments are removed once the keeping period after acceptance is over.
+    originals_remove_after = models.DateField(null=True, blank=True)
+    originals_removed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [models.UniqueConstraint(fields=["recording", "codec"], name="archive_copy_one_per_codec")]
+
+    def __str__(self) -> str:
+        return f"{self.codec} archive of {self.recording.public_id} ({self.status})"
+
+    @property
+    def folder(self) -> str:
+        return f"recordings/{self.recording.prefix}/archive/{self.codec}"
+
+    @property
+    def size_ratio(self) -> float | None:
+        return self.size / self.original_size if self.size and self.original_size else None
+
+
+class ArchiveChunk(models.Model):
+    """One piece of a recording cut at a keyframe, encoded by one Celery task, scored against the
+    piece of the original it came from."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting"
+        ENCODING = "encoding", "Encoding"
+        DONE = "done", "Done"
+
+    archive = models.ForeignKey(ArchiveCopy, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    source_key = models.CharField(max_length=200)
+    output_key = models.CharField(max_length=200)
+    frames = models.PositiveIntegerField()
+    duration = models.FloatField()
+    source_size = models.PositiveBigIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    runs = models.PositiveSmallIntegerField(default=0, help_text="Times a worker took this chunk (a crash makes it more than one).")
+    tries = models.PositiveSmallIntegerField(default=0, help_text="Encodes of the finished chunk: 2 when it was encoded again at higher quality.")
+    worker_pid = models.PositiveIntegerField(null=True, blank=True)
+    crf = models.PositiveSmallIntegerField(null=True, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    vmaf_mean = models.FloatField(null=True, blank=True)
+    vmaf_min = models.FloatField(null=True, blank=True)
+    psnr = models.FloatField(null=True, blank=True)
+    ssim = models.FloatField(null=True, blank=True)
+    first_vmaf_mean = models.FloatField(null=True, blank=True, help_text="The first try's VMAF, when it was encoded again.")
+    cpu_seconds = models.FloatField(default=0)
+    encode_seconds = models.FloatField(default=0, help_text="Wall time of the encode that was kept.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["archive", "index"]
+        constraints = [models.UniqueConstraint(fields=["archive", "index"], name="archive_chunk_index_once")]
+
+    def __str__(self) -> str:
+        return f"chunk {self.index} of {self.archive}"

@@ -19,8 +19,8 @@ from django.db import DatabaseError
 import orstream.celery  # noqa: F401
 from mentoring.edge import EdgeError
 
-from . import services
-from .models import ExportJob, Recording
+from . import archive, services
+from .models import ArchiveChunk, ArchiveCopy, ExportJob, Recording
 
 RETRY_ON = (DatabaseError, OSError, EdgeError, services.RecordingNotReady)
 OPTIONS: dict[str, Any] = {
@@ -67,3 +67,33 @@ def retention_apply(self: Any) -> dict[str, list[str]]:
 def recording_sweep(self: Any) -> dict[str, list[str]]:
     result = services.recording_sweep()
     return {"finalized": result.finalized, "failed": result.failed, "waiting": result.waiting}
+
+
+# The long-term archive (recordings.archive): one task per step and one per chunk, so chunks are
+# encoded by as many workers as there are. A worker killed mid-chunk is not acknowledged (acks_late)
+# and its message goes back to the queue (reject_on_worker_lost): another run encodes the chunk again.
+
+
+@shared_task(name="recordings.tasks.archive_request", **OPTIONS)
+def archive_request(self: Any, recording_id: int) -> str:
+    return archive.archive_request(recording=Recording.objects.get(pk=recording_id)).status
+
+
+@shared_task(name="recordings.tasks.archive_prepare", **OPTIONS)
+def archive_prepare(self: Any, archive_id: int) -> str:
+    return archive.archive_prepare(archive=ArchiveCopy.objects.get(pk=archive_id)).status
+
+
+@shared_task(name="recordings.tasks.archive_chunk_encode", **OPTIONS)
+def archive_chunk_encode(self: Any, chunk_id: int) -> str:
+    return archive.archive_chunk_encode(chunk=ArchiveChunk.objects.get(pk=chunk_id)).status
+
+
+@shared_task(name="recordings.tasks.archive_join", **OPTIONS)
+def archive_join(self: Any, archive_id: int) -> str:
+    return archive.archive_join(archive=ArchiveCopy.objects.get(pk=archive_id)).status
+
+
+@shared_task(name="recordings.tasks.archive_originals_apply", **OPTIONS)
+def archive_originals_apply(self: Any) -> list[str]:
+    return archive.archive_originals_apply()

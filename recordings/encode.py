@@ -1,0 +1,331 @@
+"""FFmpeg for the long-term archive: cut at keyframes, encode, score, join, probe.
+
+Called by recordings.archive (the archive services) and by the archive bench; knows files, never
+rows, settings or storage keys. Runs the static FFmpeg that the ``imageio-ffmpeg`` wheel ships
+(it has SVT-AV1, x265, libvmaf and dav1d; PyAV's FFmpeg has no libvmaf) as a subprocess, which
+dies with the worker that started it (a killed worker leaves no encoder running on its chunk).
+Probes with PyAV, which only demuxes: counting packets is how the edge counts frames too.
+Never writes a patient identifier anywhere: every path it is given is pseudonymous.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+# Encoders the archive knows, by codec; the values are FFmpeg encoder names.
+ENCODERS = {"av1": "libsvtav1", "hevc": "libx265"}
+# libvmaf's built-in models: the 4K one for pictures of 4K size, the 1080p one below that.
+VMAF_MODEL_4K = "vmaf_4k_v0.6.1"
+VMAF_MODEL_HD = "vmaf_v0.6.1"
+_PR_SET_PDEATHSIG = 1
+
+
+class EncodeError(Exception):
+    """FFmpeg failed or wrote something other than what was asked; the message says which step."""
+
+
+def ffmpeg_path() -> str:
+    """The static FFmpeg of the imageio-ffmpeg wheel (IMAGEIO_FFMPEG_EXE may point elsewhere)."""
+    import imageio_ffmpeg
+
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: the kernel kills FFmpeg when its worker dies, so a
+    # worker killed mid-chunk does not leave an encoder writing the chunk behind its back.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Run:
+    cpu_seconds: float
+    wall_seconds: float
+
+
+def ffmpeg_run(args: list[str], *, what: str) -> Run:
+    """Run FFmpeg with ``args``; its CPU time (user + system, all threads) and wall time.
+
+    Raises EncodeError with the end of FFmpeg's messages when it fails.
+    """
+    command = [ffmpeg_path(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y", *args]
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, preexec_fn=_die_with_parent)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.monotonic() - started
+        if process.returncode != 0:
+            errors.seek(0)
+            tail = errors.read()[-1500:].decode("utf-8", "replace").strip()
+            raise EncodeError(f"FFmpeg failed to {what} (exit {process.returncode}): {tail}")
+    return Run(cpu_seconds=usage.ru_utime + usage.ru_stime, wall_seconds=wall)
+
+
+def _video_span(path: Path) -> tuple[float, float]:
+    """(first video timestamp, end of the last video frame) of one file, in seconds."""
+    first = end = None
+    with av.open(str(path)) as container:
+        for packet in container.demux(container.streams.video[0]):
+            if packet.size == 0 or packet.pts is None or packet.time_base is None:
+                continue
+            start = float(packet.pts * packet.time_base)
+            first = start if first is None else min(first, start)
+            stop = start + float((packet.duration or 0) * packet.time_base)
+            end = stop if end is None else max(end, stop)
+    if first is None or end is None:
+        raise EncodeError(f"{path.name} has no video frame.")
+    return first, end
+
+
+def _concat_list(files: list[Path], folder: Path, name: str) -> Path:
+    """A concat-demuxer list that plays ``files`` one after the other the way the library plays a
+    recording's parts: each file's picture starts where the previous file's picture ends
+    (``inpoint`` at its first frame, ``duration`` its picture's length), whatever its sound does
+    at the edges. FFmpeg would otherwise start a file where the previous one's longest stream ended."""
+    listing = folder / name
+    lines = []
+    for file in files:
+        start, end = _video_span(Path(file))
+        quoted = str(Path(file).resolve()).replace("'", "'\\''")
+        lines.append(f"file '{quoted}'\ninpoint {start:.6f}\nduration {end - start:.6f}\n")
+    listing.write_text("".join(lines))
+    return listing
+
+
+# ---------------------------------------------------------------- probing
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a demux (no decode) says about a file or a concatenation of files."""
+
+    video_frames: int
+    audio_packets: int
+    # Seconds on the file's own timeline: first video and audio timestamps, end of the last frame.
+    video_start: float
+    video_end: float
+    audio_start: float | None
+    audio_end: float | None
+    width: int
+    height: int
+    fps: float
+    video_codec: str
+    audio_codec: str
+
+    @property
+    def duration(self) -> float:
+        return self.video_end - self.video_start
+
+
+def media_probe(files: list[Path]) -> Probe:
+    """Count the packets of ``files`` played one after the other (FFmpeg's concat demuxer)."""
+    with tempfile.TemporaryDirectory() as folder:
+        listing = _concat_list(files, Path(folder), "probe.txt")
+        with av.open(str(listing), format="concat", options={"safe": "0"}) as container:
+            video = container.streams.video[0]
+            audio = container.streams.audio[0] if container.streams.audio else None
+            frames = packets = 0
+            first_video = last_video = first_audio = last_audio = None
+            for packet in container.demux(*([video] + ([audio] if audio is not None else []))):
+                if packet.size == 0 or packet.pts is None or packet.time_base is None:
+                    continue
+                start = float(packet.pts * packet.time_base)
+                end = start + float((packet.duration or 0) * packet.time_base)
+                if packet.stream.type == "video":
+                    frames += 1
+                    first_video = start if first_video is None else min(first_video, start)
+                    last_video = end if last_video is None else max(last_video, end)
+                else:
+                    packets += 1
+                    first_audio = start if first_audio is None else min(first_audio, start)
+                    last_audio = end if last_audio is None else max(last_audio, end)
+            rate = video.average_rate or video.base_rate or video.guessed_rate
+            return Probe(
+                video_frames=frames,
+                audio_packets=packets,
+                video_start=first_video or 0.0,
+                video_end=last_video or 0.0,
+                audio_start=first_audio,
+                audio_end=last_audio,
+                width=video.codec_context.width,
+                height=video.codec_context.height,
+                fps=float(rate) if rate else 0.0,
+                video_codec=video.codec_context.codec.canonical_name,
+                audio_codec=audio.codec_context.codec.canonical_name if audio is not None else "",
+            )
+
+
+# ---------------------------------------------------------------- cut, encode, join
+
+
+def chunks_cut(sources: list[Path], folder: Path, *, seconds: float) -> list[Path]:
+    """Cut the video of ``sources`` (played in order) into chunks of about ``seconds`` each, at
+    the keyframes already there, by stream copy: nothing is re-encoded, so a chunk's frames are
+    the original's frames. Each chunk starts on a keyframe; a chunk may be longer than
+    ``seconds`` when the source's keyframes are further apart. Returns the chunks in order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("chunk-*.mp4"):
+        old.unlink()  # a cut a killed worker left half-way: cut again from the start
+    listing = _concat_list(sources, folder, "sources.txt")
+    ffmpeg_run(
+        ["-f", "concat", "-safe", "0", "-i", str(listing), "-map", "0:v:0", "-c", "copy",
+         "-f", "segment", "-segment_time", f"{seconds:.3f}", "-reset_timestamps", "1",
+         "-segment_format", "mp4", str(folder / "chunk-%05d.mp4")],
+        what="cut the recording at its keyframes",
+    )
+    listing.unlink()
+    chunks = sorted(folder.glob("chunk-*.mp4"))
+    if not chunks:
+        raise EncodeError("Cutting the recording gave no chunk: it has no video.")
+    return chunks
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    codec: str  # "av1" or "hevc"
+    preset: str
+    crf: int
+    threads: int = 1
+
+    @property
+    def encoder(self) -> str:
+        return ENCODERS[self.codec]
+
+
+def video_encode(source: Path, target: Path, settings: EncodeSettings) -> Run:
+    """Encode the video of ``source`` into ``target`` (MP4, no audio) at the same resolution, the
+    same frames and timestamps. Written to ``target``'s ``.part`` first and moved into place, so
+    ``target`` exists only whole; a rerun overwrites the same ``.part``."""
+    partial = target.with_name(target.name + ".part")
+    threads = str(max(1, settings.threads))
+    if settings.codec == "av1":
+        codec_args = ["-c:v", "libsvtav1", "-preset", settings.preset, "-crf", str(settings.crf),
+                      "-svtav1-params", f"lp={threads}"]
+    elif settings.codec == "hevc":
+        codec_args = ["-c:v", "libx265", "-preset", settings.preset, "-crf", str(settings.crf),
+                      "-x265-params", f"pools={threads}:frame-threads=1:log-level=error", "-tag:v", "hvc1"]
+    else:
+        raise EncodeError(f"Unknown archive codec {settings.codec!r}: use one of {', '.join(ENCODERS)}.")
+    run = ffmpeg_run(
+        ["-threads", threads, "-i", str(source), "-map", "0:v:0", *codec_args, "-fps_mode", "passthrough",
+         "-an", "-f", "mp4", str(partial)],
+        what=f"encode {source.name} with {settings.encoder}",
+    )
+    os.replace(partial, target)
+    return run
+
+
+def chunks_join(chunks: list[Path], audio_sources: list[Path], target: Path, *, video_offset: float) -> Run:
+    """Join encoded ``chunks`` by stream copy, with the audio of ``audio_sources`` (the original
+    segments, in order) copied as it is; the video is placed ``video_offset`` seconds into the
+    audio's timeline, where the original's video started, so picture and sound line up as they
+    did. Written to ``target``'s ``.part`` and moved into place."""
+    partial = target.with_name(target.name + ".part")
+    with tempfile.TemporaryDirectory() as folder:
+        video_list = _concat_list(chunks, Path(folder), "video.txt")
+        audio_list = _concat_list(audio_sources, Path(folder), "audio.txt")
+        run = ffmpeg_run(
+            ["-itsoffset", f"{video_offset:.6f}", "-f", "concat", "-safe", "0", "-i", str(video_list),
+             "-f", "concat", "-safe", "0", "-i", str(audio_list),
+             "-map", "0:v:0", "-map", "1:a:0?", "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(partial)],
+            what="join the encoded chunks",
+        )
+    os.replace(partial, target)
+    return run
+
+
+# ---------------------------------------------------------------- quality
+
+
+@dataclass(frozen=True)
+class Quality:
+    frames: int
+    vmaf_mean: float
+    vmaf_min: float
+    psnr: float  # luma PSNR, dB, mean over frames
+    ssim: float  # luma SSIM, mean over frames
+    model: str
+    run: Run
+
+
+def vmaf_model_for(width: int, height: int) -> str:
+    """The 4K model for 4K pictures (it models a viewer at 1.5 picture heights of a 4K screen)."""
+    return VMAF_MODEL_4K if width * height >= 3840 * 2160 * 3 // 4 else VMAF_MODEL_HD
+
+
+def quality_measure(distorted: Path, reference: Path, *, model: str, threads: int = 1) -> Quality:
+    """VMAF (``model``), PSNR and SSIM of ``distorted`` against ``reference``, frame by frame."""
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "vmaf.json"
+        graph = (
+            # Frame i against frame i, whatever either file's timestamps (the encode keeps every frame).
+            "[0:v]settb=1,setpts=N[d];[1:v]settb=1,setpts=N[r];"
+            f"[d][r]libvmaf=model=version={model}:n_threads={max(1, threads)}"
+            f":feature=name=psnr|name=float_ssim:log_fmt=json:log_path={log}:shortest=1"
+        )
+        run = ffmpeg_run(
+            ["-threads", str(max(1, threads)), "-i", str(distorted), "-threads", str(max(1, threads)), "-i", str(reference),
+             "-lavfi", graph, "-f", "null", "-"],
+            what="measure VMAF, PSNR and SSIM",
+        )
+        data = json.loads(log.read_text())
+    frames = data.get("frames") or []
+    if not frames:
+        raise EncodeError("VMAF compared no frame: the encoded chunk is empty.")
+    pooled = data["pooled_metrics"]
+    return Quality(
+        frames=len(frames),
+        vmaf_mean=float(pooled["vmaf"]["mean"]),
+        vmaf_min=float(pooled["vmaf"]["min"]),
+        psnr=float(pooled["psnr_y"]["mean"]),
+        ssim=float(pooled["float_ssim"]["mean"]),
+        model=model,
+        run=run,
+    )
+
+
+# ---------------------------------------------------------------- test and bench clips
+
+
+def textured_clip_write(
+    path: Path, *, width: int, height: int, seconds: float, fps: int = 30, gop_seconds: float = 1.0,
+    bitrate: int | None = None, seed: int = 7,
+) -> Path:
+    """A clip shaped like what the edge records (H.264 High, no B-frames, an IDR every
+    ``gop_seconds``, Opus 48 kHz, fragmented MP4) whose picture is hard to compress the way an
+    operative field is: tissue-like Perlin texture, drifting (a camera's slow pan) and evolving,
+    with fine sensor noise that changes every frame. For tests and the bench; never patient media."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    gop = max(1, round(gop_seconds * fps))
+    rate = bitrate or max(2_000_000, width * height * fps * 2 // 9)  # about 55 Mbit/s at 4K30
+    texture = (
+        f"perlin=s={max(16, width // 4)}x{max(16, height // 4)}:r={fps}:octaves=6:persistence=0.6"
+        f":xscale=0.6:yscale=0.6:tscale=0.3:random_mode=seed:seed={seed}"
+    )
+    picture = (
+        f"format=gray,normalize,scale={width}:{height}:flags=bicubic,format=yuv420p,"
+        "lutyuv=y='24+val*0.8':u=112:v=168,scroll=h=0.002:v=0.001,noise=alls=4:allf=t"
+    )
+    ffmpeg_run(
+        ["-f", "lavfi", "-i", texture, "-f", "lavfi", "-i", "sine=f=440:r=48000", "-t", f"{seconds:.3f}",
+         "-filter_complex", f"[0:v]{picture}[v]", "-map", "[v]", "-map", "1:a",
+         "-c:v", "libx264", "-preset", "superfast", "-profile:v", "high",
+         "-x264-params", f"bframes=0:scenecut=0:keyint={gop}:min-keyint={gop}",
+         "-b:v", str(rate), "-maxrate", str(rate), "-bufsize", str(rate),
+         "-c:a", "libopus", "-b:a", "64k", "-ac", "1",
+         "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-f", "mp4", str(path)],
+        what="write a textured test clip",
+    )
+    return path
