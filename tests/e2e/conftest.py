@@ -205,15 +205,18 @@ def worker_site(celery_worker: Worker) -> Iterator[Site]:  # noqa: F811
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
+def browser(request: pytest.FixtureRequest) -> Iterator[Any]:
     # One browser per test: Playwright's sync API holds an event loop in this thread while it
     # runs, which the asyncio tests that follow in the same run must not find there.
     # A missing browser is a failure of the environment, reported as such.
+    # A test marked ``chromium_args("--flag", ...)`` gets a browser started with those flags too.
     assert CHROMIUM.exists(), f"Chromium is missing at {CHROMIUM}: run `make browser` (apt-get install chromium)"
     from playwright.sync_api import sync_playwright
 
+    marker = request.node.get_closest_marker("chromium_args")
+    args = CHROMIUM_ARGS + (list(marker.args) if marker else [])
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
         yield chromium
         chromium.close()
 

@@ -278,3 +278,52 @@ def test_with_a_room_feed_the_console_shows_it_and_the_surgeon_switches_to_the_c
     assert edge["source"] is not None and edge["publisher"] is None
     assert console.evaluate("() => window.orstream.publisher.pc === null")
     assert console.evaluate("() => document.getElementById('camera-state').innerText") == "Not in use: the room's feed is shown."
+
+
+# Watches the sound state the console shows and reports each change on the browser console. Read
+# passively: anything the test evaluates in the page counts as a user gesture in Chromium, which
+# would let the sound play and hide the very refusal under test.
+SOUND_WATCH = """
+document.addEventListener("DOMContentLoaded", () => {
+  new MutationObserver(() => console.log(`sound: ${document.body.dataset.sound}`))
+    .observe(document.body, { attributes: true, attributeFilter: ["data-sound"] });
+});
+"""
+
+
+def heard(page: Any, said: list[str], line: str, what: str, *, timeout: float) -> None:
+    """Wait until the page logged ``line``; Playwright delivers console events only while it runs a
+    call of its own, so wait with the page's timer, not time.sleep."""
+    deadline = time.monotonic() + timeout
+    while line not in said:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout:.0f} s (the page said {said})")
+        page.wait_for_timeout(250)
+
+
+@pytest.mark.chromium_args("--autoplay-policy=user-gesture-required")
+def test_a_browser_that_refuses_sound_says_so_and_the_first_touch_turns_it_on(
+    site, browser, open_page, session, room_feed, surgeon, carol, alice, consenting_patient, settings
+):
+    """A console browser that allows no sound before a gesture (not a kiosk set up as the README
+    says): the page tells the surgeon, and one touch anywhere turns the mentors' voices on."""
+    settings.EDGE_URL, settings.EDGE_SECRET = site.edge.url, EDGE_SECRET
+    off_loop(services.session_start, session=session, by=alice)
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    context.add_init_script(SOUND_WATCH)
+    console = context.new_page()
+    said: list[str] = []
+    console.on("console", lambda message: said.append(message.text))
+    console.goto(site.join_url(services.join_token_mint(participant=surgeon)))
+    heard(console, said, "sound: blocked", "the console says the browser blocks the sound", timeout=30)
+    assert "sound: on" not in said
+    assert console.locator("#sound").is_visible()
+    assert "Touch the screen or press any key" in console.locator("#sound-state").inner_text()
+    screenshot(console, "journey-console-sound-blocked")
+
+    mentor = mentor_page(site, open_page, carol)
+    console.mouse.click(5, 5)  # a touch anywhere on the page, not the button
+    heard(console, said, "sound: on", "one touch turns the sound on", timeout=10)
+    assert console.locator("#sound").is_hidden()
+    check_talkback_plays(mentor, console)
+    context.close()
