@@ -147,7 +147,8 @@ CACHES = {
     }
 }
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# With no Redis the jobs run eagerly; a named host keeps kombu from warning on every job.
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
