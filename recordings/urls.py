@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import pages, views
+from . import archive_pages, pages, views
 
 app_name = "recordings"
 
 urlpatterns = [
     path("", pages.library, name="library"),
+    path("storage/", archive_pages.storage_report, name="storage"),
     path("<uuid:public_id>/", pages.recording_detail, name="detail"),
+    path("<uuid:public_id>/archive/", archive_pages.recording_archive, name="archive"),
     path("<uuid:public_id>/bookmarks/", pages.bookmark_create, name="bookmark_create"),
     path("<uuid:public_id>/hold/", pages.recording_hold, name="hold"),
     path("<uuid:public_id>/erase/", pages.recording_erase, name="erase"),

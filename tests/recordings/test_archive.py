@@ -161,3 +161,35 @@ def test_hevc_copy_for_the_dicom_export(recording: Recording, settings: Any, dja
     probe = encode.media_probe([archive.archive_file_path(key=key)])
     assert (probe.video_codec, probe.width, probe.height, probe.video_frames) == ("hevc", WIDTH, HEIGHT, 120)
     assert probe.audio_codec == "opus"
+
+
+def test_the_records_office_asks_for_a_copy_on_the_page_and_sees_its_scores_and_the_storage_report(
+    recording: Recording, alice: Any, bob: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from django.test import Client
+
+    office = Client()
+    office.force_login(alice)
+    page = office.get(f"/recordings/{recording.public_id}/").content.decode()
+    assert 'id="archive-button"' in page and "No archive copy yet" in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = office.post(f"/recordings/{recording.public_id}/archive/")
+    assert response.status_code == 302
+
+    copy = ArchiveCopy.objects.get(recording=recording)
+    assert copy.status == ArchiveCopy.Status.ACCEPTED
+    page = office.get(f"/recordings/{recording.public_id}/").content.decode()
+    assert "AV1 copy: <span class=\"archive-status\">Accepted</span>" in page
+    assert f"{copy.vmaf_mean:.2f}" in page and "libsvtav1 preset 10, CRF 20" in page
+    assert 'id="archive-button"' not in page
+    status = office.get(f"/recordings/{recording.public_id}/archive/", HTTP_ACCEPT="application/json").json()
+    assert status["copies"][0]["chunks_done"] == status["copies"][0]["chunks_total"] == 3
+    report = office.get("/recordings/storage/").content.decode()
+    assert str(recording.public_id) in report and "Once originals are replaced" in report
+
+    surgeon = Client()
+    surgeon.force_login(bob)
+    assert 'id="archive"' not in surgeon.get(f"/recordings/{recording.public_id}/").content.decode()
+    assert surgeon.post(f"/recordings/{recording.public_id}/archive/").status_code == 403
+    assert surgeon.get("/recordings/storage/").status_code == 403

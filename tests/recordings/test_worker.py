@@ -48,20 +48,25 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> Non
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def start_worker(tmp_path: Path, settings: Any) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+def worker_env(settings: Any, **extra: str) -> dict[str, str]:
+    """The environment of a real worker on this test's database, broker, storage and spool."""
     if not django_settings.REDIS_URL or connection.vendor != "postgresql":
         pytest.fail("this test needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)")
     db = connection.settings_dict
-    env = {
+    return {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "CELERY_TASK_ALWAYS_EAGER": "false",
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "ORSTREAM_RECORDINGS_SPOOL_DIR": str(settings.RECORDINGS_SPOOL_DIR),
-        "ORSTREAM_RECORDINGS_ERASE_PAUSE_SECONDS": str(PAUSE),
         "PYTHONPATH": str(ROOT),
+        **extra,
     }
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path, settings: Any) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    env = worker_env(settings, ORSTREAM_RECORDINGS_ERASE_PAUSE_SECONDS=str(PAUSE))
     workers: list[subprocess.Popen[bytes]] = []
     log = (tmp_path / "worker.log").open("ab")
 
