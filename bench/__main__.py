@@ -1,5 +1,6 @@
 """``make bench``: the edge's figures (``bench.edge``), the browser's ingest-to-display
-delay (``bench.browser``) and what a mentor behind a weak link sees (``bench.weak``),
+delay (``bench.browser``), how fast a Chromium publisher ramps up (``bench.ramp``) and what a
+mentor behind a weak link sees (``bench.weak``),
 each printed as it runs, then one JSON object merging them on the last line. Each part runs in a process of its own so one's load never sits in the other's figures.
 """
 
@@ -58,6 +59,11 @@ def main() -> int:
         merged[f"g2g_fps_{key}"] = result.get("fps_displayed")
     if "error" in browser:
         merged["g2g_error"] = browser["error"]
+    ramp = run("bench.ramp")
+    merged["publisher_ramp_s"] = ramp.get("publisher_ramp_s")
+    merged["publisher_ramp"] = {k: ramp.get(k) for k in (
+        "max_bitrate_bps", "peak_send_bps", "available_outgoing_2mbit_s", "resolution", "feedback_sent",
+        "load_avg_1m", "error") if k in ramp}
     merged.update(weak_links())
     merged["g2g_definition"] = (
         "edge ingest to display in headless Chromium on loopback (H.264 High clip looped by the edge); "

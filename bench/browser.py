@@ -35,6 +35,16 @@ CHROMIUM_ARGS = [
     "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", "--allow-loopback-in-peer-connection",
 ]
 
+# The statements that make a page's offer with every ICE candidate in it (the edge takes no
+# trickled candidates): shared by the pages the benchmarks drive.
+OFFER = """
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && resolve();
+  });
+"""
+
 PUBLISHER = """
 async ([width, height]) => {
   const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: { exact: width }, height: { exact: height }, frameRate: { ideal: 30 } } });
@@ -43,12 +53,7 @@ async ([width, height]) => {
   const caps = RTCRtpSender.getCapabilities('video').codecs;
   t.setCodecPreferences([...caps.filter(c => c.mimeType === 'video/H264'), ...caps.filter(c => c.mimeType !== 'video/H264')]);
   pc.addTransceiver(stream.getAudioTracks()[0], { direction: 'sendrecv' });
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((resolve) => {
-    if (pc.iceGatheringState === 'complete') return resolve();
-    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && resolve();
-  });
-  const answer = await window.edgePublish(pc.localDescription.sdp);
+""" + OFFER + """  const answer = await window.edgePublish(pc.localDescription.sdp);
   await pc.setRemoteDescription({ type: 'answer', sdp: answer });
   window.publisher = pc;
 }
@@ -67,12 +72,7 @@ VIEWER_CONNECT = """
   pc.addTransceiver('audio', { direction: 'recvonly' });
   const stream = new MediaStream();
   pc.ontrack = (e) => { stream.addTrack(e.track); video.srcObject = stream; video.play().catch(() => {}); };
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((resolve) => {
-    if (pc.iceGatheringState === 'complete') return resolve();
-    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && resolve();
-  });
-  const answer = await window.edgeOffer(pc.localDescription.sdp);
+""" + OFFER + """  const answer = await window.edgeOffer(pc.localDescription.sdp);
   await pc.setRemoteDescription({ type: 'answer', sdp: answer });
 """
 
@@ -136,6 +136,35 @@ class EdgeClient:
         except error.HTTPError as refusal:
             raise RuntimeError(f"edge {method} {path}: {refusal.code} {refusal.read()[:300]!r}") from None
         return json.loads(raw) if raw else None
+
+
+def start_edge(log: Path, media: Path, *, log_level: str = "WARNING") -> tuple[subprocess.Popen[bytes], EdgeClient]:
+    """An edge process on a free loopback port, once it answers ``/health``."""
+    port = free_port()
+    env = {**os.environ, "ORSTREAM_EDGE_SECRET": SECRET, "ORSTREAM_EDGE_MEDIA_DIR": str(media)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orstream.edge", "--host", "127.0.0.1", "--port", str(port), "--log-level", log_level],
+        cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    )
+    edge = EdgeClient(f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            edge.call("GET", "/health")
+            return process, edge
+        except Exception:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError(f"the edge did not start; see {log}") from None
+            time.sleep(0.2)
+
+
+def stop_edge(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def percentile(values: list[float], fraction: float) -> float:

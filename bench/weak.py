@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.browser import CHROMIUM_ARGS, SECRET, VIEWER_CONNECT, EdgeClient, free_port
+from bench.browser import CHROMIUM_ARGS, VIEWER_CONNECT, start_edge, stop_edge
 
 ROOT = Path(__file__).resolve().parents[1]
 BURST = "64kb"
@@ -95,29 +95,13 @@ def watch(args: argparse.Namespace, clip: Path) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     shape(args.rate)
-    port = free_port()
     media = Path(tempfile.mkdtemp(prefix="orstream-weak-"))
-    env = {**os.environ, "ORSTREAM_EDGE_SECRET": SECRET, "ORSTREAM_EDGE_MEDIA_DIR": str(media)}
-    log = (clip.parent / "edge-weak.log").open("ab")
-    edge_process = subprocess.Popen(
-        [sys.executable, "-m", "orstream.edge", "--host", "127.0.0.1", "--port", str(port), "--log-level", args.edge_log],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    edge = EdgeClient(f"http://127.0.0.1:{port}")
+    edge_process, edge = start_edge(clip.parent / "edge-weak.log", media, log_level=args.edge_log)
     samples: list[dict[str, Any]] = []
     edge_stats: list[dict[str, Any]] = []
     lower: list[tuple[float, float]] = []  # (time, CPU seconds of the lower-layer process)
     changed_at: float | None = None
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                edge.call("GET", "/health")
-                break
-            except Exception:
-                if time.monotonic() > deadline or edge_process.poll() is not None:
-                    raise RuntimeError("the edge did not start; see edge-weak.log beside the clip") from None
-                time.sleep(0.2)
         sid = f"weak-{uuid.uuid4().hex[:12]}"
         edge.call("POST", "/sessions", {"session_id": sid})
         edge.call("POST", f"/sessions/{sid}/source", {"url": str(clip), "loop": True})
@@ -158,11 +142,7 @@ def watch(args: argparse.Namespace, clip: Path) -> dict[str, Any]:
             browser.close()
         edge.call("DELETE", f"/sessions/{sid}")
     finally:
-        edge_process.terminate()
-        try:
-            edge_process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            edge_process.kill()
+        stop_edge(edge_process)
         shutil.rmtree(media, ignore_errors=True)
     result: dict[str, Any] = {
         "rate": args.rate,

@@ -535,7 +535,7 @@ class SessionHub:
         pc = EdgePeerConnection(ice_loopback=self.ice_loopback, drops=self.drops)
         directions = ["recvonly" if kind == "video" else "sendrecv" for kind in offer_media_kinds(munged)]
         try:
-            answer = await pc.answer(munged, directions=directions)
+            answer = await pc.answer(munged, directions=directions, transport_feedback=True)
         except SdpError as exc:
             await pc.close()
             raise HubError(str(exc), 400) from None

@@ -33,7 +33,7 @@ from .guard import InputDrops, guard_dtls_transport, guard_stun_protocol
 from .receive import PassthroughReceiver
 from .send import RtpStreamSender
 from .tasks import cancel_and_wait
-from .twcc import TWCC_URI, split_feedback
+from .twcc import TWCC_URI, ArrivalLog, split_feedback
 
 logger = logging.getLogger(__name__)
 
@@ -311,11 +311,16 @@ class EdgePeerConnection(RTCPeerConnection):
         transceiver._RTCRtpTransceiver__receiver = receiver  # type: ignore[attr-defined]
         return transceiver
 
-    async def answer(self, offer_sdp: str, *, directions: list[str], transport_cc: bool = False) -> str:
+    async def answer(
+        self, offer_sdp: str, *, directions: list[str], transport_cc: bool = False, transport_feedback: bool = False
+    ) -> str:
         """Apply an offer, set each transceiver's direction (in m-line order), return the answer.
 
         ``transport_cc``: where the offer allows it, number the video this peer is sent with
         transport-wide sequence numbers and take the peer's transport-cc feedback (a viewer).
+        ``transport_feedback``: where the offer allows it, let the peer number the video it
+        sends and send it transport-cc feedback (a publisher: its congestion control ramps up
+        on it).
         """
         from aiortc import RTCSessionDescription
 
@@ -327,8 +332,8 @@ class EdgePeerConnection(RTCPeerConnection):
             raise SdpError(f"cannot apply the offer: {exc}") from None
         try:
             self._keep_offered_payload_types()
-            if transport_cc:
-                self._accept_transport_cc()
+            if transport_cc or transport_feedback:
+                self._accept_transport_cc(sending=transport_cc)
             transceivers = self.getTransceivers()
             for transceiver, direction in zip(transceivers, directions, strict=False):
                 transceiver.direction = direction
@@ -365,9 +370,11 @@ class EdgePeerConnection(RTCPeerConnection):
             kept += [copy.deepcopy(o) for o in offered if is_rtx(o) and o.parameters.get("apt") in types]
             transceiver._codecs = kept
 
-    def _accept_transport_cc(self) -> None:
-        """Answer the offer's transport-wide-cc extension and feedback on video, and route the
-        peer's transport-cc feedback (which aiortc cannot parse) to the edge's video sender."""
+    def _accept_transport_cc(self, *, sending: bool) -> None:
+        """Answer the offer's transport-wide-cc extension and feedback on video. ``sending``:
+        route the peer's transport-cc feedback (which aiortc cannot parse) to the edge's video
+        sender; otherwise log the arrivals of the peer's packets for the feedback the edge's
+        receivers send."""
         remote = self._RTCPeerConnection__remoteDescription()  # type: ignore[attr-defined]
         for transceiver in self.getTransceivers():
             if transceiver.kind != "video":
@@ -383,7 +390,22 @@ class EdgePeerConnection(RTCPeerConnection):
                 feedback = RTCRtcpFeedback(type="transport-cc")
                 if match is not None and feedback in match.rtcpFeedback and feedback not in codec.rtcpFeedback:
                     codec.rtcpFeedback.append(feedback)
-            self._route_transport_feedback(transceiver)
+            if sending:
+                self._route_transport_feedback(transceiver)
+            else:
+                self._log_arrivals(transceiver)
+
+    def _log_arrivals(self, transceiver: RTCRtpTransceiver) -> None:
+        """One arrival log per transport (transport-wide numbers span its m-lines), shared by
+        every edge receiver on it."""
+        dtls: Any = transceiver.receiver.transport
+        log = getattr(dtls, "_orstream_arrivals", None)
+        if log is None:
+            log = dtls._orstream_arrivals = ArrivalLog()
+        for other in self.getTransceivers():
+            receiver = other.receiver
+            if isinstance(receiver, PassthroughReceiver) and receiver.transport is dtls:
+                receiver.arrivals = log
 
     def _route_transport_feedback(self, transceiver: RTCRtpTransceiver) -> None:
         dtls: Any = transceiver.receiver.transport

@@ -42,6 +42,7 @@ from aiortc.stats import RTCInboundRtpStreamStats, RTCStatsReport
 from .frames import EncodedFrame
 from .h264 import ParameterSetKeeper, has_idr, join_nal_units, split_nal_units
 from .tasks import cancel_and_wait
+from .twcc import ArrivalLog
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class ReceiverStats:
     frames_dropped: int = 0
     nacks_sent: int = 0
     plis_sent: int = 0
+    feedback_sent: int = 0
     last_sr_ntp: int = 0
     last_sr_rtp: int = 0
     last_sr_wall: float = 0.0
@@ -145,6 +147,9 @@ class PassthroughReceiver:
         self._lsr: dict[int, int] = {}
         self._lsr_time: dict[int, float] = {}
         self.profile_level_id: str | None = None
+        # Set by the peer when the publisher numbers its packets transport-wide (one log per
+        # transport, shared by its receivers; the video receiver sends the feedback).
+        self.arrivals: ArrivalLog | None = None
 
     # --- what aiortc calls ---------------------------------------------------------------
 
@@ -223,6 +228,10 @@ class PassthroughReceiver:
         codec = self._codecs.get(packet.payload_type)
         if codec is None:
             return
+        if self.arrivals is not None and packet.extensions.transport_sequence_number is not None:
+            self.arrivals.note(
+                packet.extensions.transport_sequence_number, int(time.monotonic() * 1e6)
+            )
         stream = self._streams.get(packet.ssrc)
         if stream is None:
             stream = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
@@ -368,6 +377,16 @@ class PassthroughReceiver:
         self.stats.nacks_sent += 1
         self._send_rtcp(packet)
 
+    def _send_transport_feedback(self) -> None:
+        """Tell the publisher which of its packets arrived and when (every ~50 ms, batched), so
+        its congestion control can probe and ramp up in seconds."""
+        assert self.arrivals is not None
+        if self._rtcp_ssrc is None:
+            return
+        for packet in self.arrivals.feedback(sender_ssrc=self._rtcp_ssrc, media_ssrc=self._media_ssrc or 0):
+            self.stats.feedback_sent += 1
+            self._send_rtcp(packet)
+
     def _send_rtcp(self, packet: Any) -> None:
         dtls = self._transport
         if dtls.state != "connected":
@@ -387,6 +406,8 @@ class PassthroughReceiver:
                 self._release(time.time())
             if self._need_keyframe and self.kind == "video":
                 self.request_keyframe()
+            if self.arrivals is not None and self.kind == "video":
+                self._send_transport_feedback()
             if tick % 20:
                 continue  # receiver reports about once a second
             reports = []

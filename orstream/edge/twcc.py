@@ -159,6 +159,62 @@ def split_feedback(data: bytes) -> tuple[list[bytes], bytes]:
     return twcc, b"".join(rest) if twcc else data
 
 
+class ArrivalLog:
+    """When each transport-wide numbered packet from a WebRTC publisher arrived, for the
+    transport-cc feedback the edge sends it back (what Chromium's congestion control acts on:
+    without it a publisher ramps by about 8 % a second and needs a minute to reach 4K quality).
+
+    ``note`` costs a dict store per packet; ``feedback`` runs every ~50 ms and reports, in
+    order, every number from the first not yet reported up to the highest seen. A packet that
+    arrives after its number was reported lost stays lost, as in libwebrtc's receiver.
+    """
+
+    __slots__ = ("_arrivals", "_next", "_highest", "_count")
+
+    MAX_PER_FEEDBACK = 400  # ~1,000 bytes of status chunks and deltas: one packet under the MTU
+    MAX_BACKLOG = 4000  # after a stall, older numbers are not worth reporting
+
+    def __init__(self) -> None:
+        self._arrivals: dict[int, int] = {}  # unwrapped number -> arrival in microseconds
+        self._next: int | None = None
+        self._highest: int | None = None
+        self._count = 0
+
+    def note(self, seq16: int, arrival_us: int) -> None:
+        highest = self._highest
+        if highest is None:
+            seq = seq16
+        else:
+            seq = highest + ((seq16 - highest + 0x8000) & 0xFFFF) - 0x8000
+        if highest is None or seq > highest:
+            self._highest = seq
+        if seq not in self._arrivals:
+            self._arrivals[seq] = arrival_us
+
+    def feedback(self, *, sender_ssrc: int, media_ssrc: int) -> list[bytes]:
+        """The transport-cc feedback packets for everything noted since the last call."""
+        arrivals, self._arrivals = self._arrivals, {}
+        if not arrivals or self._highest is None:
+            return []
+        end = self._highest
+        start = min(arrivals) if self._next is None else self._next
+        start = max(start, end - self.MAX_BACKLOG)
+        packets: list[bytes] = []
+        while start <= end:
+            stop = min(end, start + self.MAX_PER_FEEDBACK - 1)
+            span = [arrivals.get(seq) for seq in range(start, stop + 1)]
+            received = [t for t in span if t is not None]
+            if received:
+                packets.append(
+                    build_feedback(sender_ssrc=sender_ssrc, media_ssrc=media_ssrc, base=start & 0xFFFF,
+                                   reference_us=received[0], arrivals=span, feedback_count=self._count)
+                )
+                self._count = (self._count + 1) & 0xFF
+            start = stop + 1
+        self._next = end + 1
+        return packets
+
+
 class SendHistory:
     """When each transport-wide sequence number left, noted per batch of equal-size packets."""
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from orstream.edge.send import _probe_rate
-from orstream.edge.twcc import BandwidthEstimator, SendHistory, build_feedback, parse_feedback, split_feedback
+from orstream.edge.twcc import (
+    ArrivalLog,
+    BandwidthEstimator,
+    SendHistory,
+    build_feedback,
+    parse_feedback,
+    split_feedback,
+)
 
 
 def test_feedback_round_trips_arrivals_losses_and_sequence_wrap() -> None:
@@ -102,3 +109,40 @@ def test_a_probe_is_measured_after_the_burst_a_token_bucket_lets_through() -> No
     arrivals = [(0.0, 1200)] * 53 + [(i * 1200 * 8 / 10e6, 1200) for i in range(1, 58)]
     assert 8e6 < _probe_rate(arrivals) < 12e6
     assert _probe_rate(arrivals[:10]) == 0.0
+
+
+def _parsed(packets: list[bytes]) -> list:
+    out = []
+    for packet in packets:
+        twcc, rest = split_feedback(packet)
+        assert rest == b"" and len(twcc) == 1
+        out.append(parse_feedback(twcc[0][8:]))
+    return out
+
+
+def test_arrival_log_reports_every_number_in_order_with_losses_across_a_wrap() -> None:
+    log = ArrivalLog()
+    for seq, arrival in ((65534, 1_000_000), (65535, 1_001_000), (1, 1_003_000), (0, 1_004_000), (3, 1_010_000)):
+        log.note(seq, arrival)
+    (feedback,) = _parsed(log.feedback(sender_ssrc=1, media_ssrc=2))
+    assert feedback.base == 65534
+    assert feedback.arrivals == [1.0, 1.001, 1.004, 1.003, None, 1.01]
+    # the next feedback starts after the last number reported; a late packet stays lost
+    log.note(2, 1_011_000)
+    log.note(4, 1_012_000)
+    (feedback,) = _parsed(log.feedback(sender_ssrc=1, media_ssrc=2))
+    assert feedback.base == 4 and feedback.arrivals == [1.012] and feedback.feedback_count == 1
+    assert log.feedback(sender_ssrc=1, media_ssrc=2) == []
+
+
+def test_arrival_log_splits_a_burst_into_packets_under_the_mtu() -> None:
+    log = ArrivalLog()
+    for seq in range(1000):
+        log.note(seq, 5_000_000 + seq * 100)
+    packets = log.feedback(sender_ssrc=1, media_ssrc=2)
+    assert all(len(p) < 1200 for p in packets)
+    parsed = _parsed(packets)
+    assert [f.base for f in parsed] == [0, 400, 800]
+    arrivals = [a for f in parsed for a in f.arrivals]
+    assert len(arrivals) == 1000 and None not in arrivals
+    assert arrivals[999] == pytest.approx(5.0999, abs=0.00025)
