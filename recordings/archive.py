@@ -214,23 +214,21 @@ def archive_chunk_encode(*, chunk: ArchiveChunk) -> ArchiveChunk:
     )
     source, target = _path(chunk.source_key), _path(chunk.output_key)
     target.parent.mkdir(parents=True, exist_ok=True)
-    cpu = 0.0
-    crf, tries, first = archive.crf, 1, None
     try:
-        run, quality = _encode_and_score(archive, source, target, crf)
-        cpu += run.cpu_seconds + quality.run.cpu_seconds
-        if quality.vmaf_mean < archive.vmaf_mean_min and archive.retry_crf < archive.crf:
-            first, crf, tries = quality.vmaf_mean, archive.retry_crf, 2
-            run, quality = _encode_and_score(archive, source, target, crf)
-            cpu += run.cpu_seconds + quality.run.cpu_seconds
+        result = encode.chunk_archive(
+            source, target, encode.EncodeSettings(archive.codec, archive.preset, archive.crf, settings.ARCHIVE_THREADS),
+            retry_crf=archive.retry_crf, vmaf_target=archive.vmaf_mean_min, model=archive.vmaf_model,
+        )
     except encode.EncodeError as failure:
         _flag(archive, f"Chunk {chunk.index} could not be encoded: {failure}", chunk=chunk.index)
         return chunk
+    quality, cpu = result.quality, result.cpu_seconds
     with transaction.atomic():
         ArchiveChunk.objects.filter(pk=chunk.pk).update(
-            status=ArchiveChunk.Status.DONE, tries=tries, crf=crf, size=target.stat().st_size,
+            status=ArchiveChunk.Status.DONE, tries=result.tries, crf=result.crf, size=target.stat().st_size,
             vmaf_mean=quality.vmaf_mean, vmaf_min=quality.vmaf_min, psnr=quality.psnr, ssim=quality.ssim,
-            first_vmaf_mean=first, cpu_seconds=cpu, encode_seconds=run.wall_seconds, finished_at=timezone.now(),
+            first_vmaf_mean=result.first_vmaf_mean, cpu_seconds=cpu, encode_seconds=result.encode_seconds,
+            finished_at=timezone.now(),
         )
         archive = ArchiveCopy.objects.select_for_update().get(pk=archive.pk)
         archive.cpu_seconds += cpu
@@ -242,12 +240,6 @@ def archive_chunk_encode(*, chunk: ArchiveChunk) -> ArchiveChunk:
             _enqueue("archive_join", archive.pk)
     chunk.refresh_from_db()
     return chunk
-
-
-def _encode_and_score(archive: ArchiveCopy, source: Path, target: Path, crf: int) -> tuple[encode.Run, encode.Quality]:
-    threads = settings.ARCHIVE_THREADS
-    run = encode.video_encode(source, target, encode.EncodeSettings(archive.codec, archive.preset, crf, threads))
-    return run, encode.quality_measure(target, source, model=archive.vmaf_model, threads=threads)
 
 
 # ---------------------------------------------------------------- join, check, gate

@@ -296,6 +296,32 @@ def quality_measure(distorted: Path, reference: Path, *, model: str, threads: in
     )
 
 
+@dataclass(frozen=True)
+class ChunkResult:
+    quality: Quality
+    crf: int
+    tries: int
+    first_vmaf_mean: float | None  # the first try's, when the chunk was encoded again
+    cpu_seconds: float  # every encode and every measure
+    encode_seconds: float  # wall time of the encode kept
+
+
+def chunk_archive(source: Path, target: Path, settings: EncodeSettings, *, retry_crf: int, vmaf_target: float, model: str) -> ChunkResult:
+    """Encode one chunk and score it against its original; when its VMAF mean is below
+    ``vmaf_target``, encode it once more at ``retry_crf`` (higher quality) and keep that."""
+    run = video_encode(source, target, settings)
+    quality = quality_measure(target, source, model=model, threads=settings.threads)
+    cpu = run.cpu_seconds + quality.run.cpu_seconds
+    if quality.vmaf_mean >= vmaf_target or retry_crf >= settings.crf:
+        return ChunkResult(quality, settings.crf, 1, None, cpu, run.wall_seconds)
+    first = quality.vmaf_mean
+    again = EncodeSettings(settings.codec, settings.preset, retry_crf, settings.threads)
+    run = video_encode(source, target, again)
+    quality = quality_measure(target, source, model=model, threads=settings.threads)
+    cpu += run.cpu_seconds + quality.run.cpu_seconds
+    return ChunkResult(quality, retry_crf, 2, first, cpu, run.wall_seconds)
+
+
 # ---------------------------------------------------------------- test and bench clips
 
 
@@ -316,7 +342,7 @@ def textured_clip_write(
     )
     picture = (
         f"format=gray,normalize,scale={width}:{height}:flags=bicubic,format=yuv420p,"
-        "lutyuv=y='24+val*0.8':u=112:v=168,scroll=h=0.002:v=0.001,noise=alls=4:allf=t"
+        "lutyuv=y='24+val*0.8':u=112:v=168,scroll=h=0.002:v=0.001,noise=alls=2:allf=t"
     )
     ffmpeg_run(
         ["-f", "lavfi", "-i", texture, "-f", "lavfi", "-i", "sine=f=440:r=48000", "-t", f"{seconds:.3f}",

@@ -193,3 +193,28 @@ def test_the_records_office_asks_for_a_copy_on_the_page_and_sees_its_scores_and_
     assert 'id="archive"' not in surgeon.get(f"/recordings/{recording.public_id}/").content.decode()
     assert surgeon.post(f"/recordings/{recording.public_id}/archive/").status_code == 403
     assert surgeon.get("/recordings/storage/").status_code == 403
+
+
+def test_a_4k_recording_is_archived_at_4k_30_fps_with_its_sound_and_scored_with_the_4k_model(
+    session: Any, consenting_patient: Any, bob: Any, alice: Any, spool: Path, tmp_path: Path, settings: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # One second of 4K30 in two chunks (an IDR every half second), the default encoder settings;
+    # no second try, to keep it short (the mechanics of the retry are tested above).
+    settings.ARCHIVE_CHUNK_SECONDS = 0.5
+    settings.ARCHIVE_RETRY_CRF_STEP = 0
+    segments = textured_segments(tmp_path / "4k", width=3840, height=2160, seconds=1, segment_seconds=1, gop_seconds=0.5)
+    recording = stored_recording(session, bob, segments, spool, width=3840, height=2160)
+
+    copy = _archive(recording, alice, django_capture_on_commit_callbacks)
+
+    assert copy.vmaf_model == "vmaf_4k_v0.6.1"
+    assert (copy.preset, copy.crf) == (settings.ARCHIVE_AV1_PRESET, settings.ARCHIVE_AV1_CRF)
+    probe = encode.media_probe([Path(default_storage.path(copy.key))])
+    assert (probe.video_codec, probe.width, probe.height, probe.video_frames) == ("av1", 3840, 2160, 30)
+    assert abs(probe.fps - 30) < 0.01 and probe.audio_codec == "opus"
+    assert copy.chunks_total == 2 and copy.size < copy.original_size
+    # The gate decides by the thresholds in force, from the scores it stored.
+    passes = (copy.vmaf_mean or 0) >= 95 and (copy.vmaf_min_chunk or 0) >= 90
+    assert copy.status == (ArchiveCopy.Status.ACCEPTED if passes else ArchiveCopy.Status.FLAGGED), copy.note
+    assert copy.psnr_mean and copy.psnr_mean > 35
