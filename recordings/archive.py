@@ -370,6 +370,16 @@ def archive_progress_for(*, archive: ArchiveCopy) -> ArchiveProgress:
     return ArchiveProgress(archive.status, archive.get_status_display(), done, archive.chunks_total, left)
 
 
+def archive_flagged_for(*, user: Any) -> list[ArchiveCopy]:
+    """Archive copies that need a person (the gate did not accept them), newest first, for the
+    records office; nothing for anyone else (they may not act on them)."""
+    if not roles.user_is_coordinator(user):
+        return []
+    return list(ArchiveCopy.objects.select_related("recording__session__room").filter(
+        status=ArchiveCopy.Status.FLAGGED, recording__status=Recording.Status.AVAILABLE,
+    ).order_by("-finished_at")[:50])
+
+
 def archive_list_for(*, recording: Recording) -> list[ArchiveCopy]:
     return list(ArchiveCopy.objects.filter(recording=recording).prefetch_related("chunks").order_by("codec"))
 
@@ -380,6 +390,28 @@ def archive_playable_for(*, recording: Recording) -> ArchiveCopy | None:
         recording=recording, codec=settings.ARCHIVE_CODEC, status=ArchiveCopy.Status.ACCEPTED,
         originals_removed_at__isnull=False,
     ).first()
+
+
+@dataclass(frozen=True)
+class ArchivePart:
+    """The accepted archive copy in the place of a recording's segments once they are removed:
+    what the player, downloads and exports use (the fields they read from a Segment)."""
+
+    index: int
+    path: str
+    size: int
+    sha256: str
+    duration: float
+    archived_key: str
+
+
+def archive_parts_for(*, recording: Recording) -> list[ArchivePart] | None:
+    """The one part that plays, downloads and exports once the originals are removed; None while
+    the recording's own segments are there."""
+    copy = archive_playable_for(recording=recording)
+    if copy is None:
+        return None
+    return [ArchivePart(0, f"{recording.prefix}/archive-{copy.codec}.mp4", copy.size, copy.sha256, copy.duration or 0.0, copy.key)]
 
 
 def archive_hevc_for(*, recording: Recording) -> str:

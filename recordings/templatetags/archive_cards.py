@@ -1,5 +1,6 @@
 """{% archive_card recording %}: the recording's archive copies for the records office, with the
-settings, sizes and scores, progress while one is being made, and a button to ask for one."""
+settings, sizes and scores, progress while one is being made, and a button to ask for one.
+{% archive_flags %}: archive copies that need a person, at the top of the library."""
 
 from __future__ import annotations
 
@@ -27,3 +28,10 @@ def archive_card(context: template.Context, recording: Any) -> dict[str, Any]:
         "may_request": recording.status == "available" and not any(c.codec == "av1" and c.status != "flagged" for c in copies),
         "csrf_token": context.get("csrf_token"),
     }
+
+
+@register.inclusion_tag("recordings/_archive_flags.html", takes_context=True)
+def archive_flags(context: template.Context) -> dict[str, Any]:
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    return {"flagged": archive.archive_flagged_for(user=user) if user is not None else []}

@@ -89,6 +89,13 @@ def test_a_bad_setting_fails_the_gate_after_one_retry_and_flags_the_recording(
     assert copy.originals_remove_after is None
     flagged = AuditEvent.objects.get(action="recording.archive", detail__step="flagged")
     assert flagged.outcome == "refused" and flagged.detail["crf"] == 63
+    # The records office sees it at the top of the library, with what happened.
+    from django.test import Client
+
+    office = Client()
+    office.force_login(alice)
+    library = office.get("/recordings/").content.decode()
+    assert 'id="archive-flags"' in library and "not accepted" in library
     # Nothing replaces the original of a flagged copy.
     assert archive.archive_originals_apply(today=timezone.localdate() + timedelta(days=365)) == []
 
