@@ -20,6 +20,7 @@ from orstream.edge import protocol
 from orstream.edge.record import Recorder
 from recordings import services
 from recordings.models import Recording, Segment
+from recordings.services import common, spool
 from tests.edge.test_record import clip_frames, make_clip
 
 
@@ -52,7 +53,7 @@ def test_segments_are_rebuilt_from_the_manifests_on_the_spool(lost_webhooks: Rec
     segments = services.recording_rebuild_from_spool(recording=lost_webhooks)
 
     assert [s.index for s in segments] == [0, 1]
-    manifest = json.loads((Path(services._spool_folder(lost_webhooks)) / "seg-00000.json").read_text())
+    manifest = json.loads((Path(spool._spool_folder(lost_webhooks)) / "seg-00000.json").read_text())
     first = Segment.objects.get(recording=lost_webhooks, index=0)
     assert (first.path, first.sha256, first.video_frames) == (
         f"{lost_webhooks.prefix}/seg-00000.mp4", manifest["sha256"], manifest["video_frames"]
@@ -150,7 +151,7 @@ def test_erasure_removes_everything_under_the_prefix_and_checks(available_record
 
     available_recording.refresh_from_db()
     assert available_recording.status == Recording.Status.ERASED
-    assert services._storage_keys_under(prefix) == []
+    assert common._storage_keys_under(prefix) == []
     assert not (spool / available_recording.prefix).exists()
 
 
