@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.utils import timezone
 
 from consent.models import AuditEvent
 from mentoring import services
@@ -70,7 +71,7 @@ async def test_an_idle_socket_is_closed_when_its_link_expires(session, carol, co
 async def test_a_revocation_whose_broadcast_was_missed_still_ends_the_connection(session, carol, consenting_patient):
     communicator, _ = await join(session, await mint(participant=carol))
     # Revoked in the database only, as if this server had missed the revocation's broadcast.
-    await sync_to_async(JoinToken.objects.filter(participant=carol).update)(revoked_at=services.timezone.now())
+    await sync_to_async(JoinToken.objects.filter(participant=carol).update)(revoked_at=timezone.now())
     removed = await next_of(communicator, "removed")
     assert removed["reason"] == "revoked"
     assert await closed_with(communicator) == 4403

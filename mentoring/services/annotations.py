@@ -1,0 +1,80 @@
+"""Annotations: telestration strokes and chat, checked and stored.
+
+Called by the consumer (annotation_add).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..models import (
+    Annotation,
+    Participant,
+    Role,
+)
+
+
+class AnnotationError(Exception):
+    """A telestration stroke or chat line that cannot be stored as sent."""
+
+
+STROKE_TOOLS = frozenset({"freehand", "arrow", "circle"})
+
+
+STROKE_COLOURS = frozenset({"#ffeb3b", "#00e5ff", "#76ff03", "#ff1744", "#ffffff"})
+
+
+MAX_STROKE_POINTS = 2000
+
+
+MAX_CHAT_CHARS = 2000
+
+
+def _clean_annotation(kind: str, message: dict[str, Any]) -> dict[str, Any]:
+    if kind == "clear":
+        return {}
+    if kind == "chat":
+        text = message.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise AnnotationError("A chat message needs some text.")
+        if len(text) > MAX_CHAT_CHARS:
+            raise AnnotationError(f"Chat messages are limited to {MAX_CHAT_CHARS} characters.")
+        return {"text": text.strip()}
+    tool = message.get("tool")
+    if tool not in STROKE_TOOLS:
+        raise AnnotationError(f"Strokes use one of the tools {', '.join(sorted(STROKE_TOOLS))}.")
+    colour = str(message.get("color", "")).lower()
+    if colour not in STROKE_COLOURS:
+        raise AnnotationError(f"Strokes use one of the colours {', '.join(sorted(STROKE_COLOURS))}.")
+    points = message.get("points")
+    if not isinstance(points, list) or not 1 <= len(points) <= MAX_STROKE_POINTS:
+        raise AnnotationError(f"A stroke has between 1 and {MAX_STROKE_POINTS} points.")
+    clean: list[list[float]] = []
+    for point in points:
+        if (
+            not isinstance(point, list)
+            or len(point) != 2
+            or not all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in point)
+        ):
+            raise AnnotationError("Stroke points are [x, y] pairs in video coordinates between 0 and 1.")
+        clean.append([round(float(point[0]), 5), round(float(point[1]), 5)])
+    return {"tool": tool, "color": colour, "points": clean, "stroke_id": str(message.get("stroke_id", ""))[:40]}
+
+
+def annotation_add(*, participant: Participant, kind: str, message: dict[str, Any]) -> Annotation:
+    """Store a stroke, clear or chat line with the media time it refers to."""
+    if kind in ("stroke", "clear") and participant.role in (Role.RESIDENT, Role.OBSERVER, Role.DISPLAY):
+        raise AnnotationError("Your role can watch but not draw.")
+    if kind == "chat" and participant.role == Role.DISPLAY:
+        raise AnnotationError("A conference-room display cannot chat.")
+    payload = _clean_annotation(kind, message)
+    media_time = message.get("media_time")
+    if media_time is not None and not isinstance(media_time, (int, float)):
+        raise AnnotationError("media_time is a number of seconds.")
+    return Annotation.objects.create(
+        session=participant.session,
+        participant=participant,
+        kind=kind,
+        payload=payload,
+        media_time=float(media_time) if media_time is not None else None,
+    )
