@@ -39,8 +39,9 @@ from django.utils import timezone
 from consent import services as consent_services
 from orstream import roles
 
-from . import encode, services
+from . import encode
 from .models import ArchiveChunk, ArchiveCopy, Recording, Segment
+from .services.common import _actor, _audit, _enqueue  # one audit and one queue for the app
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +59,6 @@ class ArchiveNotReady(ArchiveError):
 
 class ArchiveAccessDenied(ArchiveError):
     """Refused to this person (already audited)."""
-
-
-# One audit trail and one way to queue a job after commit for the whole app.
-_audit = services._audit
-_actor = services._actor
-_enqueue = services._enqueue
 
 
 def _path(key: str) -> Path:

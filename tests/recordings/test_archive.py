@@ -15,6 +15,7 @@ from django.utils import timezone
 from consent.models import AuditEvent
 from recordings import archive, encode, services
 from recordings.models import ArchiveChunk, ArchiveCopy, Recording
+from recordings.services import common
 from tests.recordings.archive_fixtures import stored_recording, textured_segments
 
 WIDTH, HEIGHT = 320, 240
@@ -47,7 +48,7 @@ def _archive(recording: Recording, by: Any, django_capture_on_commit_callbacks: 
 
 
 def _files_under(prefix: str) -> list[str]:
-    return services._storage_keys_under(prefix)
+    return common._storage_keys_under(prefix)
 
 
 def test_a_recording_is_archived_as_av1_and_accepted(recording: Recording, alice: Any, django_capture_on_commit_callbacks: Any) -> None:

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from django.core.files.storage import default_storage
 
-from recordings import archive, services
+from recordings import archive
 from recordings.models import ArchiveChunk, ArchiveCopy, Recording
+from recordings.services import common
 from tests.recordings.archive_fixtures import stored_recording, textured_segments
 from tests.recordings.test_worker import wait_for, worker_env
 
@@ -100,7 +101,7 @@ def test_two_workers_encode_two_chunks_at_the_same_time(
     assert first.started_at < second.finished_at and second.started_at < first.finished_at
     assert (first.runs, second.runs) == (1, 1)
     assert copy.video_frames == 120
-    assert services._storage_keys_under(copy.folder) == [copy.key]
+    assert common._storage_keys_under(copy.folder) == [copy.key]
 
 
 def test_a_worker_killed_mid_chunk_has_its_chunk_encoded_again(
@@ -138,4 +139,4 @@ def test_a_worker_killed_mid_chunk_has_its_chunk_encoded_again(
     assert chunk.status == ArchiveChunk.Status.DONE and chunk.vmaf_mean is not None
     assert copy.video_frames == 120
     # No half-written chunk or encoder output left behind: only the joined copy.
-    assert services._storage_keys_under(copy.folder) == [copy.key]
+    assert common._storage_keys_under(copy.folder) == [copy.key]
