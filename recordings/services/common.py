@@ -172,8 +172,16 @@ def _enqueue(name: str, pk: int) -> None:
     """
 
     def send() -> None:
+        from celery.exceptions import Retry
+
         from .. import tasks
 
-        getattr(tasks, name).delay(pk)
+        try:
+            getattr(tasks, name).delay(pk)
+        except Retry as wait:
+            # Eager (the embedded default, no worker): a job that has to wait (the edge has not
+            # registered its last segment yet) raises Retry here instead of being retried later.
+            # Not an error: the edge's next notice runs it again, and the beat sweep after that.
+            log.info("%s of recording %s waits: %s", name, pk, wait.exc or wait)
 
     transaction.on_commit(send, robust=True)

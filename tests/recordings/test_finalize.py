@@ -116,3 +116,27 @@ async def _receive(layer: Any, channel: str) -> Any:
     import asyncio
 
     return await asyncio.wait_for(layer.receive(channel), timeout=0.5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_eager_finalize_that_must_wait_is_logged_as_waiting_not_as_an_error(
+    stopped_recording: Recording, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The embedded default runs jobs eagerly: a finalize queued before the edge's last segment
+    arrived waits quietly for it (the segment's notice or the sweep runs it again)."""
+    from django.db import transaction
+
+    from recordings.services.common import _enqueue
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    # Outside a test transaction the fixture's registered segments already finalized it: the edge
+    # announces a third segment it has not registered yet.
+    Recording.objects.filter(pk=stopped_recording.pk).update(
+        status=Recording.Status.FINALIZING, expected_segments=3, verified_at=None
+    )
+    with caplog.at_level("INFO"), transaction.atomic():
+        _enqueue("recording_finalize", stopped_recording.pk)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], [r.getMessage() for r in caplog.records]
+    assert any("waits" in r.getMessage() and "2 of 3" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
+    stopped_recording.refresh_from_db()
+    assert stopped_recording.status == Recording.Status.FINALIZING
