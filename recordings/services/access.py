@@ -20,7 +20,7 @@ from mentoring.models import Role
 from orstream import roles
 
 from ..models import Recording, Viewing
-from .common import RecordingAccessDenied, RecordingError, _actor, _audit, _segment_open
+from .common import RecordingAccessDenied, RecordingError, _actor, _audit, _parts, _segment_open
 
 
 def recording_access_check(*, recording: Recording, user: Any, action: str) -> None:
@@ -75,7 +75,7 @@ def recording_media_open(*, recording: Recording, index: int, user: Any, browser
     ``browser`` identifies the sign-in the request comes from (its session key).
     """
     recording_access_check(recording=recording, user=user, action="recording.view")
-    segment = recording.segments.filter(index=index).first()
+    segment = next((part for part in _parts(recording) if part.index == index), None)
     if segment is None:
         raise RecordingError(f"This recording has no part {index}.")
     recording_viewing_touch(recording=recording, user=user, browser=browser, index=index)
@@ -135,7 +135,7 @@ def recording_download_open(*, recording: Recording, index: int, user: Any) -> M
     if not recording_may_download(recording=recording, user=user):
         _audit(recording, "recording.download", user, outcome="refused", reason="not coordinator or surgeon")
         raise RecordingAccessDenied("Only the records office and the operating surgeon can download recordings.")
-    segment = recording.segments.filter(index=index).first()
+    segment = next((part for part in _parts(recording) if part.index == index), None)
     if segment is None:
         raise RecordingError(f"This recording has no part {index}.")
     _audit(recording, "recording.download", user, segment=index)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
 from ..models import Recording, Segment
-from .common import Progress, RecordingError, _progress_for, _sha256_file, _spool_path, _storage_put
+from .common import Progress, RecordingError, _enqueue, _progress_for, _sha256_file, _spool_path, _storage_put
 
 
 def recording_archive(*, recording: Recording, progress: Progress | None = None) -> Recording:
@@ -43,5 +44,8 @@ def recording_archive(*, recording: Recording, progress: Progress | None = None)
         report("archive", round(100 * (number + 1) / len(segments)))
     with transaction.atomic():
         Recording.objects.filter(pk=recording.pk).update(storage_key=f"recordings/{recording.prefix}/", archived_at=timezone.now())
+        # Stored: with workers, its long-term archive copy is made next (recordings.archive).
+        if settings.ARCHIVE_AUTO and recording.status == Recording.Status.AVAILABLE:
+            _enqueue("archive_request", recording.pk)
     recording.refresh_from_db()
     return recording

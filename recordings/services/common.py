@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -25,6 +25,9 @@ from django.db import transaction
 from consent import services as consent_services
 
 from ..models import Recording, Segment
+
+if TYPE_CHECKING:
+    from ..archive import ArchivePart
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +139,24 @@ def _spool_path(segment: Segment) -> Path:
     return Path(settings.RECORDINGS_SPOOL_DIR) / segment.path
 
 
-def _segment_open(segment: Segment) -> IO[bytes]:
+def _parts(recording: Recording) -> list[Segment | ArchivePart]:
+    """What plays, downloads and exports: the recording's segments or, once its originals were
+    removed, the accepted archive copy that replaced them (recordings.archive)."""
+    from ..archive import archive_parts_for  # recordings.archive builds on this module
+
+    replaced = archive_parts_for(recording=recording)
+    return list(replaced) if replaced else list(recording.segments.order_by("index"))
+
+
+def _spool_path_of(part: Segment | ArchivePart) -> Path:
+    return Path(settings.RECORDINGS_SPOOL_DIR) / part.path
+
+
+def _segment_open(segment: Segment | ArchivePart) -> IO[bytes]:
     """The segment's bytes: from storage once archived, from the spool before."""
     if segment.archived_key:
         return default_storage.open(segment.archived_key, "rb")
-    return _spool_path(segment).open("rb")
+    return _spool_path_of(segment).open("rb")
 
 
 def _segment_local_path(segment: Segment) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -19,6 +19,9 @@ from consent import services as consent_services
 from orstream import roles
 
 from ..models import ExportJob, Recording, Segment
+
+if TYPE_CHECKING:
+    from ..archive import ArchivePart
 from .common import (
     CHUNK,
     Progress,
@@ -27,6 +30,7 @@ from .common import (
     _actor,
     _audit,
     _enqueue,
+    _parts,
     _progress_for,
     _segment_open,
     _sha256_file,
@@ -89,7 +93,7 @@ def recording_export(*, job: ExportJob, progress: Progress | None = None) -> Exp
         raise RecordingError(str(refusal)) from None
     target = export_destination_check(Path(job.destination)) / recording.prefix
     report = progress or _progress_for(recording, "export")
-    segments = list(recording.segments.order_by("index"))
+    segments = _parts(recording)
     total = sum(s.size for s in segments)
     ExportJob.objects.filter(pk=job.pk).update(status=ExportJob.Status.COPYING, bytes_total=total, bytes_copied=0, progress=0)
     _audit(recording, "recording.export", by, destination=str(target), export=str(job.public_id))
@@ -131,7 +135,7 @@ def recording_export(*, job: ExportJob, progress: Progress | None = None) -> Exp
     return job
 
 
-def _manifest(recording: Recording, segments: list[Segment]) -> dict[str, Any]:
+def _manifest(recording: Recording, segments: list[Segment | ArchivePart]) -> dict[str, Any]:
     """What travels with an export: pseudonymous ids, technical facts, checksums; no patient data."""
     return {
         "recording": str(recording.public_id),

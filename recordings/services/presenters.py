@@ -12,6 +12,7 @@ from mentoring.models import Session
 
 from ..models import Bookmark, Recording
 from .access import recording_access_check
+from .common import _parts
 from .selectors import bookmark_list_for, recording_problem_for
 
 
@@ -74,7 +75,7 @@ def recording_playback_for(*, recording: Recording, user: Any) -> dict[str, Any]
     recording_access_check(recording=recording, user=user, action="recording.view")
     parts = []
     offset = 0.0
-    for segment in recording.segments.order_by("index"):
+    for segment in _parts(recording):
         parts.append({"index": segment.index, "url": f"/recordings/{recording.public_id}/parts/{segment.index}.mp4",
                       "start": round(offset, 3), "duration": segment.duration})
         offset += segment.duration

@@ -4,6 +4,7 @@ keeping period except under legal hold; erasure leaves no file; the storage repo
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,7 @@ def test_a_bad_setting_fails_the_gate_after_one_retry_and_flags_the_recording(
 
 
 def test_originals_go_after_the_keeping_period_and_the_copy_plays_then_erasure_leaves_no_file(
-    recording: Recording, alice: Any, django_capture_on_commit_callbacks: Any, settings: Any
+    recording: Recording, alice: Any, django_capture_on_commit_callbacks: Any, settings: Any, tmp_path: Path
 ) -> None:
     copy = _archive(recording, alice, django_capture_on_commit_callbacks)
     assert copy.status == ArchiveCopy.Status.ACCEPTED
@@ -115,6 +116,22 @@ def test_originals_go_after_the_keeping_period_and_the_copy_plays_then_erasure_l
     assert archive.archive_playable_for(recording=recording) == copy
     left = _files_under(f"recordings/{recording.prefix}")
     assert copy.key in left
+    # The copy is what plays, downloads and exports now.
+    playback = services.recording_playback_for(recording=recording, user=alice)
+    assert [(p["index"], p["duration"]) for p in playback["parts"]] == [(0, copy.duration)]
+    media = services.recording_media_open(recording=recording, index=0, user=alice, browser="b1")
+    with media.handle as handle:
+        assert hashlib.sha256(handle.read()).hexdigest() == copy.sha256 and media.size == copy.size
+    with pytest.raises(services.RecordingError):
+        services.recording_media_open(recording=recording, index=1, user=alice, browser="b1")
+    settings.EXPORT_DESTINATIONS = [str(tmp_path / "share")]
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.export_request(recording=recording, destination=tmp_path / "share", by=alice)
+    job.refresh_from_db()
+    assert job.status == job.Status.DONE and job.sha256_verified
+    exported = tmp_path / "share" / recording.prefix / "archive-av1.mp4"
+    assert hashlib.sha256(exported.read_bytes()).hexdigest() == copy.sha256
+    assert (tmp_path / "share" / recording.prefix / "SHA256SUMS").read_text() == f"{copy.sha256}  archive-av1.mp4\n"
 
     with django_capture_on_commit_callbacks(execute=True):
         services.erase_request(recording=recording, by=alice, reason="request R-12")
@@ -226,3 +243,16 @@ def test_a_4k_recording_is_archived_at_4k_30_fps_with_its_sound_and_scored_with_
     passes = (copy.vmaf_mean or 0) >= 95 and (copy.vmaf_min_chunk or 0) >= 90
     assert copy.status == (ArchiveCopy.Status.ACCEPTED if passes else ArchiveCopy.Status.FLAGGED), copy.note
     assert copy.psnr_mean and copy.psnr_mean > 35
+
+
+def test_with_workers_a_stored_recording_is_archived_by_itself(
+    session: Any, consenting_patient: Any, bob: Any, small_segments: list[Path], spool: Path, settings: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    settings.ARCHIVE_AUTO = True
+    settings.ARCHIVE_AV1_PRESET, settings.ARCHIVE_AV1_CRF, settings.ARCHIVE_CHUNK_SECONDS = "10", 20, 2.0
+    settings.ARCHIVE_VMAF_MEAN_MIN, settings.ARCHIVE_VMAF_CHUNK_MIN = 80.0, 75.0
+    with django_capture_on_commit_callbacks(execute=True):
+        recording = stored_recording(session, bob, small_segments, spool, width=WIDTH, height=HEIGHT)
+    copy = ArchiveCopy.objects.get(recording=recording)
+    assert copy.status == ArchiveCopy.Status.ACCEPTED and copy.requested_by is None
