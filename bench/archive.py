@@ -82,6 +82,10 @@ def archive_clip(clip: Path, folder: Path, *, workers: int, conf: Any) -> dict[s
         "psnr": sum(r["psnr"] * r["frames"] for r in results) / frames,
         "ssim": sum(r["ssim"] * r["frames"] for r in results) / frames,
         "retried": sum(1 for r in results if r["tries"] > 1),
+        # The gate's rule (recordings.archive.archive_join) with the thresholds in force.
+        "accepted": (sum(r["vmaf_mean"] * r["frames"] for r in results) / frames >= conf.ARCHIVE_VMAF_MEAN_MIN
+                     and min(r["vmaf_mean"] for r in results) >= conf.ARCHIVE_VMAF_CHUNK_MIN
+                     and joined.stat().st_size < clip.stat().st_size),
         "cpu_s": sum(r["cpu_s"] for r in results), "preset": preset, "crf": crf, "model": model,
     }
 
@@ -108,11 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         }
         load = os.getloadavg()[0]
     print(f"{'run':<12} {'workers':>7} {'chunks':>6} {'wall s':>7} {'CPU s':>7} {'size':>6} {'VMAF':>6} {'min':>6} "
-          f"{'PSNR':>6} {'SSIM':>7} {'again':>5} frames")
+          f"{'PSNR':>6} {'SSIM':>7} {'again':>5} frames gate")
     for name, r in runs.items():
         print(f"{name:<12} {r['workers']:>7} {r['chunks']:>6} {r['wall_s']:>7.1f} {r['cpu_s']:>7.1f} {r['size_ratio']:>6.3f} "
               f"{r['vmaf_mean']:>6.2f} {r['vmaf_min_chunk']:>6.2f} {r['psnr']:>6.2f} {r['ssim']:>7.4f} {r['retried']:>5} "
-              f"{'ok' if r['frames_ok'] else 'MISMATCH'}")
+              f"{'ok' if r['frames_ok'] else 'MISMATCH':>6} {'accepted' if r['accepted'] else 'flagged'}")
     textured = runs["textured"]
     minutes = textured["seconds"] / 60
     figures = {
@@ -127,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         "archive_speedup_2_workers": round(runs["textured_1"]["wall_s"] / textured["wall_s"], 2),
         "archive_realtime_factor": round(minutes / (textured["wall_s"] / 60), 4),
         "archive_frames_ok": all(r["frames_ok"] for r in runs.values()),
+        "archive_gate": {"demo_4k": "accepted" if runs["demo"]["accepted"] else "flagged",
+                         "textured_4k": "accepted" if textured["accepted"] else "flagged"},
         "archive_load_avg_1m": round(load, 2),
     }
     print(json.dumps(figures))

@@ -281,6 +281,9 @@ def archive_join(*, archive: ArchiveCopy) -> ArchiveCopy:
                 f"(below {archive.vmaf_chunk_min:g}) even when encoded again at CRF {c.crf}"
             )
     size = target.stat().st_size
+    if archive.original_size and size >= archive.original_size:
+        # Faithful but no smaller (content the original encoder already squeezed hard): nothing to gain.
+        problems.append(f"it is no smaller than the original ({size} bytes for {archive.original_size})")
     settings_used: dict[str, Any] = {"codec": archive.codec, "encoder": archive.encoder, "preset": archive.preset, "crf": archive.crf,
                      "retry_crf": archive.retry_crf, "vmaf_model": archive.vmaf_model}
     facts: dict[str, Any] = {"size": size, "original_size": archive.original_size, "video_frames": copy.video_frames,
