@@ -140,6 +140,17 @@ def _archive_files_remove(archive: ArchiveCopy) -> None:
     shutil.rmtree(_path(archive.folder), ignore_errors=True)
 
 
+def _erased_meanwhile(archive: ArchiveCopy, *files: Path) -> bool:
+    """The recording is being erased: drop what this step just wrote, so erasure leaves nothing."""
+    status = Recording.objects.filter(pk=archive.recording_id).values_list("status", flat=True).first()
+    if status not in (Recording.Status.ERASING, Recording.Status.ERASED, None):
+        return False
+    for file in files:
+        file.unlink(missing_ok=True)
+    shutil.rmtree(_path(archive.folder), ignore_errors=True)  # and the folders this step made
+    return True
+
+
 def _flag(archive: ArchiveCopy, note: str, **detail: Any) -> ArchiveCopy:
     """Stop and leave the copy for a person, saying why; the originals stay as they are."""
     with transaction.atomic():
@@ -170,6 +181,8 @@ def archive_prepare(*, archive: ArchiveCopy) -> ArchiveCopy:
         probes = [encode.media_probe([file]) for file in files]
     except encode.EncodeError as failure:
         return _flag(archive, f"The recording could not be cut into chunks: {failure}")
+    if _erased_meanwhile(archive, *files):
+        return archive
     with transaction.atomic():
         archive = ArchiveCopy.objects.select_for_update().select_related("recording__session").get(pk=archive.pk)
         if archive.status != ArchiveCopy.Status.QUEUED:
@@ -215,7 +228,10 @@ def archive_chunk_encode(*, chunk: ArchiveChunk) -> ArchiveChunk:
             retry_crf=archive.retry_crf, vmaf_target=archive.vmaf_mean_min, model=archive.vmaf_model,
         )
     except encode.EncodeError as failure:
-        _flag(archive, f"Chunk {chunk.index} could not be encoded: {failure}", chunk=chunk.index)
+        if not _erased_meanwhile(archive, target):
+            _flag(archive, f"Chunk {chunk.index} could not be encoded: {failure}", chunk=chunk.index)
+        return chunk
+    if _erased_meanwhile(archive, target):
         return chunk
     quality, cpu = result.quality, result.cpu_seconds
     with transaction.atomic():
@@ -262,6 +278,8 @@ def archive_join(*, archive: ArchiveCopy) -> ArchiveCopy:
         copy = encode.media_probe([target])
     except encode.EncodeError as failure:
         return _flag(archive, f"The encoded chunks could not be joined: {failure}")
+    if _erased_meanwhile(archive, target):
+        return archive
     problems = _join_problems(original, copy)
     frames = sum(c.frames for c in chunks) or 1
     vmaf_mean = sum((c.vmaf_mean or 0.0) * c.frames for c in chunks) / frames

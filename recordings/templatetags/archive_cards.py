@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
+from django.conf import settings
 
 from orstream import roles
 from recordings import archive
@@ -25,7 +26,8 @@ def archive_card(context: template.Context, recording: Any) -> dict[str, Any]:
         "shown": True,
         "recording": recording,
         "copies": [(copy, archive.archive_progress_for(archive=copy)) for copy in copies],
-        "may_request": recording.status == "available" and not any(c.codec == "av1" and c.status != "flagged" for c in copies),
+        "may_request": recording.status == "available"
+        and not any(c.codec == settings.ARCHIVE_CODEC and c.status != "flagged" for c in copies),
         "csrf_token": context.get("csrf_token"),
     }
 

@@ -256,3 +256,18 @@ def test_with_workers_a_stored_recording_is_archived_by_itself(
         recording = stored_recording(session, bob, small_segments, spool, width=WIDTH, height=HEIGHT)
     copy = ArchiveCopy.objects.get(recording=recording)
     assert copy.status == ArchiveCopy.Status.ACCEPTED and copy.requested_by is None
+
+
+def test_a_chunk_whose_recording_was_erased_meanwhile_writes_nothing(recording: Recording, alice: Any, settings: Any) -> None:
+    copy = archive.archive_request(recording=recording, by=alice)
+    copy = archive.archive_prepare(archive=copy)  # cut: the chunks wait for their workers
+    chunk = copy.chunks.get(index=0)
+    services.recording_erase(recording=recording, by=alice, reason="request R-13")
+    assert _files_under(f"recordings/{recording.prefix}") == []
+
+    chunk = archive.archive_chunk_encode(chunk=chunk)
+
+    assert chunk.status != ArchiveChunk.Status.DONE
+    assert _files_under(f"recordings/{recording.prefix}") == []
+    assert not Path(default_storage.path(copy.folder)).exists()
+    assert not AuditEvent.objects.filter(action="recording.archive", detail__step="flagged").exists()
