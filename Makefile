@@ -10,7 +10,7 @@ EDGE_PORT ?= 8010
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orstream
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test bench security venv browser typecheck clean
+.PHONY: run test bench security venv browser pacs typecheck clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ venv: $(VENV)/.installed
 # Debian's Chromium for the browser tests (never a downloaded browser build).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
+# Debian's Orthanc (PACS and worklist for the hospital tests), its DICOMweb plugin and dciodvfy.
+pacs:
+	@{ command -v Orthanc && command -v dciodvfy && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so; } >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb dicom3tools; }
 
 run: export ORSTREAM_PUBLIC_URL ?= http://127.0.0.1:$(PORT)
 run: venv
@@ -37,16 +42,16 @@ TEST_ENV = DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDI
 	CELERY_TASK_ALWAYS_EAGER=true
 
 typecheck: venv
-	$(PY) -m mypy orstream mentoring consent recordings training frontend bench
+	$(PY) -m mypy orstream mentoring consent recordings training hospital frontend bench
 
-test: venv browser
+test: venv browser pacs
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m mypy orstream mentoring consent recordings training frontend bench
+	$(PY) -m mypy orstream mentoring consent recordings training hospital frontend bench
 	$(TEST_ENV) $(PY) -m pytest -m "not e2e"
 	$(TEST_ENV) $(PY) -m pytest -m e2e
 
-bench: venv browser
+bench: venv browser pacs
 	$(PY) -m bench
 
 # 10,000 mutated SDPs, signalling bodies and datagrams at a running edge, a second session watching.
