@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "consent",
     "recordings",
     "training",
+    "hospital",
     "frontend",
 ]
 
@@ -272,6 +273,22 @@ ARCHIVE_THREADS = env_int("ORSTREAM_ARCHIVE_THREADS", 1)
 ARCHIVE_VMAF_MEAN_MIN = env_float("ORSTREAM_ARCHIVE_VMAF_MEAN_MIN", 95.0)
 ARCHIVE_VMAF_CHUNK_MIN = env_float("ORSTREAM_ARCHIVE_VMAF_CHUNK_MIN", 90.0)
 ARCHIVE_KEEP_ORIGINAL_DAYS = env_int("ORSTREAM_ARCHIVE_KEEP_ORIGINAL_DAYS", 30)
+# Hospital integration (PACS, worklist, MPPS, FHIR): the servers themselves are configured in the
+# admin; nothing set leaves them all off. Patient identifiers taken from the worklist are sealed
+# with ORSTREAM_HOSPITAL_KEY (a Fernet key; derived from SECRET_KEY when unset, which a production
+# site should not rely on: rotating SECRET_KEY would make them unreadable). The FHIR client's
+# assertion is signed with ORSTREAM_FHIR_PRIVATE_KEY (PEM, RS384 or ES384).
+HOSPITAL_KEY = env_secret("ORSTREAM_HOSPITAL_KEY")
+FHIR_PRIVATE_KEY = env_secret("ORSTREAM_FHIR_PRIVATE_KEY")
+FHIR_ASSERTION_ALGORITHM = env_str("ORSTREAM_FHIR_ASSERTION_ALGORITHM", "RS384")
+# Video stored in one DICOM instance at most (one fragment; H.264 syntaxes allow up to ~4 GB).
+HOSPITAL_DICOM_MAX_FRAGMENT_BYTES = env_int("ORSTREAM_DICOM_MAX_FRAGMENT_BYTES", 4_000_000_000)
+HOSPITAL_DICOM_TIMEOUT_SECONDS = env_int("ORSTREAM_DICOM_TIMEOUT_SECONDS", 30)
+# Where the export writes its working files (pseudonymous names only); removed when done.
+HOSPITAL_INSTITUTION_NAME = env_str("ORSTREAM_INSTITUTION_NAME", "")
+# What a DocumentReference becomes in the EHR when its recording is erased or restricted.
+FHIR_WITHDRAWN_STATUS = env_str("ORSTREAM_FHIR_WITHDRAWN_STATUS", "entered-in-error")
+HOSPITAL_WORK_DIR = Path(env("ORSTREAM_HOSPITAL_WORK_DIR", str(VAR_DIR / "hospital")))
 
 # TURN: coturn's REST API (time-limited credentials derived from a shared secret).
 TURN_URLS = env_list("ORSTREAM_TURN_URLS", "")

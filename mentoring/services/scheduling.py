@@ -16,6 +16,7 @@ from django.utils import timezone
 from consent import services as consent_services
 
 from .. import edge
+from ..hooks import session_hooks
 from ..models import (
     JoinToken,
     OperatingRoom,
@@ -162,6 +163,7 @@ def session_start(*, session: Session, by: Any) -> Session:
             action="session.start", actor=f"user:{by.pk}", session_public_id=str(session.public_id)
         )
         _send_after_commit(session_group(session), {"type": "session.status", "status": session.status})
+        session_hooks.announce(session=session, change="live")
     return session
 
 
@@ -179,4 +181,5 @@ def session_end(*, session: Session, by: Any) -> Session:
             action="session.end", actor=f"user:{by.pk}", session_public_id=str(session.public_id)
         )
         _send_after_commit(session_group(session), {"type": "session.status", "status": session.status})
+        session_hooks.announce(session=session, change="ended")
     return session

@@ -72,6 +72,7 @@ from .selectors import (
     recording_list_for,
     recording_problem_for,
     recording_problems_for,
+    recording_segment_paths,
 )
 from .spool import SpoolState, recording_spool_read
 from .sweep import SweepResult, recording_sweep
@@ -133,6 +134,7 @@ __all__ = [
     "recording_playback_for",
     "recording_problem_for",
     "recording_problems_for",
+    "recording_segment_paths",
     "recording_progress_check",
     "recording_progress_send",
     "recording_rebuild_from_spool",

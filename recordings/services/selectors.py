@@ -17,6 +17,7 @@ from mentoring.models import Role, Session
 from orstream import roles
 
 from ..models import Bookmark, Recording
+from .common import RecordingNotReady, _parts, _segment_local_path
 
 
 def recording_problem_for(*, recording: Recording) -> str:
@@ -153,3 +154,13 @@ def library_choices_for(*, user: Any) -> LibraryChoices:
 
 def bookmark_list_for(*, recording: Recording) -> list[Bookmark]:
     return list(recording.bookmarks.order_by("media_time", "pk"))
+
+
+def recording_segment_paths(*, recording: Recording) -> list[str]:
+    """Where each part of an available recording can be read, in order (a local path, or a URL
+    PyAV streams from object storage): its segments, or the archive copy that replaced them. For
+    system jobs that turn a recording into another form (the hospital's DICOM export); they
+    check consent themselves and audit what they send."""
+    if recording.status != Recording.Status.AVAILABLE:
+        raise RecordingNotReady(f"This recording is {recording.get_status_display().lower()}, not available.")
+    return [_segment_local_path(part) for part in _parts(recording)]  # type: ignore[arg-type]
