@@ -49,6 +49,7 @@ urlpatterns = [
     path("api/", include("recordings.api_urls")),
     path("recordings/", include("recordings.urls")),
     path("consent/", include("consent.urls")),
+    path("hospital/", include("hospital.urls")),
     path("", include("frontend.urls")),  # before mentoring: sessions/<id>/live/ is not a session action
     path("", include("mentoring.urls")),
 ]

@@ -11,7 +11,6 @@ fhir.resources 8.3 gives base64Binary values (Attachment.hash) as bytes there, w
 encode: the resource classes served here dump in JSON mode (``JsonDumped``), which is what the
 wire carries anyway. Everything else is fhirstarter's own routing, validation and /metadata.
 """
-from __future__ import annotations
 
 import json
 import os

@@ -1,0 +1,61 @@
+"""The hospital pages, driven as a coordinator would: pick from the worklist, send to the PACS."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from django.test import Client
+
+from hospital.models import DicomExport, Procedure
+from tests.hospital.conftest import PATIENT, worklist_write
+
+
+def _signed_in(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_a_coordinator_picks_the_procedure_on_the_worklist_page(
+    orthanc: Any, worklist_provider: Any, room_modality: Any, session: Any, alice: Any
+) -> None:
+    worklist_write(orthanc, accession="ACC0321", day=session.planned_start.date(), description="Clipping of an aneurysm")
+    client = _signed_in(alice)
+
+    page = client.get(f"/hospital/sessions/{session.public_id}/worklist/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "ACC0321" in html and "Clipping of an aneurysm" in html
+    assert PATIENT["id"] not in html and "Dupont" not in html
+    choice = page.context["entries"][0].choice
+
+    picked = client.post(f"/hospital/sessions/{session.public_id}/worklist/", {"choice": choice})
+    assert picked.status_code == 302
+    assert Procedure.objects.get(session=session).accession_number == "ACC0321"
+
+
+def test_the_worklist_page_is_for_coordinators(worklist_provider: Any, session: Any, dave: Any) -> None:
+    page = _signed_in(dave).get(f"/hospital/sessions/{session.public_id}/worklist/")
+    assert page.status_code == 403
+
+
+def test_the_pacs_page_says_why_the_pacs_refused(
+    orthanc: Any, worklist_provider: Any, cstore_pacs: Any, room_modality: Any, available_recording: Any, alice: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    worklist_write(orthanc, accession="ACC0322", day=date.today())
+    client = _signed_in(alice)
+    session = available_recording.session
+    choice = client.get(f"/hospital/sessions/{session.public_id}/worklist/?day={date.today()}").context["entries"][0].choice
+    client.post(f"/hospital/sessions/{session.public_id}/worklist/", {"choice": choice})
+    cstore_pacs.ae_title = "NOTTHEPACS"
+    cstore_pacs.save()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        sent = client.post(f"/hospital/recordings/{available_recording.public_id}/pacs/", {"destination": cstore_pacs.pk})
+    assert sent.status_code == 302
+    page = client.get(f"/hospital/recordings/{available_recording.public_id}/pacs/")
+    html = page.content.decode()
+    assert "could not be stored" in html and "rejected the association" in html
+    assert DicomExport.objects.get().status == "failed"
