@@ -1,7 +1,7 @@
 """``make bench``: the edge's figures (``bench.edge``), the browser's ingest-to-display
 delay (``bench.browser``), how fast a Chromium publisher ramps up (``bench.ramp``), what a
-mentor behind a weak link sees (``bench.weak``) and what the long-term archive costs and saves
-(``bench.archive``),
+mentor behind a weak link sees (``bench.weak``), what the long-term archive costs and saves
+(``bench.archive``) and what a DICOM video export to a PACS costs (``bench.hospital``),
 each printed as it runs, then one JSON object merging them on the last line. Each part runs in a process of its own so one's load never sits in the other's figures.
 """
 
@@ -67,6 +67,7 @@ def main() -> int:
         "load_avg_1m", "error") if k in ramp}
     merged.update(weak_links())
     merged.update(run("bench.archive"))
+    merged.update(run("bench.hospital"))
     merged["g2g_definition"] = (
         "edge ingest to display in headless Chromium on loopback (H.264 High clip looped by the edge); "
         "camera and encoder delay come on top"

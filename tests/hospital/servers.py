@@ -235,3 +235,4 @@ class MppsScp:
     def stop(self) -> None:
         if self.server is not None:
             self.server.shutdown()
+            self.server = None
