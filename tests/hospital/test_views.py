@@ -59,3 +59,34 @@ def test_the_pacs_page_says_why_the_pacs_refused(
     html = page.content.decode()
     assert "could not be stored" in html and "rejected the association" in html
     assert DicomExport.objects.get().status == "failed"
+
+
+def test_the_session_page_shows_the_procedure_and_what_the_pacs_said(
+    orthanc: Any, worklist_provider: Any, cstore_pacs: Any, mpps_scp: Any, mpps_receiver: Any, room_modality: Any,
+    available_recording: Any, alice: Any, django_capture_on_commit_callbacks: Any,
+) -> None:
+    session = available_recording.session
+    client = _signed_in(alice)
+    page = client.get(f"/sessions/{session.public_id}/").content.decode()
+    assert "not tied to the hospital worklist" in page and f"/hospital/sessions/{session.public_id}/worklist/" in page
+
+    worklist_write(orthanc, accession="ACC0323", day=date.today())
+    choice = client.get(f"/hospital/sessions/{session.public_id}/worklist/?day={date.today()}").context["entries"][0].choice
+    client.post(f"/hospital/sessions/{session.public_id}/worklist/", {"choice": choice})
+    mpps_scp.refuse = True
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(f"/sessions/{session.public_id}/start/")
+    cstore_pacs.ae_title = "NOTTHEPACS"
+    cstore_pacs.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(f"/hospital/recordings/{available_recording.public_id}/pacs/", {"destination": cstore_pacs.pk})
+
+    page = client.get(f"/sessions/{session.public_id}/").content.decode()
+    assert "accession <strong>ACC0323</strong>" in page
+    assert "The RIS did not take the procedure step" in page and "0x0110" in page
+    assert "could not be stored: Orthanc (C-STORE) (NOTTHEPACS" in page
+    assert PATIENT["id"] not in page
+
+
+def test_without_hospital_servers_the_session_page_has_no_hospital_card(session: Any, alice: Any) -> None:
+    assert 'id="hospital"' not in _signed_in(alice).get(f"/sessions/{session.public_id}/").content.decode()
