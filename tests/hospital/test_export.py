@@ -123,3 +123,26 @@ def test_export_is_refused_without_a_worklist_entry(cstore_pacs: Any, available_
     with pytest.raises(services.HospitalError, match="Pick this session's procedure from the worklist"):
         services.dicom_export_request(recording=available_recording, destination=cstore_pacs, by=alice)
     assert AuditEvent.objects.filter(action="hospital.dicom_export", outcome="refused").count() == 1
+
+
+def test_a_refusal_before_the_last_attempt_is_kept_and_retried(
+    orthanc: Any, cstore_pacs: Any, procedure: Procedure, available_recording: Any, alice: Any,
+) -> None:
+    cstore_pacs.ae_title = "WRONGAE"
+    cstore_pacs.save()
+    export = DicomExport.objects.create(recording=available_recording, destination=cstore_pacs,
+                                        series_instance_uid=services._series_uid(available_recording))
+
+    with pytest.raises(services.HospitalError, match="rejected the association"):
+        services.dicom_export_run(export=export, attempt_is_last=False)  # the task retries with backoff
+    export.refresh_from_db()
+    assert export.status != "failed" and "rejected the association" in export.error and export.attempts == 1
+    assert "is being retried" in services.dicom_export_problem_for(recording=available_recording)
+
+    cstore_pacs.ae_title = orthanc.ae_title
+    cstore_pacs.save()
+    export = services.dicom_export_run(export=export, attempt_is_last=True)
+    assert (export.status, export.error, export.attempts) == ("done", "", 2)
+    assert services.dicom_export_problem_for(recording=available_recording) == ""
+    finals = [e.detail["final"] for e in AuditEvent.objects.filter(action="hospital.dicom_export", outcome="refused")]
+    assert finals == [False]
