@@ -74,6 +74,8 @@ def recording_pacs(request: HttpRequest, public_id: Any) -> HttpResponse:
             else:
                 messages.success(request, f"Sending to {destination.name}: this page shows how it goes.")
             return redirect("hospital:recording_pacs", public_id=recording.public_id)
+    consent_services.audit_record(action="hospital.pacs_view", actor=f"user:{request.user.pk}",
+                                  session_public_id=str(recording.session.public_id), target=f"recording:{recording.public_id}")
     return render(request, "hospital/recording_pacs.html", {
         "recording": recording, "destinations": destinations, "exports": services.dicom_export_list_for(recording=recording),
         "problem": services.dicom_export_problem_for(recording=recording), "bookmarks": recording.bookmarks.all(),

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.test import Client
 
+from consent.models import AuditEvent
 from hospital.models import DicomExport, Procedure
 from tests.hospital.conftest import PATIENT, worklist_write
 
@@ -59,6 +60,7 @@ def test_the_pacs_page_says_why_the_pacs_refused(
     html = page.content.decode()
     assert "could not be stored" in html and "rejected the association" in html
     assert DicomExport.objects.get().status == "failed"
+    assert AuditEvent.objects.filter(action="hospital.pacs_view", target=f"recording:{available_recording.public_id}").exists()
 
 
 def test_the_session_page_shows_the_procedure_and_what_the_pacs_said(
