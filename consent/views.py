@@ -67,7 +67,7 @@ def _page(request: HttpRequest, session: Any, *, error: str = "", entered: dict[
             "in_force": services.consent_in_force(session=session),
             "history": services.consent_history_for(session=session),
             "forms": forms,
-            "forms_json": json.dumps({str(f.pk): f.purposes for f in forms}),
+            "forms_purposes": {str(f.pk): f.purposes for f in forms},
             "purposes": Purpose.choices,
             "error": error,
             "entered": entered or {"patient_ref": session.patient_ref, "form": str(forms[0].pk) if forms else ""},

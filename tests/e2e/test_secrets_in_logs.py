@@ -145,9 +145,11 @@ def production_stack(tmp_path: Path) -> Stack:
 
 
 def new_page(browser: Any, seen: list[str]) -> Any:
-    """A page in its own context that keeps every WebSocket frame it receives."""
+    """A page in its own context that keeps every WebSocket frame it receives, and every
+    Content-Security-Policy violation its pages hit (as a "csp:" line)."""
     page = browser.new_context().new_page()
     page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: seen.append(str(payload))))
+    page.on("console", lambda m: seen.append(f"csp: {page.url}: {m.text}") if "Content Security Policy" in m.text else None)
     return page
 
 
@@ -222,6 +224,9 @@ def visit_everything(stack: Stack, browser: Any) -> list[str]:
         except OSError:
             pass  # refused or not found: what matters is what the edge logged about it
 
+    # The same pages hold the site's Content-Security-Policy in this profile (tests/e2e/test_csp.py).
+    violations = [frame for frame in frames if frame.startswith("csp: ")]
+    assert not violations, "\n".join(violations)
     turn = [server["credential"] for frame in frames if '"welcome"' in frame for server in json.loads(frame)["ice_servers"]]
     assert turn, "the pages received TURN credentials"
     signatures = [t.rsplit(":", 1)[-1] for t in tokens]

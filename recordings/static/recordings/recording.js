@@ -18,6 +18,14 @@ const parts = playback.parts;
 let part = 0;
 let pendingSeek = null;
 
+// The frame keeps the recording's shape, set here: the site's policy allows no inline style.
+{
+  const frame = $("frame");
+  const shape = `${Number(frame.dataset.width) || 16} / ${Number(frame.dataset.height) || 9}`;
+  frame.style.aspectRatio = shape;
+  frame.style.width = `min(100%, calc(70vh * ${shape}))`;
+}
+
 // ------------------------------------------------------------------ states
 
 function status(level, title, detail = "") {
