@@ -196,7 +196,9 @@ class SessionConsumer(WebsocketConsumer):
         if not isinstance(token, str) or not token:
             return self.bad_input("bad_message", JOIN_FIRST)
         try:
-            admission = services.join_token_check(token=token, session_public_id=self.session_public_id, consume=True)
+            admission = services.join_token_check(
+                token=token, session_public_id=self.session_public_id, consume=True, channel_name=self.channel_name
+            )
         except services.JoinRefused as refusal:
             self.send_json({"type": "refused", "reason": refusal.reason, "message": str(refusal)})
             self.close(code=CLOSE_REFUSED)
@@ -206,9 +208,6 @@ class SessionConsumer(WebsocketConsumer):
         self.expires_at = admission.token.expires_at
         self.group = services.session_group(self.session)
         async_to_sync(self.channel_layer.group_add)(self.group, self.channel_name)
-        services.presence_record(
-            participant=self.participant, kind="joined", channel_name=self.channel_name, token=admission.token
-        )
         keeper().register(self.channel_name, self.loop)
         self.send_json(
             {

@@ -21,7 +21,7 @@ from ..models import (
     Session,
 )
 from .common import ROLE_PURPOSE, TOKEN_SALT, JoinRefused
-from .presence import presence_connected
+from .presence import presence_connected, presence_record
 from .tokens import _token_hash
 
 
@@ -39,11 +39,15 @@ def _audit_refusal(refusal: JoinRefused, *, session_id: str) -> None:
     )
 
 
-def join_token_check(*, token: str, session_public_id: str | None = None, consume: bool = False) -> Admission:
+def join_token_check(
+    *, token: str, session_public_id: str | None = None, consume: bool = False, channel_name: str = ""
+) -> Admission:
     """Check a join token: signature, expiry, revocation, session, role, and the consent gate.
 
     Raises JoinRefused with a message for the person holding the link; every refusal is audited.
-    ``consume`` marks a one-time token used (on the actual connection, not on page load).
+    ``consume`` marks a one-time token used (on the actual connection, not on page load); with
+    ``channel_name`` (the WebSocket admitted) it also records the participant as present, for a
+    one-time token under the token's row lock: of two screens opening it at once, one gets in.
     """
     try:
         claims = signing.loads(token, salt=TOKEN_SALT)
@@ -64,6 +68,11 @@ def join_token_check(*, token: str, session_public_id: str | None = None, consum
                 if row.used_at is None:
                     row.used_at = timezone.now()
                     row.save(update_fields=["used_at"])
+                if channel_name:
+                    # Present before the lock is released, so a second screen waiting on it sees this one.
+                    presence_record(participant=admission.participant, kind="joined", channel_name=channel_name, token=row)
+        elif consume and channel_name:
+            presence_record(participant=admission.participant, kind="joined", channel_name=channel_name, token=admission.token)
     except JoinRefused as refusal:
         # Audited outside any transaction the refusal rolled back, so the record stays.
         if refusal.reason != "consent":  # the consent gate audits its own refusals

@@ -136,3 +136,24 @@ def test_gaps_left_by_rolled_back_transactions_are_not_breaks(chain: list[AuditE
     after = services.audit_record(action="recording.view", actor="user:10")
     assert after.id > chain[-1].id + 1
     assert services.audit_verify() is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_keep_the_chain_whole() -> None:
+    from functools import partial
+
+    from tests.concurrency import at_once
+
+    def append(writer: int) -> int:
+        for n in range(25):
+            services.audit_record(action="recording.view", actor=f"user:{writer}", detail={"n": n})
+        return writer
+
+    assert at_once(*(partial(append, w) for w in range(4))) == [0, 1, 2, 3]
+    events = list(AuditEvent.objects.order_by("id"))
+    assert len(events) == 100
+    # One chain, no fork: every event links to the one before it, each hash is followed once.
+    assert len({e.prev_hash for e in events}) == 100
+    assert [e.prev_hash for e in events[1:]] == [e.hash for e in events[:-1]]
+    status, output = run_audit_verify()
+    assert status == 0 and "Audit trail intact: 100 events" in output
