@@ -69,3 +69,51 @@ def test_unknown_sessions_and_garbled_bodies_get_4xx(client, db, settings):
     unknown = {"type": "publisher.up", "session_id": "00000000-0000-0000-0000-000000000000", "at": time.time()}
     assert post(client, unknown, secret=settings.EDGE_SECRET).status_code == 404
     assert post(client, {"nothing": 1}, secret=settings.EDGE_SECRET).status_code == 400
+
+
+NONCE_IN_ANOTHER_PROCESS = """
+import sys, django
+django.setup()
+from django.conf import settings
+from mentoring.edge import WebhookNonces
+print(settings.CACHES["default"]["BACKEND"], WebhookNonces().first_use(sys.argv[1], expires=float(sys.argv[2])))
+"""
+
+
+def test_a_webhook_accepted_by_one_site_process_is_refused_by_another(tmp_path):
+    """Replay protection across site processes: two processes, each with its own Redis client,
+    share the nonces through the cache on REDIS_URL (locmem only when Redis is not set)."""
+    import os
+    import secrets
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    assert os.environ.get("REDIS_URL"), "this test is about Redis: set REDIS_URL"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "orstream.settings", "ORSTREAM_VAR_DIR": str(tmp_path),
+           "ORSTREAM_CHANNEL_PREFIX": f"test-{secrets.token_hex(4)}"}
+    nonce, expires = secrets.token_hex(16), str(time.time() + 60)
+
+    def other_process(n: str) -> str:
+        result = subprocess.run([sys.executable, "-c", NONCE_IN_ANOTHER_PROCESS, n, expires], cwd=root, env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip().splitlines()[-1]
+
+    assert other_process(nonce) == "django.core.cache.backends.redis.RedisCache True"
+    assert other_process(nonce) == "django.core.cache.backends.redis.RedisCache False"
+    assert other_process(secrets.token_hex(16)).endswith("True"), "a fresh nonce is still accepted"
+
+
+def test_without_redis_the_nonces_live_in_the_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
+    env |= {"DJANGO_SETTINGS_MODULE": "orstream.settings", "ORSTREAM_VAR_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", NONCE_IN_ANOTHER_PROCESS, "ab" * 16, str(time.time() + 60)],
+                            cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "django.core.cache.backends.locmem.LocMemCache True", result.stderr
