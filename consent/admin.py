@@ -11,6 +11,8 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from orstream.adminkit import ReadOnlyAdmin
+
 from .models import AuditEvent, ConsentDecision, ConsentForm, ConsentRecord
 
 
@@ -47,19 +49,10 @@ class ConsentRecordAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ("id", "at", "action", "outcome", "actor", "session_public_id", "target")
     list_filter = ("action", "outcome")
     search_fields = ("session_public_id", "target", "actor")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [f.name for f in AuditEvent._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -12,6 +12,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from orstream.adminkit import ReadOnlyAdmin
+
 from . import services
 from .models import ArchiveChunk, ArchiveCopy, ExportJob, Recording, RetentionPolicy, Segment, Viewing
 
@@ -89,20 +91,11 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Viewing)
-class ViewingAdmin(admin.ModelAdmin):
+class ViewingAdmin(ReadOnlyAdmin):
     """Who watched what, and when: read-only (each viewing's audit event is the record)."""
 
     list_display = ("recording", "user", "started_at", "last_at")
     readonly_fields = ("recording", "user", "browser", "started_at", "last_at")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class ArchiveChunkInline(admin.TabularInline):

@@ -48,6 +48,7 @@ from .participants import (
     participant_add,
     participant_reinvite,
     participant_remove,
+    participant_role_change,
     session_live_join,
     specialist_link_mint,
 )
@@ -135,6 +136,7 @@ __all__ = [
     "participant_link_state",
     "participant_reinvite",
     "participant_remove",
+    "participant_role_change",
     "presence_connected",
     "presence_list",
     "presence_record",

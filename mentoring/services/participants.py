@@ -118,6 +118,30 @@ def participant_remove(*, participant: Participant, by: Any) -> Participant:
     return participant
 
 
+def participant_role_change(*, participant: Participant, role: str, by: Any) -> Participant:
+    """Give a participant another role. A link carries its role, so their links stop working and
+    their live connection drops at once; the coordinator sends them a new link for the new role."""
+    if role not in Role.values:
+        raise SchedulingError(f"Unknown role {role!r}; choose one of {', '.join(Role.values)}.", field="role")
+    if role == participant.role:
+        return participant
+    if Role.SURGEON in (role, participant.role):
+        raise SchedulingError("The operating surgeon's place is set when the session is scheduled.", field="role")
+    with transaction.atomic():
+        before = participant.role
+        participant.role = role
+        participant.save(update_fields=["role"])
+        consent_services.audit_record(
+            action="participant.role",
+            actor=f"user:{by.pk}",
+            session_public_id=str(participant.session.public_id),
+            target=f"participant:{participant.public_id}",
+            detail={"from": before, "to": role},
+        )
+        join_token_revoke(participant=participant, by=by)
+    return participant
+
+
 def participant_reinvite(*, participant: Participant, by: Any) -> str:
     """Give a participant whose links were revoked (or expired, or never sent) a new link: by
     e-mail with an invitation when they have an address, else shown once to the coordinator.
