@@ -49,6 +49,7 @@ async () => {
         nackCount: s.nackCount || 0, pliCount: s.pliCount || 0, keyFramesDecoded: s.keyFramesDecoded || 0,
       });
     }
+    if (s.type === 'inbound-rtp' && s.kind === 'audio') out.audioPackets = (out.audioPackets || 0) + (s.packetsReceived || 0);
   });
   return out;
 }

@@ -15,7 +15,10 @@ Layers: every viewer starts on the source's own bytes. ``_adapt`` reads each vie
 (from its transport-cc feedback) a few times a second; a viewer whose estimate stays below what
 the source needs moves to the lower layer (layer.py: made once per session, in its own process,
 only while someone needs it), and back when a probe shows room for the source. Switches happen
-only at a keyframe of the target layer that is newer than anything the viewer got.
+only at a keyframe of the target layer that is newer than anything the viewer got. The last
+resort, for a link that cannot carry even the lower layer: "keyframes", the lower layer's
+keyframes only (each stands alone, so nothing shown depends on a frame not sent), a still
+picture every GOP while the sound goes on; probes move the viewer back up.
 
 Never decodes or encodes video itself; never blocks on a viewer or on the disk.
 """
@@ -89,6 +92,12 @@ SWITCH_TIMEOUT = 4.0
 LOWER_START_TIMEOUT = 15.0
 # The lower layer stops once no viewer has needed it for this long.
 LOWER_IDLE = 30.0
+# Layers by how much they carry: "keyframes" is the lower layer's keyframes only.
+FULL, LOWER, KEYFRAMES = "full", "lower", "keyframes"
+_RANK = {KEYFRAMES: 0, LOWER: 1, FULL: 2}
+# A viewer on the lower layer whose estimate stays below that layer's rate (or that loses
+# over LOSSY) this long, counted from its switch at the earliest, gets keyframes only.
+KEYFRAMES_AFTER = 3.0
 
 
 class HubError(Exception):
@@ -138,8 +147,8 @@ class Viewer:
     active: bool = False
     last_bytes: int = 0
     last_sample: float = field(default_factory=time.monotonic)
-    # the layer the viewer is sent ("full": the source's own bytes, or "lower"), and the one it
-    # is moving to at that layer's next keyframe
+    # the layer the viewer is sent ("full": the source's own bytes, "lower", or "keyframes":
+    # the lower layer's keyframes only), and the one it is moving to at that layer's next keyframe
     layer: str = "full"
     target: str = "full"
     last_video_pts: int | None = None
@@ -177,6 +186,7 @@ class HubCounters:
     viewers_resumed: int = 0
     layer_switches_down: int = 0
     layer_switches_up: int = 0
+    keyframes_only_switches: int = 0
     lower_layer_starts: int = 0
 
 
@@ -231,6 +241,7 @@ class SessionHub:
         self.lower: LowerLayer | None = None
         self._lower_needed_at = 0.0
         self._video_sizes: list[tuple[float, int]] = []  # (ingest, bytes) of the last 2 s of source
+        self._lower_keyframes: list[tuple[float, int]] = []  # (made, bytes) of the lower layer's last keyframes
         self._adapt_task: asyncio.Task[None] | None = None
         self.closed = False
 
@@ -280,30 +291,34 @@ class SessionHub:
     # --- layers --------------------------------------------------------------------------
 
     def _offer_video(self, viewer: Viewer, packetized: PacketizedFrame, layer: str) -> None:
-        """Offer a frame of ``layer`` to a viewer: on that layer, or switching to it here when
-        it is a keyframe newer than anything the viewer got (a switch never shows a frame that
-        depends on one the viewer did not get, nor goes back in time)."""
+        """Offer a frame of ``layer`` ("full" or "lower") to a viewer: on that layer, or switching
+        to it here when it is a keyframe newer than anything the viewer got (a switch never shows
+        a frame that depends on one the viewer did not get, nor goes back in time). A viewer on
+        "keyframes" is offered the lower layer's keyframes only."""
         video = viewer.video
         assert video is not None
         pts = packetized.frame.pts
-        if viewer.layer == layer:
-            if viewer.target != layer:
-                return  # moving off this layer: nothing more of it, the other's keyframe is coming
+        if viewer.layer == viewer.target:
+            if _made_of(viewer.layer) != layer or (viewer.layer == KEYFRAMES and not packetized.keyframe):
+                return
             video.offer(packetized)
             viewer.last_video_pts = pts
             return
-        if viewer.target != layer or not packetized.keyframe:
+        # Moving: nothing more of the layer it leaves, the target's keyframe is coming.
+        if _made_of(viewer.target) != layer or not packetized.keyframe:
             return
         if viewer.last_video_pts is not None and pts <= viewer.last_video_pts:
             return
-        viewer.layer = layer
+        before, viewer.layer = viewer.layer, viewer.target
         viewer.switched_at = time.monotonic()
         viewer.switches += 1
-        if layer == "full":
+        if _RANK[viewer.layer] > _RANK[before]:
             self.counters.layer_switches_up += 1
         else:
             self.counters.layer_switches_down += 1
-        logger.info("session %s: viewer %s now on the %s layer", self.session_id, viewer.participant_id, layer)
+        if viewer.layer == KEYFRAMES:
+            self.counters.keyframes_only_switches += 1
+        logger.info("session %s: viewer %s now on the %s layer", self.session_id, viewer.participant_id, viewer.layer)
         video.resume(fresh=True)  # whatever is queued of the other layer is stale now
         video.offer(packetized)
         viewer.last_video_pts = pts
@@ -312,9 +327,15 @@ class SessionHub:
         if self.closed:
             return
         packetized = packetize(frame)
+        if frame.keyframe:
+            now = time.monotonic()
+            sizes = self._lower_keyframes
+            sizes.append((now, len(frame.data)))
+            while len(sizes) > 2 and now - sizes[0][0] > 8.0:
+                del sizes[0]
         for viewer in self.viewers.values():
             if viewer.active and viewer.video is not None:
-                self._offer_video(viewer, packetized, "lower")
+                self._offer_video(viewer, packetized, LOWER)
 
     def full_layer_bps(self) -> float:
         """What the source's video has carried over the last two seconds, in bit/s."""
@@ -324,9 +345,16 @@ class SessionHub:
         span = max(sizes[-1][0] - sizes[0][0], 0.5)
         return sum(n for _, n in sizes) * 8 / span
 
+    def keyframes_bps(self) -> float:
+        """What the lower layer's keyframes alone carry, in bit/s (0 before two are known)."""
+        sizes = self._lower_keyframes
+        if len(sizes) < 2:
+            return 0.0
+        return sum(n for _, n in sizes[1:]) * 8 / max(sizes[-1][0] - sizes[0][0], 0.5)
+
     def _request_viewer_keyframe(self, viewer: Viewer) -> None:
         """A viewer lost its picture (PLI, or its queue overflowed): ask the layer it is on."""
-        if viewer.layer == "lower" and self.lower is not None:
+        if _made_of(viewer.layer) == LOWER and self.lower is not None:
             self.lower.request_keyframe()
         else:
             self.request_keyframe()
@@ -350,6 +378,7 @@ class SessionHub:
 
     async def _stop_lower(self) -> None:
         lower, self.lower = self.lower, None
+        self._lower_keyframes = []
         if lower is not None:
             await lower.stop()
 
@@ -383,12 +412,12 @@ class SessionHub:
                 continue
             sender = viewer.video.sender
             estimator = sender.estimator
-            if viewer.target == "lower" or viewer.layer == "lower":
+            if _made_of(viewer.target) == LOWER or _made_of(viewer.layer) == LOWER:
                 needed = True
             if estimator is None or not estimator.stats.feedbacks or not need:
                 continue
             estimate = estimator.estimate_bps
-            layer_bps = lower_bps if viewer.layer == "lower" else full
+            layer_bps = {FULL: full, LOWER: lower_bps, KEYFRAMES: self.keyframes_bps()}[viewer.layer]
             viewer.video.pace_bps = max(estimate, layer_bps * PACE_FACTOR) if layer_bps else None
             if viewer.target == "full" and viewer.layer == "full":
                 lossy = estimator.loss_fraction > LOSSY
@@ -418,6 +447,14 @@ class SessionHub:
                     viewer.switched_at = now
                     self.request_keyframe()
             elif viewer.layer == "lower" and viewer.target == "lower":
+                if (estimate < lower_bps or estimator.loss_fraction > LOSSY) and now - viewer.switched_at >= KEYFRAMES_AFTER:
+                    if viewer.below_since is None:
+                        viewer.below_since = now
+                    if now - viewer.below_since >= KEYFRAMES_AFTER:
+                        self._move_to_keyframes(viewer, now)
+                        continue
+                else:
+                    viewer.below_since = None
                 if now - viewer.switched_at < viewer.up_wait:
                     continue
                 if estimate >= need * UP_HEADROOM:
@@ -425,6 +462,18 @@ class SessionHub:
                     viewer.switched_at = now
                     viewer.below_since = None
                     self.request_keyframe()
+                elif now - viewer.last_probe >= PROBE_INTERVAL and estimator.signal != "overuse":
+                    viewer.last_probe = now
+                    sender.send_probe()
+            elif viewer.layer == KEYFRAMES and viewer.target == KEYFRAMES:
+                if now - viewer.switched_at < viewer.up_wait:
+                    continue
+                if estimate >= lower_bps * HEADROOM * UP_HEADROOM:
+                    viewer.target = LOWER
+                    viewer.switched_at = now
+                    viewer.below_since = None
+                    if self.lower is not None:
+                        self.lower.request_keyframe()
                 elif now - viewer.last_probe >= PROBE_INTERVAL and estimator.signal != "overuse":
                     viewer.last_probe = now
                     sender.send_probe()
@@ -444,6 +493,14 @@ class SessionHub:
         viewer.below_since = None
         if self.lower is not None:
             self.lower.request_keyframe()
+
+    def _move_to_keyframes(self, viewer: Viewer, now: float) -> None:
+        """The last resort: the lower layer's keyframes only, from its next one (the sound goes on)."""
+        if viewer.switches and now - viewer.switched_at < 10.0:
+            viewer.up_wait = min(UP_WAIT_MAX, viewer.up_wait * 2)
+        viewer.target = KEYFRAMES
+        viewer.switched_at = now
+        viewer.below_since = None
 
     def _note_profile(self, frame: EncodedFrame) -> None:
         for unit in split_nal_units(frame.data):
@@ -744,7 +801,7 @@ class SessionHub:
             feed.sender.restart()
         video = viewer.video
         if video is not None and viewer.active:
-            if viewer.layer == "lower" or viewer.target == "lower":
+            if _made_of(viewer.layer) == LOWER or _made_of(viewer.target) == LOWER:
                 self._request_viewer_keyframe(viewer)
             elif self._gop_valid and self._gop:
                 # The current GOP at once, as for a new viewer: a picture without waiting.
@@ -955,6 +1012,11 @@ class SessionHub:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _made_of(layer: str) -> str:
+    """The layer whose frames a viewer's layer is made of: keyframes-only is the lower layer's."""
+    return LOWER if layer == KEYFRAMES else layer
 
 
 def _estimate(sender: RtpStreamSender | None) -> dict[str, Any]:

@@ -88,3 +88,36 @@ async def test_viewers_go_back_to_the_source_when_the_lower_layer_process_dies(
     await wait_for(lambda: len(bob.frames("video")) >= at + 10, timeout=20)
     assert all(f.data in set(source_video_units) for f in bob.frames("video")[at:])
     await bob.close()
+
+
+async def test_a_viewer_on_keyframes_only_gets_lower_layer_keyframes_and_all_the_sound_then_moving_pictures_again(
+    edge: Edge, aac_clip: Path, source_video_units: list[bytes]  # noqa: F811
+) -> None:
+    hub = edge.session_create("s1")
+    await hub.attach_source(SourceAttach(url=str(aac_clip), loop=True))
+    bob = await join(hub, "bob")
+    viewer = hub.viewers["bob"]
+    hub._move_down(viewer, time.monotonic())
+    await wait_for(lambda: viewer.layer == "lower", timeout=30)
+
+    hub._move_to_keyframes(viewer, time.monotonic())  # what an estimate below the lower layer's rate leads to
+    await wait_for(lambda: viewer.layer == "keyframes", timeout=20)
+    assert hub.stats()["viewers"][0]["layer"] == "keyframes"
+    video_at, audio_at, started = len(bob.frames("video")), len(bob.frames("audio")), time.monotonic()
+    await wait_for(lambda: len(bob.frames("video")) >= video_at + 3, timeout=30)
+    stills = bob.frames("video")[video_at:]
+    elapsed = time.monotonic() - started
+    source = set(source_video_units)
+    assert all(has_idr(split_nal_units(f.data)) for f in stills), "only keyframes, each a picture of its own"
+    assert not any(f.data in source for f in stills), "the lower layer's keyframes, not the source's"
+    # the sound goes on: Opus at 50 packets a second, whatever the picture does
+    assert len(bob.frames("audio")) - audio_at >= 40 * elapsed * 0.75
+
+    viewer.target = "lower"  # what a good probe leads to
+    assert hub.lower is not None
+    hub.lower.request_keyframe()
+    await wait_for(lambda: viewer.layer == "lower", timeout=20)
+    at = len(bob.frames("video"))
+    await wait_for(lambda: len(bob.frames("video")) >= at + CLIP_FPS, timeout=20)
+    assert sum(not has_idr(split_nal_units(f.data)) for f in bob.frames("video")[at:]) > CLIP_FPS // 2
+    await bob.close()

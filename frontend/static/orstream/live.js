@@ -49,7 +49,7 @@ function rowFor(person, viewer) {
     const loss = Math.round((viewer.loss || 0) * 100);
     // What the viewer's own feedback says its link carries, and which picture it gets for it.
     const link = viewer.estimate_bps != null ? `, link ≈ ${bitrateText(viewer.estimate_bps)}` : "";
-    const layer = viewer.layer === "lower" ? ", reduced picture (weak link)" : "";
+    const layer = { lower: ", reduced picture (weak link)", keyframes: ", still pictures only (very weak link)" }[viewer.layer] || "";
     cell(`${rate}${loss ? `, ${loss} % lost` : ""}${link}${layer}${viewer.connection !== "connected" ? ` (${viewer.connection})` : ""}`);
   } else {
     cell(person.role === "surgeon" ? "sending" : "—");

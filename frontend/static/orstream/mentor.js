@@ -36,6 +36,16 @@ media.addEventListener("state", (event) => {
   else status.show({ ...mediaMessage(event.detail), key: "media" });
 });
 
+media.addEventListener("picture", (event) => {
+  if (!event.detail.stills) return status.clear("picture");
+  status.show({
+    level: "info",
+    key: "picture",
+    title: "Your connection is very weak: still pictures only",
+    detail: "You see a still picture every two seconds or so, and you still hear the operating room. The moving picture comes back by itself when the connection improves.",
+  });
+});
+
 new Presence(link, $("people"), $("talking"));
 new Chat(link, $("chat-log"), $("chat-form"));
 

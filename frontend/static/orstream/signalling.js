@@ -368,7 +368,9 @@ export class MediaLink extends EventTarget {
   }
 
   frozen() {
-    return this.watchVideo && this.lastFrameAt > 0 && Date.now() - this.lastFrameAt > 4000 && !document.hidden;
+    // Still pictures only (the edge's last resort on a very weak link) come seconds apart.
+    const after = this.stills ? 10000 : 4000;
+    return this.watchVideo && this.lastFrameAt > 0 && Date.now() - this.lastFrameAt > after && !document.hidden;
   }
 }
 

@@ -34,6 +34,7 @@ export function watch(link, { video, talkback, canTalk = false, offerFields = {}
     video.play().catch(() => {});
     if (talkback) talkback.play().catch(() => {});
   });
+  watchStills(media);
   // Push-to-talk: the microphone's track is on the sender only while talking. Sending nothing
   // (rather than silence) frees the edge's talk floor for the next person at once.
   media.setTalkTrack = async (track) => {
@@ -47,6 +48,43 @@ export function watch(link, { video, talkback, canTalk = false, offerFields = {}
     }
   };
   return media;
+}
+
+// A link too weak even for the edge's lower layer gets its last resort: that layer's keyframes
+// only, a still picture every two seconds or so while the sound goes on. The page tells from its
+// own stats (every frame decoded over the last seconds was a keyframe) and says so through a
+// "picture" event: { stills: true } then { stills: false } once moving pictures come back.
+const STILLS_WINDOW_MS = 5000;
+
+function watchStills(media) {
+  const history = [];
+  let stills = false;
+  setInterval(async () => {
+    const pc = media.pc;
+    if (!pc || pc.connectionState !== "connected") {
+      history.length = 0;
+      return;
+    }
+    let frames = 0;
+    let keys = 0;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "video") {
+        frames = s.framesDecoded || 0;
+        keys = s.keyFramesDecoded || 0;
+      }
+    });
+    const at = performance.now();
+    history.push({ frames, keys, at });
+    while (history.length > 1 && at - history[1].at >= STILLS_WINDOW_MS) history.shift();
+    const old = history[0];
+    if (at - old.at < STILLS_WINDOW_MS * 0.8) return;
+    const decoded = frames - old.frames;
+    const now = decoded > 0 && decoded === keys - old.keys;
+    if (now === stills || (decoded === 0 && stills)) return;
+    stills = now;
+    media.stills = stills;
+    media.dispatchEvent(new CustomEvent("picture", { detail: { stills } }));
+  }, 1000);
 }
 
 // Counters tests and the coordinator use: frames decoded, codec, audio received on each track.
