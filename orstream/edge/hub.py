@@ -249,6 +249,14 @@ class SessionHub:
 
     def on_frame(self, frame: EncodedFrame) -> None:
         """A frame from the source or the publisher: fan out to everyone, record it."""
+        self._take(frame, record=True)
+
+    def on_live_frame(self, frame: EncodedFrame) -> None:
+        """A publisher's video frame for the viewers: it reaches the recording on a path of its
+        own (on_record_frame), which waits longer for late packets."""
+        self._take(frame, record=False)
+
+    def _take(self, frame: EncodedFrame, *, record: bool) -> None:
         if self.closed:
             return
         pts = self._epochs[frame.kind].map(frame.pts, frame.ingest_time or time.time())
@@ -284,9 +292,16 @@ class SessionHub:
             for viewer in self.viewers.values():
                 if viewer.active and viewer.audio is not None:
                     viewer.audio.offer(packetized)
-        if self.recorder is not None:
+        if record and self.recorder is not None:
             # Only a queue append: muxing, disk writes and fsyncs happen on the recorder's thread.
             self.recorder.write(frame)
+
+    def on_record_frame(self, frame: EncodedFrame) -> None:
+        """A publisher's video frame for the recording, complete even if it came too late live."""
+        if self.closed or self.recorder is None:
+            return
+        pts = self._epochs[frame.kind].map(frame.pts, frame.ingest_time or time.time())
+        self.recorder.write(EncodedFrame(frame.kind, frame.data, pts, frame.keyframe, frame.ingest_time))
 
     # --- layers --------------------------------------------------------------------------
 
@@ -611,6 +626,8 @@ class SessionHub:
             if isinstance(receiver, PassthroughReceiver):
                 receiver.on_frame = self.on_frame
                 if transceiver.kind == "video" and publisher.video_receiver is None:
+                    receiver.on_frame = self.on_live_frame
+                    receiver.on_record = self.on_record_frame
                     publisher.video_receiver = receiver
                 elif transceiver.kind == "audio" and publisher.audio_receiver is None:
                     publisher.audio_receiver = receiver

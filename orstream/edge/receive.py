@@ -7,6 +7,12 @@ encoded frame to ``on_frame``. It asks for lost packets (NACK) at once, gives up
 stays incomplete, and then drops everything up to the next keyframe while asking for one (PLI):
 nothing downstream ever gets a frame that refers to a frame it did not get.
 
+A recording may wait longer than a live picture: with ``on_record`` set, video frames also go,
+in order, down a second path that waits up to ``RECORD_WAIT`` for a frame the live path gave up
+(and keeps the frames after it that the live path dropped while waiting for a keyframe). NACKs
+for a missing packet repeat every 1.5 round trips (measured from NACK to retransmission) until
+a retransmission could no longer arrive within that wait: then it is lost for good.
+
 Never decodes. Sends RTCP receiver reports so the remote sender sees loss and RTT.
 """
 
@@ -23,7 +29,7 @@ from aiortc import clock
 from aiortc.codecs import depayload, is_rtx
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
-from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_PLI,
     AnyRtcpPacket,
@@ -53,6 +59,14 @@ REORDER_WAIT = 0.25
 MAX_PENDING_FRAMES = 64
 # Minimum spacing of our own PLIs upstream.
 PLI_INTERVAL = 0.5
+# How long the record path waits for a frame's missing packets (the live path: REORDER_WAIT).
+RECORD_WAIT = 1.5
+MAX_RECORD_FRAMES = 256
+# A NACK is repeated after this many round trips, never sooner than NACK_RETRY_MIN.
+NACK_RETRY_RTTS = 1.5
+NACK_RETRY_MIN = 0.02
+RTT_INITIAL = 0.1
+MAX_MISSING = 1024
 
 FrameCallback = Callable[[EncodedFrame], None]
 
@@ -67,6 +81,12 @@ class ReceiverStats:
     nacks_sent: int = 0
     plis_sent: int = 0
     feedback_sent: int = 0
+    nacks_repeated: int = 0
+    packets_lost_for_good: int = 0
+    frames_recorded: int = 0
+    frames_recovered_for_recording: int = 0
+    frames_dropped_from_recording: int = 0
+    rtt_ms: float = RTT_INITIAL * 1000
     last_sr_ntp: int = 0
     last_sr_rtp: int = 0
     last_sr_wall: float = 0.0
@@ -133,7 +153,16 @@ class PassthroughReceiver:
         self._started = False
         self._rtcp_task: asyncio.Task[None] | None = None
         self._streams: dict[int, StreamStatistics] = {}
-        self._nack = NackGenerator() if kind == "video" else None
+        self._nacking = kind == "video"
+        self._max_seq: int | None = None
+        self._missing: dict[int, list[float]] = {}  # seq -> [first missed, last NACKed] (monotonic)
+        self._rtt = RTT_INITIAL
+        # The record path (video only, when on_record is set): frames by unwrapped timestamp,
+        # complete (EncodedFrame) or still waiting for packets (_PartialFrame), in order.
+        self.on_record: FrameCallback | None = None
+        self._record: dict[int, EncodedFrame | _PartialFrame] = {}
+        self._record_need_keyframe = True
+        self._last_recorded_ts: int | None = None
         self._unwrapper = _Unwrapper()
         self._pending: dict[int, _PartialFrame] = {}  # by unwrapped timestamp, insertion order
         self._recent_markers: set[int] = set()
@@ -236,7 +265,8 @@ class PassthroughReceiver:
         if stream is None:
             stream = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
         stream.add(packet)
-        if is_rtx(codec):
+        retransmitted = is_rtx(codec)
+        if retransmitted:
             original_ssrc = self._rtx_ssrc.get(packet.ssrc)
             apt = codec.parameters.get("apt")
             if original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int) or apt not in self._codecs:
@@ -246,8 +276,8 @@ class PassthroughReceiver:
         self._media_ssrc = packet.ssrc
         self.stats.packets += 1
         self.stats.bytes += len(packet.payload)
-        if self._nack is not None and self._nack.add(packet):
-            self._send_nack(packet.ssrc, sorted(self._nack.missing))
+        if self._nacking:
+            self._note_sequence(packet.sequence_number, retransmitted)
         if self.kind == "audio":
             self._handle_audio(packet)
         else:
@@ -275,7 +305,16 @@ class PassthroughReceiver:
     def _handle_video(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
         ts = self._unwrapper.unwrap(packet.timestamp)
         if self._last_emitted_ts is not None and ts <= self._last_emitted_ts:
-            return  # a retransmission for a frame already out, or given up
+            if self.on_record is None or (self._last_recorded_ts is not None and ts <= self._last_recorded_ts):
+                return  # a retransmission for a frame already out, or given up
+            # Given up live (or lost whole, so the live path never knew it): the recording waits.
+            late = self._record.get(ts)
+            if late is None:
+                late = self._record[ts] = _PartialFrame(ts, time.time())
+            if isinstance(late, _PartialFrame):
+                self._add_part(late, packet, codec)
+                self._release_record(time.time())
+            return
         if self._first_seq is None:
             self._first_seq = packet.sequence_number
             if _starts_nal_unit(packet.payload):
@@ -286,11 +325,15 @@ class PassthroughReceiver:
         partial = self._pending.get(ts)
         if partial is None:
             partial = self._pending[ts] = _PartialFrame(ts, now)
+        if self._add_part(partial, packet, codec):
+            self._release(now)
+
+    def _add_part(self, partial: _PartialFrame, packet: RtpPacket, codec: RTCRtpCodecParameters) -> bool:
         seq = packet.sequence_number
         try:
             partial.parts[seq] = depayload(codec, packet.payload) if packet.payload else b""
         except ValueError:
-            return
+            return False
         if packet.marker:
             partial.marker_seq = seq
             # the earliest packet is the one farthest behind the marker, modulo 2^16
@@ -300,7 +343,7 @@ class PassthroughReceiver:
             behind = (partial.marker_seq - seq) & 0xFFFF
             if behind > partial.span:
                 partial.span = behind
-        self._release(now)
+        return True
 
     def _remember_marker(self, seq: int) -> None:
         self._recent_markers.add(seq)
@@ -335,10 +378,44 @@ class PassthroughReceiver:
                 self.stats.frames_dropped += 1
                 self._need_keyframe = True
                 self.request_keyframe()
+                if self.on_record is not None:
+                    self._record[ts] = partial  # the recording waits longer for it
                 continue
             break
+        if self._record:
+            self._release_record(now)
 
-    def _deliver(self, partial: _PartialFrame) -> None:
+    def _release_record(self, now: float) -> None:
+        """Record, in timestamp order, every frame at the head that is complete or given up."""
+        record = self._record
+        while record:
+            ts = min(record)
+            item = record[ts]
+            if isinstance(item, _PartialFrame):
+                if self._complete(item):
+                    frame = self._assemble(item)
+                    self.stats.frames_recovered_for_recording += 1
+                elif (len(record) > 1 and now - item.first_seen > RECORD_WAIT) or len(record) > MAX_RECORD_FRAMES:
+                    del record[ts]
+                    self.stats.frames_dropped_from_recording += 1
+                    self._record_need_keyframe = True
+                    continue
+                else:
+                    break
+            else:
+                frame = item
+            del record[ts]
+            if self._last_recorded_ts is not None and ts <= self._last_recorded_ts:
+                continue
+            self._last_recorded_ts = ts
+            if self._record_need_keyframe and not frame.keyframe:
+                continue
+            self._record_need_keyframe = False
+            self.stats.frames_recorded += 1
+            if self.on_record is not None:
+                self.on_record(frame)
+
+    def _assemble(self, partial: _PartialFrame) -> EncodedFrame:
         marker = partial.marker_seq
         assert marker is not None
         order = sorted(partial.parts, key=lambda s: -((marker - s) & 0xFFFF))
@@ -346,17 +423,22 @@ class PassthroughReceiver:
         units = self._keeper.fix(split_nal_units(data))
         if self._keeper.profile_level_id:
             self.profile_level_id = self._keeper.profile_level_id
-        keyframe = has_idr(units)
-        if self._need_keyframe and not keyframe:
+        return EncodedFrame(
+            kind="video", data=join_nal_units(units), pts=partial.timestamp, keyframe=has_idr(units),
+            ingest_time=partial.first_seen,  # a late frame keeps (about) its own arrival time
+        )
+
+    def _deliver(self, partial: _PartialFrame) -> None:
+        frame = self._assemble(partial)
+        frame = EncodedFrame(frame.kind, frame.data, frame.pts, frame.keyframe, time.time())
+        if self.on_record is not None:
+            self._record[partial.timestamp] = frame
+        if self._need_keyframe and not frame.keyframe:
             self.stats.frames_dropped += 1
             self.request_keyframe()
             return
         self._need_keyframe = False
-        self._emit(
-            EncodedFrame(
-                kind="video", data=join_nal_units(units), pts=partial.timestamp, keyframe=keyframe, ingest_time=time.time()
-            )
-        )
+        self._emit(frame)
 
     # --- RTCP ----------------------------------------------------------------------------
 
@@ -368,6 +450,49 @@ class PassthroughReceiver:
         self._last_pli = now
         self.stats.plis_sent += 1
         self._send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc, media_ssrc=self._media_ssrc))
+
+    def _note_sequence(self, seq: int, retransmitted: bool) -> None:
+        """Track missing video packets: NACK a new gap at once; a retransmission that fills one
+        is a round-trip sample (from its last NACK)."""
+        now = time.monotonic()
+        if self._max_seq is None:
+            self._max_seq = seq
+            return
+        ahead = (seq - self._max_seq) & 0xFFFF
+        if 0 < ahead < 0x8000:
+            lost = [(self._max_seq + i) & 0xFFFF for i in range(1, ahead)]
+            self._max_seq = seq
+            if lost:
+                for missing in lost[-MAX_MISSING:]:
+                    self._missing[missing] = [now, now]
+                while len(self._missing) > MAX_MISSING:
+                    del self._missing[next(iter(self._missing))]
+                self._send_nack(self._media_ssrc or 0, lost[-MAX_MISSING:])
+            return
+        entry = self._missing.pop(seq, None)
+        if entry is not None and retransmitted:
+            self._rtt = 0.875 * self._rtt + 0.125 * min(now - entry[1], 2.0)
+            self.stats.rtt_ms = round(self._rtt * 1000, 1)
+
+    def _repeat_nacks(self) -> None:
+        """Ask again for packets still missing after 1.5 round trips; give a packet up once a
+        retransmission asked now could no longer arrive within the longest wait for it."""
+        if not self._missing:
+            return
+        now = time.monotonic()
+        wait = RECORD_WAIT if self.on_record is not None else REORDER_WAIT
+        retry = max(NACK_RETRY_MIN, NACK_RETRY_RTTS * self._rtt)
+        again: list[int] = []
+        for seq, entry in list(self._missing.items()):
+            if now - entry[0] + self._rtt > wait:
+                del self._missing[seq]
+                self.stats.packets_lost_for_good += 1
+            elif now - entry[1] >= retry:
+                entry[1] = now
+                again.append(seq)
+        if again:
+            self.stats.nacks_repeated += 1
+            self._send_nack(self._media_ssrc or 0, again)
 
     def _send_nack(self, media_ssrc: int, lost: list[int]) -> None:
         if self._rtcp_ssrc is None or not lost:
@@ -404,6 +529,10 @@ class PassthroughReceiver:
             # Frames stuck behind a lost packet are given up even if nothing newer arrives.
             if self._pending:
                 self._release(time.time())
+            elif self._record:
+                self._release_record(time.time())
+            if self._nacking:
+                self._repeat_nacks()
             if self._need_keyframe and self.kind == "video":
                 self.request_keyframe()
             if self.arrivals is not None and self.kind == "video":
