@@ -142,7 +142,13 @@ class EdgeTarget(Target):
                 # the edge's own view: ingest -> last packet of the latest frame handed to the socket
                 send_lags.append(viewer.video.stats.lag_last)
         counters = self.hub.counters
+        estimating = sum(
+            1 for v in self.hub.viewers.values()
+            if v.video is not None and v.video.sender.estimator is not None and v.video.sender.estimator.stats.feedbacks
+        )
+        paced = sum(1 for v in self.hub.viewers.values() if v.video is not None and v.video.pace_bps)
         return {"overflows": overflows, "frames_dropped": dropped,
+                "viewers_estimating": estimating, "viewers_paced": paced,
                 "send_lag_max_ms": 1000 * max(send_lags) if send_lags else None,
                 "viewers_paused": getattr(counters, "viewers_paused", 0)}
 

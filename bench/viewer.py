@@ -15,8 +15,10 @@ about 1 µs per packet and still shows what matters: which packets arrived, when
 last packet arrived, and whether a frame arrived whole.
 
 Sends an RTCP receiver report per stream every second, as browsers do (the edge uses them to
-know a viewer is there). Never sends NACK or PLI (loss is measured raw, with no repair) and never
-decodes.
+know a viewer is there), and, as Chromium does, offers transport-cc and answers every 50 ms with
+transport-cc feedback (the transport-wide sequence number sits in the clear RTP header), so
+the edge under test estimates each viewer's link and paces its sends as it does for browsers.
+Never sends NACK or PLI (loss is measured raw, with no repair) and never decodes.
 
 Commands: ``join`` (add viewers one after another), ``window`` (the measurement interval, wall
 clock), ``report`` (per-viewer counts and per-frame records), ``quit``.
@@ -37,6 +39,8 @@ from typing import Any
 import aiohttp
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
+from orstream.edge.twcc import TWCC_URI, ArrivalLog
+
 # Big enough for several 4K keyframe bursts (a 4K IDR is ~1,100 packets, up to 1.5 MB) in case
 # this process is scheduled late: a loss should be the edge's, not the counting viewer's.
 RECEIVE_BUFFER_BYTES = 16 * 1024 * 1024
@@ -46,6 +50,9 @@ HIGH_PROFILE = "640033"
 AIORTC_PROFILE = "42e01f"
 CONNECT_TIMEOUT = 20.0
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+# The header extension id the viewers offer transport-cc under (aiortc's own use 1-4).
+TWCC_ID = 5
+FEEDBACK_INTERVAL = 0.05
 
 
 @dataclass
@@ -92,6 +99,8 @@ class CountingViewer:
     frames: dict[int, list[Any]] = field(default_factory=dict)
     earlier_frames: list[list[Any]] = field(default_factory=list)
     other_datagrams: int = 0
+    # transport-cc: arrivals of the edge's transport-wide numbers, when the edge numbers them
+    arrivals: ArrivalLog | None = None
     # one receive buffer per viewer: no allocation per datagram
     _buffer: bytearray = field(default_factory=lambda: bytearray(2048))
 
@@ -124,6 +133,8 @@ class CountingViewer:
         frames = self.frames
         streams = self.streams
         video_pts = self.video_pts
+        arrivals = self.arrivals
+        arrival_us = int(time.monotonic() * 1e6)
         for _ in range(4096):  # bounded, so one busy socket cannot starve the others
             try:
                 size, addr = recvfrom_into(buf)
@@ -149,6 +160,10 @@ class CountingViewer:
                     stream.window_min = ext
                 if stream.window_max is None or ext > stream.window_max:
                     stream.window_max = ext
+            if arrivals is not None and buf[0] & 0x10:
+                seq = _transport_seq(buf, size)
+                if seq is not None:
+                    arrivals.note(seq, arrival_us)
             if pt in video_pts:
                 ts = (buf[4] << 24) | (buf[5] << 16) | (buf[6] << 8) | buf[7]
                 frame = frames.get(ts)
@@ -197,6 +212,24 @@ class CountingViewer:
                 except Exception:  # the peer is closing: reports end with it
                     return
 
+    async def send_transport_feedback(self) -> None:
+        """Transport-cc feedback every 50 ms, as Chromium sends it."""
+        assert self.arrivals is not None
+        ssrc = self.pc.getTransceivers()[0].sender._ssrc
+        dtls = self.pc.getTransceivers()[0].receiver.transport
+        media_ssrc = next(iter(s.ssrc for pt, s in self.streams.items() if pt in self.video_pts), 0)
+        while True:
+            await asyncio.sleep(FEEDBACK_INTERVAL)
+            if not media_ssrc:
+                media_ssrc = next(iter(s.ssrc for pt, s in self.streams.items() if pt in self.video_pts), 0)
+            for packet in self.arrivals.feedback(sender_ssrc=ssrc, media_ssrc=media_ssrc):
+                if dtls.state != "connected":
+                    return
+                try:
+                    await dtls._send_rtp(packet)
+                except Exception:  # the peer is closing: feedback ends with it
+                    return
+
     def report(self) -> dict[str, Any]:
         video = [s for pt, s in self.streams.items() if pt in self.video_pts]
         return {
@@ -219,6 +252,38 @@ class CountingViewer:
             "frames": self.earlier_frames + [[ts, *rec] for ts, rec in self.frames.items()],
             "other_datagrams": self.other_datagrams,
         }
+
+
+def _transport_seq(buf: bytearray, size: int) -> int | None:
+    """The transport-wide sequence number in an RTP packet's one-byte header extensions."""
+    pos = 12 + 4 * (buf[0] & 0x0F)
+    if pos + 4 > size or buf[pos] != 0xBE or buf[pos + 1] != 0xDE:
+        return None
+    end = pos + 4 + 4 * ((buf[pos + 2] << 8) | buf[pos + 3])
+    pos += 4
+    while pos < end and pos < size:
+        byte = buf[pos]
+        if byte == 0:
+            pos += 1
+            continue
+        ext_id, length = byte >> 4, (byte & 0x0F) + 1
+        if ext_id == TWCC_ID and length == 2 and pos + 3 <= size:
+            return (buf[pos + 1] << 8) | buf[pos + 2]
+        pos += 1 + length
+    return None
+
+
+def _offer_transport_cc(sdp: str) -> str:
+    """Add the transport-wide-cc extension and transport-cc feedback to the video section."""
+    head, video = sdp.split("m=video", 1)
+    section, sep, rest = video.partition("\r\nm=")
+    pts = section.split("\r\n", 1)[0].split()[2:]
+    lines = section.split("\r\n")
+    lines.insert(1 + next(i for i, line in enumerate(lines[1:]) if line.startswith("a=")),
+                 f"a=extmap:{TWCC_ID} {TWCC_URI}")
+    lines += [f"a=rtcp-fb:{pt} transport-cc" for pt in pts]
+    lines = [line for line in lines if line]
+    return head + "m=video" + "\r\n".join(lines) + "\r\n" + (sep[2:] + rest if sep else "")
 
 
 def _h264_first(pc: RTCPeerConnection) -> None:
@@ -246,7 +311,9 @@ class ViewerProcess:
         self.tasks: list[asyncio.Task[None]] = []
         self.session: aiohttp.ClientSession | None = None
 
-    async def join_one(self, viewer_id: str, url: str, *, high_profile: bool, audio: bool) -> CountingViewer:
+    async def join_one(
+        self, viewer_id: str, url: str, *, high_profile: bool, audio: bool, feedback: bool = False
+    ) -> CountingViewer:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         pc.addTransceiver("video", direction="recvonly")
         if audio:
@@ -259,6 +326,8 @@ class ViewerProcess:
         sdp = pc.localDescription.sdp
         if high_profile:
             sdp = sdp.replace(f"profile-level-id={AIORTC_PROFILE}", f"profile-level-id={HIGH_PROFILE}")
+        if feedback:
+            sdp = _offer_transport_cc(sdp)
         assert self.session is not None
         async with self.session.post(url, json={"id": viewer_id, "sdp": sdp}) as response:
             body = await response.json()
@@ -266,6 +335,8 @@ class ViewerProcess:
                 raise RuntimeError(f"edge refused viewer {viewer_id}: {body}")
         answer = re.sub(r"profile-level-id=[0-9a-fA-F]{6}", f"profile-level-id={AIORTC_PROFILE}", body["sdp"])
         viewer.video_pts = _video_payload_types(answer)
+        if f"a=extmap:{TWCC_ID} {TWCC_URI}" in answer:
+            viewer.arrivals = ArrivalLog()
         viewer.answer_time = time.time()
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         deadline = time.monotonic() + CONNECT_TIMEOUT
@@ -275,6 +346,8 @@ class ViewerProcess:
             await asyncio.sleep(0.01)
         viewer.connected_time = time.time()
         self.tasks.append(asyncio.ensure_future(viewer.send_receiver_reports()))
+        if viewer.arrivals is not None:
+            self.tasks.append(asyncio.ensure_future(viewer.send_transport_feedback()))
         return viewer
 
     async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
@@ -287,7 +360,7 @@ class ViewerProcess:
                 try:
                     await self.join_one(
                         viewer_id, command["url"], high_profile=command.get("high_profile", True),
-                        audio=command.get("audio", True),
+                        audio=command.get("audio", True), feedback=command.get("feedback", False),
                     )
                     joined.append(viewer_id)
                 except Exception as exc:  # reported, not raised: the bench decides what a failure means

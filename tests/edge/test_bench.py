@@ -15,6 +15,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 NUMERIC_FIGURES = (
     "viewers_4k30",
+    "viewers_4k60",
     "edge_us_per_packet",
     "p99_lag_ms",
     "loss_pct",
@@ -47,6 +48,9 @@ def test_tiny_bench_prints_a_table_then_every_figure_as_the_last_json_line(tmp_p
     # the edge steps really ran viewers through the edge, and the stock baseline through aiortc
     assert [step["viewers"] for step in result["steps"]] == [1, 2]
     assert all(step["joined"] == step["viewers"] for step in result["steps"]), result["steps"]
+    # with estimation and pacing on: every edge viewer sent transport-cc feedback and was paced
+    assert all(step["viewers_estimating"] == step["viewers_paced"] == step["viewers"] for step in result["steps"]), result["steps"]
+    assert [step["viewers"] for step in result["steps_60fps"]] == [1, 2]
     assert result["stock"]["joined"] == 2 and result["relay"]["joined"] == 1
     assert set(result["targets"]) >= {"edge_us_per_packet", "viewers_4k30", "join_to_picture_ms"}
     # the recording made for the ingest figure is cleaned up; the clip stays cached for the next run
