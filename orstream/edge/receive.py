@@ -397,6 +397,8 @@ class PassthroughReceiver:
                     self.stats.frames_recovered_for_recording += 1
                 elif (len(record) > 1 and now - item.first_seen > RECORD_WAIT) or len(record) > MAX_RECORD_FRAMES:
                     del record[ts]
+                    if self._last_recorded_ts is None or ts > self._last_recorded_ts:
+                        self._last_recorded_ts = ts  # a packet of it arriving later is not waited for again
                     self.stats.frames_dropped_from_recording += 1
                     self._record_need_keyframe = True
                     continue
