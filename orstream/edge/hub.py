@@ -95,9 +95,11 @@ LOWER_IDLE = 30.0
 # Layers by how much they carry: "keyframes" is the lower layer's keyframes only.
 FULL, LOWER, KEYFRAMES = "full", "lower", "keyframes"
 _RANK = {KEYFRAMES: 0, LOWER: 1, FULL: 2}
-# A viewer on the lower layer whose estimate stays below that layer's rate (or that loses
-# over LOSSY) this long, counted from its switch at the earliest, gets keyframes only.
+# A viewer on the lower layer whose estimate stays clearly below that layer's rate (under
+# KEYFRAMES_BELOW of it: one congestion cut, 0.85, is not enough) or that loses over LOSSY,
+# this long, counted from its switch at the earliest, gets keyframes only.
 KEYFRAMES_AFTER = 3.0
+KEYFRAMES_BELOW = 0.8
 
 
 class HubError(Exception):
@@ -462,7 +464,8 @@ class SessionHub:
                     viewer.switched_at = now
                     self.request_keyframe()
             elif viewer.layer == "lower" and viewer.target == "lower":
-                if (estimate < lower_bps or estimator.loss_fraction > LOSSY) and now - viewer.switched_at >= KEYFRAMES_AFTER:
+                below = estimate < lower_bps * KEYFRAMES_BELOW or estimator.loss_fraction > LOSSY
+                if below and now - viewer.switched_at >= KEYFRAMES_AFTER:
                     if viewer.below_since is None:
                         viewer.below_since = now
                     if now - viewer.below_since >= KEYFRAMES_AFTER:
