@@ -55,6 +55,9 @@ TARGETS = {
 # A step that fails while other work on the machine took this much (% of one core) is measured again.
 NOISY_LOAD_PCT = 30.0
 VIEWERS_PER_PROCESS = 8
+# Edge viewers answer with transport-cc feedback, as browsers do (estimation and pacing on);
+# False measures the edge without them, for comparison.
+VIEWER_FEEDBACK = True
 MAX_VIEWER_PROCESSES = 4
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -405,7 +408,7 @@ async def run_step(mode: str, viewers: int, clip: Path, config: BenchConfig, log
         joins = await procs.ask_all(
             # Edge viewers send transport-cc feedback as browsers do: estimation and pacing on.
             [{"cmd": "join", "ids": group, "url": edge.offer_url, "high_profile": mode == "edge",
-              "feedback": mode == "edge"} for group in ids],
+              "feedback": mode == "edge" and VIEWER_FEEDBACK} for group in ids],
             timeout=30 + 10 * max(len(g) for g in ids),
         )
         result.joined = sum(len(j.get("joined", [])) for j in joins)
