@@ -8,6 +8,7 @@
 // server maps their edge media time against the recording's start: recordings.services).
 
 import { Telestration } from "../orstream/telestration.js";
+import { clock, partAt } from "./timeline.js";
 
 const $ = (id) => document.getElementById(id);
 const script = $("recording-script");
@@ -37,14 +38,6 @@ function status(level, title, detail = "") {
   $("player-status-detail").textContent = detail;
 }
 
-function clock(seconds) {
-  const s = Math.max(0, Math.floor(seconds));
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const rest = String(s % 60).padStart(2, "0");
-  return h ? `${h}:${String(m).padStart(2, "0")}:${rest}` : `${m}:${rest}`;
-}
-
 // ------------------------------------------------------------------ parts as one timeline
 
 function now() {
@@ -61,9 +54,7 @@ function load(index, { at = 0, play = false } = {}) {
 
 // Jump to recording time `t`, switching part if needed.
 function seek(t) {
-  let index = parts.length - 1;
-  while (index > 0 && t < parts[index].start) index -= 1;
-  const within = Math.max(0, t - parts[index].start);
+  const { index, within } = partAt(parts, t);
   if (index === part) {
     video.currentTime = within;
   } else {
@@ -280,5 +271,12 @@ $("length").textContent = clock(playback.duration || 0);
 if (!parts.length) {
   status("error", "This recording has no video", "Nothing was registered for it. Tell the records office which recording it is.");
 } else {
-  load(0);
+  // ?t=<seconds> opens the player at that moment (links from chapters, assessments, the training library).
+  const from = Number(new URLSearchParams(location.search).get("t")) || 0;
+  if (from > 0) {
+    part = -1;
+    seek(from);
+  } else {
+    load(0);
+  }
 }
