@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from mentoring import api_urls as mentoring_urls
 from recordings import api_urls as recording_urls
+from training import api_urls as training_urls
 
 
 class ApiRoot(APIView):
@@ -24,7 +25,7 @@ class ApiRoot(APIView):
     @extend_schema(exclude=True)
     def get(self, request: Request) -> Response:
         endpoints = []
-        for pattern in [*mentoring_urls.urlpatterns, *recording_urls.urlpatterns]:
+        for pattern in [*mentoring_urls.urlpatterns, *recording_urls.urlpatterns, *training_urls.urlpatterns]:
             view = getattr(pattern.callback, "view_class", None)
             if view is None:
                 continue

@@ -54,9 +54,11 @@ urlpatterns = [
     path("api/", ApiRoot.as_view(), name="api-root"),
     path("api/", include("mentoring.api_urls")),
     path("api/", include("recordings.api_urls")),
+    path("api/", include("training.api_urls")),
     path("recordings/", include("recordings.urls")),
     path("consent/", include("consent.urls")),
     path("hospital/", include("hospital.urls")),
+    path("training/", include("training.urls")),
     path("", include("frontend.urls")),  # before mentoring: sessions/<id>/live/ is not a session action
     path("", include("mentoring.urls")),
 ]

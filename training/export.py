@@ -36,7 +36,8 @@ def questionnaire_url(instrument: Instrument) -> str:
     return f"{settings.PUBLIC_URL.rstrip('/')}/training/instruments/{instrument.slug}"
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """Seconds as m:ss (h:mm:ss past an hour), as the player shows them."""
     s = int(max(0, seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
@@ -79,7 +80,7 @@ def assessment_to_fhir(assessment: Assessment) -> dict[str, Any]:
         if item.pk in scores
     ]
     comments = [
-        QuestionnaireResponseItemAnswer(valueString=f"[{_clock(c.media_time)}]{' ' + c.item.name + ':' if c.item else ''} {c.text}")
+        QuestionnaireResponseItemAnswer(valueString=f"[{clock(c.media_time)}]{' ' + c.item.name + ':' if c.item else ''} {c.text}")
         for c in assessment.comments.select_related("item")
     ]
     if comments:
@@ -116,7 +117,7 @@ def assessments_csv(assessments: Iterable[Assessment]) -> str:
         scores = {s.item_id: s.score for s in a.scores.all()}
         comments: dict[int | None, list[str]] = {}
         for c in a.comments.all():
-            comments.setdefault(c.item_id, []).append(f"[{_clock(c.media_time)}] {c.text}")
+            comments.setdefault(c.item_id, []).append(f"[{clock(c.media_time)}] {c.text}")
         for item in a.instrument.items.all():
             writer.writerow([
                 a.public_id, a.programme.name, a.instrument.short_name, a.instrument.version, a.recording.public_id,

@@ -62,6 +62,8 @@ def icc_all(matrix: Sequence[Sequence[float]]) -> dict[str, Icc]:
     variance to compare."""
     if len(matrix) < 2 or min(len(row) for row in matrix) < 2:
         return {}
+    if len({round(sum(row) / len(row), 9) for row in matrix}) == 1:
+        return {}  # no variance between targets (each scored alike): nothing for an ICC to compare
     import pandas as pd
     import pingouin
 
@@ -77,9 +79,9 @@ def icc_all(matrix: Sequence[Sequence[float]]) -> dict[str, Icc]:
     result = {}
     for _, row in table.iterrows():
         value = _finite(row["ICC"])
-        if value is None:
-            continue
         low, high = (float(x) for x in row["CI95"])
+        if value is None or not (math.isfinite(low) and math.isfinite(high)):
+            continue
         result[str(row["Type"])] = Icc(str(row["Type"]), value, low, high)
     return result
 
@@ -131,6 +133,10 @@ class Agreement:
         return self.icc.get("ICC(A,1)")
 
     @property
+    def one_way(self) -> Icc | None:
+        return self.icc.get("ICC(1,1)")
+
+    @property
     def average(self) -> Icc | None:
         return self.icc.get("ICC(A,k)")
 
@@ -150,6 +156,10 @@ class InstrumentReliability:
     overall: Agreement
     items: list[Agreement]
 
+    @property
+    def rows(self) -> list[Agreement]:
+        return [self.overall, *self.items]
+
 
 Unit = tuple[int, int, float | None, float | None]
 
@@ -167,7 +177,8 @@ def _agreement(name: str, units: list[tuple[Any, dict[int, int]]], names: dict[i
             kappa = kappa_quadratic([p[0] for p in pairs], [p[1] for p in pairs], labels=labels)
             if kappa is not None:
                 agreement.kappas.append((names[a], names[b], kappa))
-    agreement.alpha = alpha_ordinal([[ratings.get(r) for _, ratings in units] for r in raters], value_domain=labels) if units else None
+    if len(units) >= 2:  # one unit alone says nothing about agreement beyond chance
+        agreement.alpha = alpha_ordinal([[ratings.get(r) for _, ratings in units] for r in raters], value_domain=labels)
     return agreement
 
 

@@ -441,6 +441,24 @@ def assessment_assignments_for(*, user: Any) -> list[Assessment]:
     )
 
 
+def assessments_for_export(*, user: Any) -> list[Assessment]:
+    """The submitted assessments of the programmes ``user`` directs, on recordings still
+    consented for training (for the programme's records: CSV, FHIR)."""
+    directed = programmes_directed_by(user=user)
+    if not directed.exists():
+        consent_services.audit_record(action="training.export", actor=_actor(user), outcome="refused")
+        raise TrainingAccessDenied("Exports of assessments are for programme directors.")
+    query = (
+        Assessment.objects.filter(programme__in=directed, submitted_at__isnull=False)
+        .select_related("programme", "instrument", "recording", "recording__session", "resident", "rater")
+        .prefetch_related("scores", "comments", "instrument__items")
+        .order_by("submitted_at")
+    )
+    chosen = [a for a in query if training_allowed(a.recording)]
+    consent_services.audit_record(action="training.export", actor=_actor(user), detail={"assessments": len(chosen)})
+    return chosen
+
+
 # ---------------------------------------------------------------- progress
 
 

@@ -10,9 +10,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from consent import services as consent_services
 from mentoring.models import Session
 from recordings.models import Recording
-from tests.conftest import make_user
+from tests.conftest import ALL_PURPOSES, make_user
 from training import services
 from training.models import Instrument, Performance, Programme
 
@@ -53,6 +54,14 @@ def ivan(db: Any) -> User:
 def trainee(programme: Programme, dave: User) -> User:
     services.programme_member_add(programme=programme, user=dave, role="resident", year=3)
     return dave
+
+
+def training_refused(session: Session, consent_form: Any, by: User) -> Any:
+    """A new consent record for ``session`` that grants everything but archive_training."""
+    return consent_services.consent_record(
+        session=session, form=consent_form, decisions={p: p != "archive_training" for p in ALL_PURPOSES},
+        obtained_by=by, attestation="Signed form; training use refused",
+    )
 
 
 def available(session: Session, by: User, duration: float = 120.0) -> Recording:

@@ -50,6 +50,8 @@ def test_icc_is_read_as_koo_and_li_advise(value: float | None, word: str) -> Non
 
 def test_too_little_data_gives_no_icc() -> None:
     assert reliability.icc_all([[3, 4]]) == {}
+    # Every target scored alike by each rater: no variance between targets, no ICC to read.
+    assert reliability.icc_all([[4, 3], [4, 3], [4, 3]]) == {}
 
 
 @pytest.mark.django_db
@@ -76,6 +78,6 @@ def test_the_table_covers_recordings_with_two_raters_and_ignores_drafts(
     assert overall.average is not None and overall.reading in ("poor", "moderate", "good", "excellent")
     assert [(x, y) for x, y, _ in overall.kappas] == [("Frank Faculty", "Grace Faculty")]
     assert overall.alpha is not None
-    # One recording: an item has one target, too few for an ICC.
-    assert all(item.single is None for item in table.items)
+    # One recording: an item has one target, too few for an ICC or an alpha.
+    assert all(item.single is None and item.alpha is None for item in table.items)
     assert reliability.reliability_for(user=ivan) == []

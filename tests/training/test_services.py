@@ -14,11 +14,10 @@ from consent.models import AuditEvent
 from mentoring import services as mentoring_services
 from orstream import roles
 from recordings.models import Bookmark, Recording
-from tests.conftest import ALL_PURPOSES
 from training import services
 from training.models import Assessment, Instrument
 
-from .conftest import available
+from .conftest import available, training_refused
 
 pytestmark = pytest.mark.django_db
 
@@ -59,10 +58,7 @@ def test_faculty_see_their_programmes_training_recordings_only(performance: Any,
 def test_faculty_do_not_see_a_recording_without_training_consent(
     session: Any, performance: Any, recording: Recording, frank: Any, consent_form: Any, alice: Any
 ) -> None:
-    consent_services.consent_record(
-        session=session, form=consent_form, decisions={p: p != "archive_training" for p in ALL_PURPOSES},
-        obtained_by=alice, attestation="Patient narrowed consent, witnessed",
-    )
+    training_refused(session, consent_form, alice)
     assert services.training_recordings_for(user=frank) == []
 
 
@@ -162,10 +158,7 @@ def test_a_comment_is_at_a_moment_of_the_recording(two_raters: Any, frank: Any) 
 def test_a_recording_without_training_consent_can_never_be_assessed_or_curated(
     session: Any, bob: Any, programme: Any, trainee: Any, frank: Any, henry: Any, osats: Instrument, consent_form: Any, alice: Any
 ) -> None:
-    consent_services.consent_record(
-        session=session, form=consent_form, decisions={p: p != "archive_training" for p in ALL_PURPOSES},
-        obtained_by=alice, attestation="Signed form; training use refused",
-    )
+    training_refused(session, consent_form, alice)
     recording = available(session, bob)
     services.performance_record(session=session, programme=programme, resident=trainee, by=frank, parts=[])
     with pytest.raises(services.TrainingAccessDenied, match="archive_training"):
