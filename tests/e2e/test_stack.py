@@ -18,9 +18,10 @@ def test_the_embedded_site_runs_as_make_run_prints_it(embedded_site: Any, open_p
     page.get_by_label("Password").fill(embedded_site.password)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("Demo: microsurgical anastomosis").first.wait_for(timeout=15_000)
-    # SQLite under the var dir, as `make run` gives; the devserver started the edge and the site.
+    # SQLite under the var dir, as `make run` gives; the devserver started the site, the edge and
+    # the job scheduler.
     assert (embedded_site.var_dir / "orstream.sqlite3").exists()
-    assert len(embedded_site.children()) == 2
+    assert len(embedded_site.children()) == 3
     assert "sqlite" in embedded_site.shell("from django.db import connection; print(connection.vendor)")
 
 
