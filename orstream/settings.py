@@ -158,6 +158,10 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Archive encodes take CPU-minutes per chunk: they have a queue and workers of their own
+# (`worker -Q archive`), so an export, a finalize or a withdrawal never waits behind one.
+ARCHIVE_QUEUE = "archive"
+CELERY_TASK_ROUTES = {"recordings.tasks.archive_*": {"queue": ARCHIVE_QUEUE}}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 AUTH_PASSWORD_VALIDATORS = [

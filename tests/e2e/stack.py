@@ -14,7 +14,7 @@ Fixtures (registered in tests/e2e/conftest.py, so any e2e test can ask for them)
     ``links["Mentor"]``, ``links["Surgeon / OR console"]``), ``process`` (the devserver), ``log`` (its
     output), ``manage(*args)`` (a manage.py command on the same database, e.g.
     ``site.manage("audit_verify")``), ``shell(code)`` (``manage.py shell -c``: prints become the
-    returned text) and ``children()`` (pids the devserver started: the edge and the site).
+    returned text) and ``children()`` (pids the devserver started: the site, the edge, the scheduler).
 
 ``celery_worker``
     A real ``celery -A orstream.celery worker`` subprocess (solo pool) on the test PostgreSQL and
@@ -148,7 +148,7 @@ class EmbeddedSite:
         return self.manage("shell", "--no-imports", "-c", code).stdout
 
     def children(self) -> list[int]:
-        """Pids of the processes the devserver started (the edge and the site), oldest first."""
+        """Pids of the processes the devserver started (the site, the edge, the job scheduler), oldest first."""
         pids: list[int] = []
         for task in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
             pids += [int(p) for p in task.read_text().split()]
@@ -293,6 +293,9 @@ def celery_worker(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Work
         "PYTHONPATH": str(ROOT),
         # The worker calls the edges too (a withdrawal's effects): it signs with their secret.
         "ORSTREAM_EDGE_SECRET": EDGE_SECRET,
+        # This worker takes the default queue only; archive encodes go to workers of their own
+        # (tests/recordings/test_archive_worker.py), and none is left queued for a later run.
+        "ORSTREAM_ARCHIVE_AUTO": "false",
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     from orstream.celery import app

@@ -11,7 +11,7 @@ from orstream import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-PROJECT_SERVICES = ["web", "worker", "beat", "edge"]
+PROJECT_SERVICES = ["web", "worker", "archive-worker", "beat", "edge"]
 
 
 def test_the_production_stack_has_every_service_with_a_health_check():
@@ -69,3 +69,19 @@ def test_a_crashed_edge_or_site_is_restarted_by_docker():
     # The edge announces itself when it starts again and the site puts its live sessions back.
     for name in PROJECT_SERVICES:
         assert COMPOSE["services"][name].get("restart") in {"always", "unless-stopped"}, f"{name} is not restarted"
+
+
+def test_archive_encodes_have_their_own_queue_and_workers():
+    from orstream.celery import app
+
+    def queue_of(task: str) -> str:
+        return str(app.amqp.router.route({}, task)["queue"].name)
+
+    assert queue_of("recordings.tasks.archive_chunk_encode") == "archive"
+    assert queue_of("recordings.tasks.archive_join") == "archive"
+    # An export or a withdrawal's effects never wait behind an encode.
+    assert queue_of("recordings.tasks.recording_export") == "celery"
+    assert queue_of("consent.tasks.consent_effect_deliver") == "celery"
+    archive = COMPOSE["services"]["archive-worker"]["command"]
+    assert archive[archive.index("-Q") + 1] == "archive"
+    assert "-Q" not in COMPOSE["services"]["worker"]["command"]

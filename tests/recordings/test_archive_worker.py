@@ -43,7 +43,7 @@ def queue(settings: Any, tmp_path: Path) -> Iterator[Callable[..., subprocess.Po
     def start(*, name: str, pool: str = "solo") -> subprocess.Popen[bytes]:
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "orstream.celery", "worker", f"--pool={pool}", "--concurrency=1",
-             "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO"],
+             "-Q", "celery,archive", "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         workers.append(worker)
