@@ -867,7 +867,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-search", action="store_true",
                         help="only the viewer searches (4K30 with edge_us_per_packet, then 4K60): no floor, "
                              "ingest, stock or MediaRelay steps")
+    parser.add_argument("--no-viewer-feedback", action="store_true",
+                        help="viewers send no transport-cc feedback: the edge neither estimates nor paces")
     args = parser.parse_args(argv)
+    global VIEWER_FEEDBACK
+    VIEWER_FEEDBACK = not args.no_viewer_feedback
     if args.nice:
         try:
             os.nice(args.nice)
