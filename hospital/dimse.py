@@ -7,6 +7,7 @@ carry patient identifiers.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,7 +63,9 @@ def _ae(calling: str) -> AE:
 def _associate(ae: AE, node: Node, **kwargs: Any) -> Iterator[Association]:
     assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, **kwargs)
     if not assoc.is_established:
-        if assoc.is_rejected:
+        # A node that rejects often closes the socket at once after its A-ASSOCIATE-RJ, and the
+        # rejection can be read as an abort: one that takes a TCP connection answered, and refused.
+        if assoc.is_rejected or _reachable(node):
             raise DimseError(
                 f"{node.name} ({node.ae_title} at {node.host}:{node.port}) rejected the association: check that it "
                 f"knows the calling AE title {node.calling_ae_title!r} and that {node.ae_title!r} is its AE title."
@@ -76,6 +79,14 @@ def _associate(ae: AE, node: Node, **kwargs: Any) -> Iterator[Association]:
 
 
 PENDING = (0xFF00, 0xFF01)
+
+
+def _reachable(node: Node) -> bool:
+    try:
+        with socket.create_connection((node.host, node.port), timeout=5):
+            return True
+    except OSError:
+        return False
 
 
 def _status(node: Node, what: str, status: Any) -> int:

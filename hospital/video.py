@@ -135,7 +135,9 @@ def parts_write(
                 if not began or writer is None:
                     continue
                 gop += packet.size
-                writer.write(packet, at)
+                # With B-frames (an HEVC copy) decode order differs from display order: keep both.
+                decode_at = offset + float(packet.dts * base) if packet.dts is not None else at
+                writer.write(packet, at, decode_at)
             offset += last
     if writer is not None:
         parts.append(writer.close())
@@ -157,17 +159,17 @@ class _PartWriter:
         self.stream = self.container.add_stream_from_template(template)
         self.stream.time_base = self.time_base
 
-    def write(self, packet: Any, at: float) -> None:
+    def write(self, packet: Any, at: float, decode_at: float) -> None:
         duration = float((packet.duration or 0) * packet.time_base) if packet.time_base else 0.0
-        ticks = round((at - self.start) * 90_000)
-        packet.pts = packet.dts = ticks
+        packet.pts = round((at - self.start) * 90_000)
+        packet.dts = round((decode_at - self.start) * 90_000)
         packet.duration = round(duration * 90_000) if duration else None
         packet.time_base = self.time_base
         packet.stream = self.stream
         self.container.mux(packet)
         self.size += packet.size
         self.frames += 1
-        self.last = at + duration
+        self.last = max(self.last, at + duration)
 
     def discard(self) -> None:
         self.container.close()
