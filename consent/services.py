@@ -1,5 +1,5 @@
-"""Consent and audit: the one place that decides whether a stream, viewer, recording, view or
-export is allowed by the patient's consent, and the append-only audit trail.
+"""Consent: the one place that decides whether a stream, viewer, recording, view or export is
+allowed by the patient's consent. The audit trail it writes to is consent.audit.
 
 Called by mentoring (admission to live sessions), recordings (start, view, export) and the
 pages. Imports no app above it: what a narrower consent changes in those apps reaches them
@@ -8,23 +8,17 @@ through the effects they register (consent/effects.py). Never logs patient ident
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import time
-from dataclasses import dataclass
 from typing import Any
 
-from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from .audit import audit_record
 from .effects import ConsentNarrowed, consent_effects
-from .models import AuditEvent, ConsentDecision, ConsentForm, ConsentRecord, Purpose
+from .models import ConsentDecision, ConsentForm, ConsentRecord, Purpose
 
 log = logging.getLogger(__name__)
-
-GENESIS = "0" * 64
 
 # Purposes that only mean something if the procedure is recorded: agreeing to them while
 # refusing the recording is a contradiction the form must not accept.
@@ -37,149 +31,6 @@ class ConsentError(Exception):
     def __init__(self, message: str, *, purpose: str = "") -> None:
         super().__init__(message)
         self.purpose = purpose
-
-
-# ---------------------------------------------------------------- audit trail
-
-
-def _canonical(event: AuditEvent) -> bytes:
-    body = {
-        "at": event.at.isoformat(),
-        "action": event.action,
-        "outcome": event.outcome,
-        "actor": event.actor,
-        "session": event.session_public_id,
-        "target": event.target,
-        "detail": event.detail,
-        "prev": event.prev_hash,
-    }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
-
-
-def audit_hash(event: AuditEvent) -> str:
-    return hashlib.sha256(_canonical(event)).hexdigest()
-
-
-def audit_record(
-    *,
-    action: str,
-    actor: str,
-    outcome: str = "allowed",
-    session_public_id: str = "",
-    target: str = "",
-    detail: dict[str, Any] | None = None,
-) -> AuditEvent:
-    """Append one event to the hash chain. Safe under concurrent writers."""
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            # One writer at a time extends the chain; the lock ends with the transaction.
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [0x0A0D17])
-        last = AuditEvent.objects.order_by("-id").only("hash").first()
-        event = AuditEvent(
-            at=timezone.now(),
-            action=action,
-            outcome=outcome,
-            actor=actor,
-            session_public_id=session_public_id,
-            target=target,
-            detail=json.loads(json.dumps(detail or {}, default=str)),
-            prev_hash=last.hash if last else GENESIS,
-        )
-        event.hash = audit_hash(event)
-        event.save(force_insert=True)
-        return event
-
-
-# Anonymous refusals (a garbage join link, a wrong password) cost an attacker nothing: each one
-# written to the chain would let one client fill the audit table. Per key and minute, the first
-# ten are written one by one; after that only a count, at 100, 1000... and the minute's final
-# count when the next minute's first refusal of that key comes.
-REFUSALS_WRITTEN_EACH = 10
-REFUSAL_WINDOW_SECONDS = 60
-
-
-def audit_refusal_aggregated(
-    *, action: str, reason: str, key: str, session_public_id: str = "", detail: dict[str, Any] | None = None
-) -> AuditEvent | None:
-    """Audit a refusal of an anonymous client at a bounded rate; returns the event written, if any.
-
-    ``key`` groups refusals that are one flood (a client address, a session). Nothing is lost: the
-    events after the first few carry ``refused_this_minute``, the number of such refusals so far.
-    """
-    window = int(time.time() // REFUSAL_WINDOW_SECONDS)
-    base = "audit-refusals:" + hashlib.sha256(f"{action}|{reason}|{key}".encode()).hexdigest()[:32]
-    counter = f"{base}:{window}"
-    cache.add(counter, 0, REFUSAL_WINDOW_SECONDS * 3)
-    count = cache.incr(counter)
-    body = {**(detail or {}), "reason": reason}
-    if count == 1:
-        previous = cache.get(f"{base}:{window - 1}") or 0
-        if previous > REFUSALS_WRITTEN_EACH and not _power_of_ten(previous):
-            audit_record(
-                action=action, actor="anonymous", outcome="refused", session_public_id=session_public_id,
-                detail={**body, "refused_last_minute": previous},
-            )
-    if count <= REFUSALS_WRITTEN_EACH:
-        return audit_record(action=action, actor="anonymous", outcome="refused", session_public_id=session_public_id, detail=body)
-    if _power_of_ten(count):
-        return audit_record(
-            action=action, actor="anonymous", outcome="refused", session_public_id=session_public_id,
-            detail={**body, "refused_this_minute": count},
-        )
-    return None
-
-
-def _power_of_ten(n: int) -> bool:
-    return n > REFUSALS_WRITTEN_EACH and str(n).strip("0") == "1"
-
-
-@dataclass(frozen=True)
-class ChainBreak:
-    event_id: int
-    reason: str
-
-
-def audit_verify(*, head: str | None = None) -> ChainBreak | None:
-    """Walk the chain in order; return the first broken link, or None when it is intact.
-
-    Every event's hash covers its content and the previous event's hash, so a changed event
-    breaks its own hash, and a removed or reordered event breaks the next event's link. Gaps in
-    ids alone are not breaks: PostgreSQL sequences skip numbers when a transaction rolls back.
-    Removing the newest events leaves a shorter chain that is still consistent; ``head``, a hash
-    kept elsewhere (printed by ``manage.py audit_verify``), catches that: it must still be in the chain.
-    """
-    prev = GENESIS
-    previous_id: int | None = None
-    head_seen = head is None
-    for event in AuditEvent.objects.order_by("id").iterator(chunk_size=2000):
-        if event.prev_hash != prev:
-            after = f"event {previous_id}" if previous_id is not None else "the start of the chain"
-            return ChainBreak(
-                event.id,
-                f"does not follow {after}: an event between them was removed, or events were reordered",
-            )
-        if audit_hash(event) != event.hash:
-            return ChainBreak(event.id, "its content was changed after it was written")
-        if event.hash == head:
-            head_seen = True
-        prev = event.hash
-        previous_id = event.id
-    if not head_seen:
-        return ChainBreak(
-            (previous_id or 0) + 1,
-            f"the chain no longer contains the head {head}: events after event {previous_id} were removed",
-        )
-    return None
-
-
-def audit_head() -> tuple[int, str]:
-    """(number of events, hash of the newest event): keep it elsewhere to detect a cut-off tail."""
-    last = AuditEvent.objects.order_by("-id").only("hash").first()
-    return AuditEvent.objects.count(), (last.hash if last else GENESIS)
-
-
-# ---------------------------------------------------------------- consent
 
 
 def _named(purposes: Any) -> str:
@@ -428,8 +279,3 @@ def consent_history_for(*, session: Any) -> list[ConsentRecord]:
         .prefetch_related("decisions")
         .order_by("-obtained_at", "-pk")
     )
-
-
-def audit_list_for(*, session: Any) -> list[AuditEvent]:
-    """The audit events about one session, in chain order."""
-    return list(AuditEvent.objects.filter(session_public_id=str(session.public_id)).order_by("id"))

@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 from orstream import roles
 
 from . import fhir, services
+from .audit import audit_list_for
 from .models import ConsentForm, ConsentRecord, Purpose
 
 # The procedure a consent is about, as consent's own rows name it: consent imports no app above it.
@@ -138,4 +139,4 @@ def consent_fhir(request: HttpRequest, public_id: Any, record_id: int) -> HttpRe
 def audit_fhir(request: HttpRequest, public_id: Any) -> HttpResponse:
     """The session's audit trail as a FHIR R5 Bundle of AuditEvent resources (JSON)."""
     session = _session(public_id)
-    return _json_download(fhir.audit_bundle(services.audit_list_for(session=session)), f"audit-{session.public_id}.fhir.json")
+    return _json_download(fhir.audit_bundle(audit_list_for(session=session)), f"audit-{session.public_id}.fhir.json")

@@ -18,7 +18,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import IntegrityError, transaction
 
-from consent import services as consent_services
+from consent.audit import audit_record
 from orstream.edge import protocol
 
 from .models import EdgeEventReceipt, Session
@@ -51,7 +51,7 @@ def _whip_audit(event: protocol.EdgeEvent, session: Session | None) -> None:
         unreported = max(0, int(data.get("refusals_not_reported_before") or 0))
     except (TypeError, ValueError):
         raise EventError(f"{event.type} carries unexpected data") from None
-    consent_services.audit_record(
+    audit_record(
         action=event.type,
         actor=f"whip:{str(data.get('token') or 'no token')[:16]}",
         outcome="allowed" if data.get("outcome") == "allowed" else "refused",

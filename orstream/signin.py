@@ -22,7 +22,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 
-from consent import services as consent_services
+from consent.audit import audit_refusal_aggregated
 
 
 def _keys(username: str, address: str) -> tuple[str, str]:
@@ -55,7 +55,7 @@ def signin_failed(*, username: str, address: str, reason: str) -> None:
             state = {"count": 0, "until": now + _window()}
         state["count"] += 1
         cache.set(key, state, timeout=int(state["until"] - now) + 1)
-    consent_services.audit_refusal_aggregated(
+    audit_refusal_aggregated(
         action="auth.login", reason=reason, key=address, detail={"account": username.strip()[:150], "address": address}
     )
 

@@ -36,7 +36,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from consent import services as consent_services
+from consent.audit import audit_record
 from orstream import roles
 
 from . import encode
@@ -532,10 +532,10 @@ def storage_report_for(*, user: Any) -> StorageReport:
     """Per recording and in total, the bytes as recorded, held now, and held once the originals
     of accepted copies are removed. For the records office (coordinators); refusals audited."""
     if not roles.user_is_coordinator(user):
-        consent_services.audit_record(action="recordings.storage_report", actor=_actor(user), outcome="refused",
+        audit_record(action="recordings.storage_report", actor=_actor(user), outcome="refused",
                                       detail={"reason": "not coordinator"})
         raise ArchiveAccessDenied("Only the records office (coordinators) can see the storage report.")
-    consent_services.audit_record(action="recordings.storage_report", actor=_actor(user))
+    audit_record(action="recordings.storage_report", actor=_actor(user))
     recordings = Recording.objects.select_related("session", "session__room").exclude(
         status__in=[Recording.Status.RECORDING, Recording.Status.ERASED]
     ).prefetch_related("archive_copies")

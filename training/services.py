@@ -20,6 +20,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from consent import services as consent_services
+from consent.audit import audit_record
 from mentoring.models import Session
 from orstream import roles
 from recordings.models import Bookmark, Recording
@@ -56,7 +57,7 @@ def _actor(user: Any) -> str:
 
 
 def _audit(recording: Recording, action: str, user: Any, *, outcome: str = "allowed", **detail: Any) -> None:
-    consent_services.audit_record(
+    audit_record(
         action=action, actor=_actor(user), outcome=outcome, session_public_id=str(recording.session.public_id),
         target=f"recording:{recording.public_id}", detail=detail,
     )
@@ -179,7 +180,7 @@ def performance_record(
         )
         for recording, start, end, label in parts:
             PerformedPart.objects.create(performance=performance, recording=recording, start=start, end=end, label=label[:120])
-        consent_services.audit_record(
+        audit_record(
             action="training.performance", actor=_actor(by), session_public_id=str(session.public_id),
             target=f"user:{resident.pk}", detail={"parts": len(parts)},
         )
@@ -485,7 +486,7 @@ def progress_for(*, resident: Any, user: Any) -> list[ProgressSeries]:
     if user.pk != resident.pk and not programmes_directed_by(user=user).filter(
         members__user=resident, members__role=ProgrammeMember.Role.RESIDENT
     ).exists():
-        consent_services.audit_record(
+        audit_record(
             action="training.progress.view", actor=_actor(user), outcome="refused", target=f"user:{resident.pk}",
         )
         raise TrainingAccessDenied("Only the resident and their programme director see a resident's progress.")
@@ -507,7 +508,7 @@ def progress_for(*, resident: Any, user: Any) -> list[ProgressSeries]:
         ))
         entry.comments.extend(assessment.comments.all())
     if user.pk != resident.pk:
-        consent_services.audit_record(action="training.progress.view", actor=_actor(user), target=f"user:{resident.pk}")
+        audit_record(action="training.progress.view", actor=_actor(user), target=f"user:{resident.pk}")
     return sorted(series.values(), key=lambda s: s.instrument.short_name)
 
 

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from consent import services as consent_services
+from consent.audit import audit_refusal_aggregated
 
 from ..models import (
     JoinToken,
@@ -34,7 +35,7 @@ class Admission:
 
 def _audit_refusal(refusal: JoinRefused, *, session_id: str) -> None:
     # Whoever holds a bad link is anonymous: a flood of them is counted, not written row by row.
-    consent_services.audit_refusal_aggregated(
+    audit_refusal_aggregated(
         action="session.join", reason=refusal.reason, key=session_id, session_public_id=session_id
     )
 

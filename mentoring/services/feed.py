@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from consent import services as consent_services
+from consent.audit import audit_record
 from orstream.edge import protocol
 
 from .. import edge
@@ -125,7 +125,7 @@ def session_reattach(*, session: Session) -> bool:
     if not _edge_prepare(session) or session.status != Session.Status.LIVE:
         return False
     detail = {name: hook(session) for name, hook in reattach_hooks.items()}
-    consent_services.audit_record(
+    audit_record(
         action="session.reattach", actor="system", session_public_id=str(session.public_id), detail=detail
     )
     log.warning("session %s re-created on its edge after an edge restart", session.public_id)

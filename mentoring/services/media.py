@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from consent import services as consent_services
+from consent.audit import audit_record
 from orstream.edge import protocol
 
 from .. import edge
@@ -106,7 +106,7 @@ def _room_feed_restore(session: Session, participant: Participant) -> None:
 
 def _audit_source(session: Session, participant: Participant, *, source: str) -> None:
     # What the mentors saw, and what was recorded, changed here: part of the record.
-    consent_services.audit_record(
+    audit_record(
         action="session.source",
         actor=f"participant:{participant.public_id}",
         session_public_id=str(session.public_id),

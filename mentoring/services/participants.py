@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from consent import services as consent_services
+from consent.audit import audit_record
 from orstream import roles
 
 from .. import edge
@@ -59,7 +59,7 @@ def participant_add(
         is_external=is_external,
     )
     if by is not None:
-        consent_services.audit_record(
+        audit_record(
             action="participant.add",
             actor=f"user:{by.pk}",
             session_public_id=str(session.public_id),
@@ -75,7 +75,7 @@ def join_token_revoke(*, participant: Participant, by: Any, reason: str = "revok
         count = JoinToken.objects.filter(participant=participant, revoked_at__isnull=True).update(
             revoked_at=timezone.now()
         )
-        consent_services.audit_record(
+        audit_record(
             action="token.revoke" if reason == "revoked" else "participant.remove",
             actor=f"user:{by.pk}",
             session_public_id=str(participant.session.public_id),
@@ -158,7 +158,7 @@ def participant_reinvite(*, participant: Participant, by: Any) -> str:
             url = invitation_send(participant=participant, by=by)
         else:
             url = join_url(join_token_mint(participant=participant, by=by))
-        consent_services.audit_record(
+        audit_record(
             action="participant.reinvite",
             actor=f"user:{by.pk}",
             session_public_id=str(session.public_id),

@@ -14,7 +14,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from consent import services as consent_services
+from consent.audit import audit_record
 
 from .. import edge
 from ..models import (
@@ -46,7 +46,7 @@ def presence_record(
             opened_at=now, seen_at=now,
         )
         PresenceEvent.objects.create(session=participant.session, participant=participant, kind=kind, at=now)
-        consent_services.audit_record(
+        audit_record(
             action="session.join",
             actor=f"participant:{participant.public_id}",
             session_public_id=str(participant.session.public_id),
@@ -139,7 +139,7 @@ def connection_end(*, channel_name: str, reason: str) -> bool:
         connection = Connection.objects.select_related("participant__session__room").get(channel_name=channel_name)
         participant = connection.participant
         session = participant.session
-        consent_services.audit_record(
+        audit_record(
             action="session.drop",
             actor="system",
             outcome="refused",

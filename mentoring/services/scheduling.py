@@ -13,7 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from consent import services as consent_services
+from consent.audit import audit_record
 
 from .. import edge
 from ..hooks import session_hooks
@@ -137,7 +137,7 @@ def session_cancel(*, session: Session, by: Any) -> Session:
         JoinToken.objects.filter(participant__session=session, revoked_at__isnull=True).update(revoked_at=timezone.now())
         for participant in session.participants.filter(invited_at__isnull=False):
             _mail_after_commit(participant, method="CANCEL")
-        consent_services.audit_record(
+        audit_record(
             action="session.cancel", actor=f"user:{by.pk}", session_public_id=str(session.public_id)
         )
     return session
@@ -159,7 +159,7 @@ def session_start(*, session: Session, by: Any) -> Session:
         session.status = Session.Status.LIVE
         session.started_at = timezone.now()
         session.save(update_fields=["status", "started_at"])
-        consent_services.audit_record(
+        audit_record(
             action="session.start", actor=f"user:{by.pk}", session_public_id=str(session.public_id)
         )
         _send_after_commit(session_group(session), {"type": "session.status", "status": session.status})
@@ -177,7 +177,7 @@ def session_end(*, session: Session, by: Any) -> Session:
         session.ended_at = timezone.now()
         session.save(update_fields=["status", "ended_at"])
         transaction.on_commit(lambda: _edge_session_close(session))
-        consent_services.audit_record(
+        audit_record(
             action="session.end", actor=f"user:{by.pk}", session_public_id=str(session.public_id)
         )
         _send_after_commit(session_group(session), {"type": "session.status", "status": session.status})

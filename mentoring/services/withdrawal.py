@@ -6,6 +6,7 @@ Called by the consent effects registered in MentoringConfig.ready and by schedul
 from __future__ import annotations
 
 from consent import services as consent_services
+from consent.audit import audit_record
 from consent.effects import ConsentNarrowed
 
 from .. import edge
@@ -45,7 +46,7 @@ def session_enforce_consent(*, session: Session) -> list[Participant]:
         if consent_services.consent_granted(session=session, purpose=purpose):
             continue
         dropped.append(participant)
-        consent_services.audit_record(
+        audit_record(
             action="session.drop",
             actor="system",
             outcome="refused",

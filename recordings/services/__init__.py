@@ -11,7 +11,7 @@ Called by views (media), the library pages (list, player, marks, export, downloa
 erasure), the progress consumer, the edge webhook view (segment_register, recording_stopped), tasks
 (one per long job, same names), the consent effects registered in RecordingsConfig.ready
 (restriction and stop when consent is withdrawn) and the admin. Every view, download, export and
-erasure is audited through consent.services, refusals too. Never holds a database transaction
+erasure is audited through consent.audit, refusals too. Never holds a database transaction
 across a call to the edge or a long file operation; never writes a patient identifier into a path,
 a log line or a progress message.
 """

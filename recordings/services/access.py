@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from consent import services as consent_services
+from consent.audit import audit_refusal_aggregated
 from mentoring.models import Role
 from orstream import roles
 
@@ -32,7 +33,7 @@ def recording_access_check(*, recording: Recording, user: Any, action: str) -> N
     """
     session = recording.session
     if not getattr(user, "is_authenticated", False):
-        consent_services.audit_refusal_aggregated(
+        audit_refusal_aggregated(
             action=action, reason="not signed in", key=str(recording.public_id),
             session_public_id=str(recording.session.public_id), detail={"target": f"recording:{recording.public_id}"},
         )

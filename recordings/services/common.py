@@ -22,7 +22,7 @@ from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from consent import services as consent_services
+from consent.audit import audit_record
 
 from ..models import Recording, Segment
 
@@ -63,7 +63,7 @@ def _actor(by: Any) -> str:
 
 
 def _audit(recording: Recording, action: str, by: Any, *, outcome: str = "allowed", **detail: Any) -> None:
-    consent_services.audit_record(
+    audit_record(
         action=action,
         actor=_actor(by),
         outcome=outcome,

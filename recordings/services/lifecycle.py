@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from consent import services as consent_services
+from consent.audit import audit_record
 from mentoring import edge
 from mentoring.models import Session
 from orstream import roles
@@ -53,7 +54,7 @@ def recording_start(*, session: Session, by: Any) -> Recording:
     RecordingError when the session is not live, one is already running, or the edge refuses.
     """
     if not roles.user_runs_session(by, session):
-        consent_services.audit_record(
+        audit_record(
             action="recording.start", actor=_actor(by), outcome="refused",
             session_public_id=str(session.public_id), detail={"reason": "not coordinator or surgeon"},
         )

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from consent import services
+from consent.audit import audit_hash, audit_head, audit_record, audit_verify
 from consent.models import AuditEvent
 
 
@@ -36,7 +36,7 @@ def test_the_database_refuses_to_change_or_delete_an_audit_event(chain: list[Aud
     for sql in ("UPDATE consent_auditevent SET actor = 'x' WHERE id = %s", "DELETE FROM consent_auditevent WHERE id = %s"):
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(sql, [chain[1].id])
-    assert services.audit_verify() is None
+    assert audit_verify() is None
 
 
 def run_audit_verify(*args: str) -> tuple[int, str]:
@@ -56,13 +56,13 @@ def run_audit_verify(*args: str) -> tuple[int, str]:
 @pytest.fixture
 def chain(db: Any) -> list[AuditEvent]:
     return [
-        services.audit_record(action="recording.view", actor=f"user:{n}", target=f"recording:{n}", detail={"form": "v2", "n": n})
+        audit_record(action="recording.view", actor=f"user:{n}", target=f"recording:{n}", detail={"form": "v2", "n": n})
         for n in range(5)
     ]
 
 
 def test_an_untouched_chain_verifies(chain: list[AuditEvent]) -> None:
-    assert services.audit_verify() is None
+    assert audit_verify() is None
     status, output = run_audit_verify()
     assert status == 0
     assert "intact: 5 events" in output
@@ -75,7 +75,7 @@ def test_one_changed_byte_in_an_events_detail_is_found(chain: list[AuditEvent]) 
             "UPDATE consent_auditevent SET detail = replace(detail::text, '\"v2\"', '\"v3\"')::jsonb WHERE id = %s",
             [victim.id],
         )
-    broken = services.audit_verify()
+    broken = audit_verify()
     assert broken is not None
     assert broken.event_id == victim.id
     assert "changed" in broken.reason
@@ -87,7 +87,7 @@ def test_one_changed_byte_in_an_events_detail_is_found(chain: list[AuditEvent]) 
 def test_a_deleted_event_is_found_at_the_next_one(chain: list[AuditEvent]) -> None:
     with tampering() as cursor:
         cursor.execute("DELETE FROM consent_auditevent WHERE id = %s", [chain[1].id])
-    broken = services.audit_verify()
+    broken = audit_verify()
     assert broken is not None and broken.event_id == chain[2].id
     assert "removed" in broken.reason
     status, output = run_audit_verify()
@@ -101,7 +101,7 @@ def test_reordered_events_are_found(chain: list[AuditEvent]) -> None:
         cursor.execute("UPDATE consent_auditevent SET id = -1 WHERE id = %s", [a])
         cursor.execute("UPDATE consent_auditevent SET id = %s WHERE id = %s", [a, b])
         cursor.execute("UPDATE consent_auditevent SET id = %s WHERE id = -1", [b])
-    broken = services.audit_verify()
+    broken = audit_verify()
     assert broken is not None and broken.event_id == a
     assert "reordered" in broken.reason
     assert run_audit_verify()[0] == 1
@@ -110,15 +110,15 @@ def test_reordered_events_are_found(chain: list[AuditEvent]) -> None:
 def test_a_rewritten_event_with_a_recomputed_hash_breaks_the_next_link(chain: list[AuditEvent]) -> None:
     victim = AuditEvent.objects.get(pk=chain[2].id)
     victim.outcome = "refused"
-    victim.hash = services.audit_hash(victim)
+    victim.hash = audit_hash(victim)
     with tampering() as cursor:
         cursor.execute("UPDATE consent_auditevent SET outcome = %s, hash = %s WHERE id = %s", ["refused", victim.hash, victim.id])
-    broken = services.audit_verify()
+    broken = audit_verify()
     assert broken is not None and broken.event_id == chain[3].id
 
 
 def test_a_cut_off_tail_is_found_against_a_kept_head(chain: list[AuditEvent]) -> None:
-    _, head = services.audit_head()
+    _, head = audit_head()
     assert run_audit_verify("--head", head)[0] == 0
     with tampering() as cursor:
         cursor.execute("DELETE FROM consent_auditevent WHERE id >= %s", [chain[3].id])
@@ -131,11 +131,11 @@ def test_gaps_left_by_rolled_back_transactions_are_not_breaks(chain: list[AuditE
     from django.db import transaction
 
     with pytest.raises(RuntimeError), transaction.atomic():
-        services.audit_record(action="recording.view", actor="user:9")
+        audit_record(action="recording.view", actor="user:9")
         raise RuntimeError("rolled back")
-    after = services.audit_record(action="recording.view", actor="user:10")
+    after = audit_record(action="recording.view", actor="user:10")
     assert after.id > chain[-1].id + 1
-    assert services.audit_verify() is None
+    assert audit_verify() is None
 
 
 @pytest.mark.django_db(transaction=True)
@@ -146,7 +146,7 @@ def test_concurrent_writers_keep_the_chain_whole() -> None:
 
     def append(writer: int) -> int:
         for n in range(25):
-            services.audit_record(action="recording.view", actor=f"user:{writer}", detail={"n": n})
+            audit_record(action="recording.view", actor=f"user:{writer}", detail={"n": n})
         return writer
 
     assert at_once(*(partial(append, w) for w in range(4))) == [0, 1, 2, 3]

@@ -18,6 +18,7 @@ django.setup()
 from django.core.management import call_command
 from django.db import connection
 from consent import services
+from consent.audit import audit_head, audit_record, audit_verify
 
 call_command("migrate", "consent", verbosity=0)
 errors, start = [], threading.Barrier(6)
@@ -26,7 +27,7 @@ def writer(n):
     start.wait()
     try:
         for i in range(40):
-            services.audit_record(action="test.write", actor=f"writer:{n}", target=str(i))
+            audit_record(action="test.write", actor=f"writer:{n}", target=str(i))
     except Exception as error:
         errors.append(repr(error))
     finally:
@@ -38,8 +39,8 @@ for t in threads:
 for t in threads:
     t.join()
 print("errors", errors[:3])
-print("events", services.audit_head()[0])
-print("chain", services.audit_verify())
+print("events", audit_head()[0])
+print("chain", audit_verify())
 """
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from consent import services, tasks
+from consent.audit import audit_verify
 from consent.effects import ConsentEffect, ConsentEffects, ConsentNarrowed, consent_effects
 from consent.models import AuditEvent, ConsentRecord
 from tests.conftest import ALL_PURPOSES
@@ -85,7 +86,7 @@ def test_a_delivery_that_keeps_failing_is_audited_and_the_other_effects_still_ru
     assert event.session_public_id == str(session.public_id)
     assert event.detail == {"reason": "consent withdrawn", "error": "the media server did not answer"}
     assert "consent effect tests.probe" in caplog.text and "was not carried out" in caplog.text
-    assert services.audit_verify() is None
+    assert audit_verify() is None
 
 
 def test_a_newer_record_that_grants_less_announces_what_it_still_grants(

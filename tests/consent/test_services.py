@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from consent import services
+from consent.audit import audit_verify
 from consent.models import AuditEvent, ConsentRecord, Purpose
 from mentoring.models import Session
 from tests.conftest import ALL_PURPOSES
@@ -49,7 +50,7 @@ def test_a_refusal_is_audited_with_the_missing_purpose(refusing_patient: Consent
     assert event.actor == "participant:x"
     assert event.session_public_id == str(session.public_id)
     assert event.detail == {"missing_purpose": "live_external"}
-    assert services.audit_verify() is None
+    assert audit_verify() is None
 
 
 def test_an_allowed_check_writes_no_refusal(consenting_patient: ConsentRecord, session: Session) -> None:

@@ -14,6 +14,7 @@ from fhir.resources.bundle import Bundle
 from fhir.resources.consent import Consent as FhirConsent
 
 from consent import services
+from consent.audit import audit_record
 from consent.models import AuditEvent, ConsentRecord
 from tests.conftest import ALL_PURPOSES, make_user
 
@@ -167,7 +168,7 @@ def test_the_audit_trail_downloads_as_a_fhir_bundle_of_the_session_events(
     session: Any, consenting_patient: Any, alice: Any, eve: Any
 ) -> None:
     services.consent_withdraw(record=consenting_patient, by=alice)
-    services.audit_record(action="unrelated", actor="system", session_public_id="00000000-0000-0000-0000-000000000000")
+    audit_record(action="unrelated", actor="system", session_public_id="00000000-0000-0000-0000-000000000000")
     response = signed_in(alice).get(f"/consent/sessions/{session.public_id}/audit.fhir.json")
     assert response.status_code == 200
     bundle = json.loads(response.content)

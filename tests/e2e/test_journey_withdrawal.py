@@ -158,7 +158,7 @@ def sign_in(open_page: Any, base: str, username: str, password: str) -> Any:
 
 STATE_CODE = """
 import json
-from consent import services
+from consent.audit import audit_verify
 from consent.models import AuditEvent
 from recordings.models import Recording
 recording = Recording.objects.get()
@@ -167,7 +167,7 @@ print(json.dumps({
     "status": recording.status,
     "ended_ms": recording.ended_at.timestamp() * 1000 if recording.ended_at else None,
     "dropped": [e.target.split(":", 1)[1] for e in AuditEvent.objects.filter(action="session.drop")],
-    "audit_ok": services.audit_verify() is None,
+    "audit_ok": audit_verify() is None,
 }))
 """
 
@@ -217,7 +217,7 @@ def test_a_withdrawal_on_postgresql_with_a_worker_drops_every_viewer_and_stops_t
     worker_site: Any, open_page: Any, session: Any, consenting_patient: Any, alice: Any, carol: Any,
     resident: Any, small_feed: Path, settings: Any,
 ) -> None:
-    from consent import services as consent_services
+    from consent.audit import audit_verify
     from consent.models import AuditEvent
     from mentoring import services
     from recordings.models import Recording
@@ -244,7 +244,7 @@ def test_a_withdrawal_on_postgresql_with_a_worker_drops_every_viewer_and_stops_t
             status=recording.status,
             ended_ms=recording.ended_at.timestamp() * 1000 if recording.ended_at else None,
             dropped=[e.target.split(":", 1)[1] for e in AuditEvent.objects.filter(action="session.drop")],
-            audit_ok=consent_services.audit_verify() is None,
+            audit_ok=audit_verify() is None,
         )
 
     journey(

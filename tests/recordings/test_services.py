@@ -12,8 +12,9 @@ import pytest
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from consent.audit import audit_verify
 from consent.models import AuditEvent
-from consent.services import ConsentError, audit_verify
+from consent.services import ConsentError
 from mentoring import services as mentoring_services
 from mentoring.models import Session
 from recordings import services

@@ -21,8 +21,8 @@ from django.core.files.storage import default_storage
 from django.db import connection
 from django.utils import timezone
 
+from consent.audit import audit_verify
 from consent.models import AuditEvent
-from consent.services import audit_verify
 from recordings.models import Recording, Segment
 
 ROOT = Path(__file__).resolve().parents[2]

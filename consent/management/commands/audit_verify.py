@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from consent.services import audit_head, audit_verify
+from consent.audit import audit_head, audit_verify
 
 
 class Command(BaseCommand):
