@@ -17,9 +17,10 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
 
 from consent import services as consent_services
-from mentoring import edge, services
+from mentoring import services
 from mentoring.models import Participant, Role, Session
 from mentoring.views import coordinator_required, page_context
+from orstream import edgeclient
 from orstream import roles as site_roles
 from recordings import services as recording_services
 from recordings.models import Recording
@@ -73,8 +74,8 @@ class EdgeView:
         if session.status != Session.Status.LIVE:
             return
         try:
-            self.stats = edge.stats(str(session.public_id), edge_url=session.room.edge_url or None)
-        except edge.EdgeError as failure:
+            self.stats = edgeclient.stats(str(session.public_id), edge_url=session.room.edge_url or None)
+        except edgeclient.EdgeError as failure:
             self.unreachable = failure.status == 0
             self.error = "No video statistics: the session has no video yet." if failure.status == 404 else str(failure)
 
@@ -150,7 +151,7 @@ def live_recording(request: HttpRequest, public_id: Any) -> HttpResponse:
         return _refuse("The patient's consent does not cover recording: the recording was not started.", status=409)
     except recording_services.RecordingError as error:
         return _refuse(str(error), status=409)
-    except edge.EdgeError as failure:
+    except edgeclient.EdgeError as failure:
         return _refuse(f"The media server did not answer ({failure}). Try again.", status=502)
     return JsonResponse({"recording": _recording_card(session, EdgeView(session))})
 

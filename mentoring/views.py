@@ -18,10 +18,10 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from orstream import roles
+from orstream import edgeclient, roles
 from orstream.edge import protocol
 
-from . import edge, events, services
+from . import events, services
 from .forms import COMMON_ZONES, ParticipantForm, RoomForm, SessionForm, SpecialistForm
 from .models import Participant, Session
 
@@ -308,7 +308,7 @@ def edge_events(request: HttpRequest) -> HttpResponse:
             path=request.get_full_path(),
             body=request.body,
             headers=request.headers,
-            replay=edge.WebhookNonces(),
+            replay=edgeclient.WebhookNonces(),
         )
     except protocol.SignatureError as error:
         log.warning("edge webhook refused: %s", error)

@@ -17,9 +17,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consent import services as consent_services
-from mentoring import edge
 from mentoring.models import Session
 from mentoring.services import is_uuid
+from orstream import edgeclient
 
 from . import services
 from .models import Recording
@@ -108,7 +108,7 @@ class RecordingStop(APIView):
             recording = services.recording_stop(recording=recording, by=request.user)
         except services.RecordingAccessDenied as refusal:
             return _refused(str(refusal))
-        except edge.EdgeError as failure:
+        except edgeclient.EdgeError as failure:
             return _refused(f"The media server did not answer ({failure}). Try again.", status.HTTP_502_BAD_GATEWAY)
         return Response(RecordingSerializer(recording).data)
 

@@ -17,7 +17,7 @@ from django.db import DatabaseError
 # Configures the Celery app from Django settings (broker, eager mode). orstream/__init__.py stays
 # empty so that edge processes never load Celery; the Django side loads it here, with its tasks.
 import orstream.celery  # noqa: F401
-from mentoring.edge import EdgeError
+from orstream.edgeclient import EdgeError
 
 from . import archive, services
 from .models import ArchiveChunk, ArchiveCopy, ExportJob, Recording

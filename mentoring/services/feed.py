@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from consent.audit import audit_record
+from orstream import edgeclient
 from orstream.edge import protocol
 
-from .. import edge
 from ..models import (
     OperatingRoom,
     Session,
@@ -65,12 +65,12 @@ def room_feed_start(*, room: OperatingRoom) -> list[Session]:
     for session in Session.objects.filter(room=room, status=Session.Status.LIVE):
         sid, edge_url = str(session.public_id), room.edge_url or None
         try:
-            edge.session_open(sid, edge_url=edge_url)
-            stats = edge.stats(sid, edge_url=edge_url)
+            edgeclient.session_open(sid, edge_url=edge_url)
+            stats = edgeclient.stats(sid, edge_url=edge_url)
             if stats.get("source") is None and stats.get("publisher") is None:
-                edge.source_attach(sid, protocol.SourceAttach(url=url, loop="://" not in url), edge_url=edge_url)
+                edgeclient.source_attach(sid, protocol.SourceAttach(url=url, loop="://" not in url), edge_url=edge_url)
                 started.append(session)
-        except edge.EdgeError as failure:
+        except edgeclient.EdgeError as failure:
             log.warning("room feed not started in session %s: %s", session.public_id, failure)
     return started
 
@@ -82,12 +82,12 @@ def _edge_prepare(session: Session) -> bool:
     the room's feed attached. Returns True when the edge created the hub.
     """
     sid, edge_url = str(session.public_id), session.room.edge_url or None
-    reply = edge.session_open(sid, edge_url=edge_url)
+    reply = edgeclient.session_open(sid, edge_url=edge_url)
     created = bool(reply and reply.get("created", True))
     url = session.room.ingest_url
     # A feed still being prepared is started by room_feed_start once it is ready.
     if created and url and room_feed_state(room=session.room) != "preparing":
-        edge.source_attach(sid, protocol.SourceAttach(url=url, loop="://" not in url), edge_url=edge_url)
+        edgeclient.source_attach(sid, protocol.SourceAttach(url=url, loop="://" not in url), edge_url=edge_url)
     return created
 
 
@@ -120,7 +120,7 @@ def session_reattach(*, session: Session) -> bool:
 
     Idempotent: on an edge that still has the hub nothing happens and False is returned. Called by
     the edge's "edge.started" webhook and by every media offer (whichever comes first after a
-    restart). Raises edge.EdgeError when the edge cannot be reached.
+    restart). Raises edgeclient.EdgeError when the edge cannot be reached.
     """
     if not _edge_prepare(session) or session.status != Session.Status.LIVE:
         return False
@@ -144,14 +144,14 @@ def edge_restart_handle(*, boot_id: str) -> list[Session]:
         try:
             if session_reattach(session=session):
                 reattached.append(session)
-        except edge.EdgeError as failure:
+        except edgeclient.EdgeError as failure:
             log.warning("session %s not re-attached after edge start %s: %s", session.public_id, boot_id[:12], failure)
     return reattached
 
 
 def _edge_session_close(session: Session) -> None:
     try:
-        edge.session_close(str(session.public_id), edge_url=session.room.edge_url or None)
-    except edge.EdgeError as failure:
+        edgeclient.session_close(str(session.public_id), edge_url=session.room.edge_url or None)
+    except edgeclient.EdgeError as failure:
         # The edge drops an idle hub on its own; the session is over either way.
         log.warning("edge did not close session %s: %s", session.public_id, failure)

@@ -14,9 +14,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from consent.audit import audit_record
+from orstream import edgeclient
 from orstream.edge import protocol
 
-from .. import edge
 from ..models import (
     Participant,
     Role,
@@ -59,17 +59,17 @@ def media_offer(*, participant: Participant, sdp: str, watch: bool = False) -> d
             raise MediaRefused(FEED_PREPARING_MESSAGE)
         if not watching:
             _room_feed_detach(session, participant)
-            return edge.publisher_offer(
+            return edgeclient.publisher_offer(
                 sid, protocol.PublisherOffer(participant_id=str(participant.public_id), sdp=sdp), edge_url=edge_url
             )
         if participant.role == Role.SURGEON:
             _room_feed_restore(session, participant)
-        return edge.viewer_offer(
+        return edgeclient.viewer_offer(
             sid,
             protocol.ViewerOffer(participant_id=str(participant.public_id), role=participant.role, sdp=sdp),
             edge_url=edge_url,
         )
-    except edge.EdgeError as failure:
+    except edgeclient.EdgeError as failure:
         raise MediaRefused(str(failure)) from None
 
 
@@ -77,7 +77,7 @@ def _room_feed_detach(session: Session, participant: Participant) -> None:
     """The console's camera replaces the room's feed (the edge takes one source at a time)."""
     if not session.room.ingest_url:
         return
-    reply = edge.source_detach(str(session.public_id), edge_url=session.room.edge_url or None)
+    reply = edgeclient.source_detach(str(session.public_id), edge_url=session.room.edge_url or None)
     if reply and reply.get("detached"):
         _audit_source(session, participant, source="console_camera")
 
@@ -91,16 +91,16 @@ def _room_feed_restore(session: Session, participant: Participant) -> None:
     if not session.room.ingest_url:
         return
     sid, edge_url = str(session.public_id), session.room.edge_url or None
-    hub = edge.stats(sid, edge_url=edge_url)
+    hub = edgeclient.stats(sid, edge_url=edge_url)
     if hub.get("source") is not None:
         return
     publisher = hub.get("publisher") or {}
     if publisher.get("participant_id") not in (None, str(participant.public_id)):
         return
     if publisher:
-        edge.participant_remove(sid, str(participant.public_id), edge_url=edge_url)
+        edgeclient.participant_remove(sid, str(participant.public_id), edge_url=edge_url)
     url = session.room.ingest_url
-    edge.source_attach(sid, protocol.SourceAttach(url=url, loop="://" not in url), edge_url=edge_url)
+    edgeclient.source_attach(sid, protocol.SourceAttach(url=url, loop="://" not in url), edge_url=edge_url)
     _audit_source(session, participant, source="room_feed")
 
 
@@ -121,7 +121,7 @@ def media_clock(*, participant: Participant) -> dict[str, Any]:
     if session.status != Session.Status.LIVE:
         raise MediaRefused("The session is not live yet.")
     try:
-        mapping = edge.clock(str(session.public_id), edge_url=session.room.edge_url or None)
-    except edge.EdgeError as failure:
+        mapping = edgeclient.clock(str(session.public_id), edge_url=session.room.edge_url or None)
+    except edgeclient.EdgeError as failure:
         raise MediaRefused(str(failure)) from None
     return dict(mapping) if isinstance(mapping, dict) else {}

@@ -18,9 +18,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from consent.audit import audit_record
-from orstream import roles
+from orstream import edgeclient, roles
 
-from .. import edge
 from ..models import (
     JoinToken,
     Participant,
@@ -103,8 +102,8 @@ def _participant_tell_removed(participant: Participant, *, reason: str) -> None:
 def _participant_edge_drop(participant: Participant) -> None:
     session = participant.session
     try:
-        edge.participant_remove(str(session.public_id), str(participant.public_id), edge_url=session.room.edge_url or None)
-    except edge.EdgeError as failure:
+        edgeclient.participant_remove(str(session.public_id), str(participant.public_id), edge_url=session.room.edge_url or None)
+    except edgeclient.EdgeError as failure:
         # No hub or no peer (never connected) is the common case; an unreachable edge has no peer to keep.
         log.info("edge did not drop a participant of session %s: %s", session.public_id, failure)
 

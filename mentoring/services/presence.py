@@ -15,8 +15,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from consent.audit import audit_record
+from orstream import edgeclient
 
-from .. import edge
 from ..models import (
     Connection,
     JoinToken,
@@ -151,8 +151,8 @@ def connection_end(*, channel_name: str, reason: str) -> bool:
             session_group(session), {"type": "presence.event", "event": "left", "participant": participant_card(participant)}
         )
     try:
-        edge.participant_remove(str(session.public_id), str(participant.public_id), edge_url=session.room.edge_url or None)
-    except edge.EdgeError as failure:
+        edgeclient.participant_remove(str(session.public_id), str(participant.public_id), edge_url=session.room.edge_url or None)
+    except edgeclient.EdgeError as failure:
         log.info("edge did not drop a participant of session %s: %s", session.public_id, failure)
     return True
 

@@ -14,8 +14,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from consent.audit import audit_record
+from orstream import edgeclient
 
-from .. import edge
 from ..hooks import session_hooks
 from ..models import (
     JoinToken,
@@ -153,7 +153,7 @@ def session_start(*, session: Session, by: Any) -> Session:
     if session.room.ingest_url:
         try:
             _edge_prepare(session)
-        except edge.EdgeError as failure:
+        except edgeclient.EdgeError as failure:
             raise SchedulingError(f"The room's video feed could not be started: {failure}") from None
     with transaction.atomic():
         session.status = Session.Status.LIVE

@@ -8,8 +8,8 @@ from __future__ import annotations
 from consent import services as consent_services
 from consent.audit import audit_record
 from consent.effects import ConsentNarrowed
+from orstream import edgeclient
 
-from .. import edge
 from ..models import (
     Participant,
     Role,
@@ -30,9 +30,9 @@ def session_enforce_consent(*, session: Session) -> list[Participant]:
     """
     connected = {p.pk: p for p in presence_connected(session=session)}
     try:
-        viewers = edge.stats(str(session.public_id), edge_url=session.room.edge_url or None).get("viewers", [])
+        viewers = edgeclient.stats(str(session.public_id), edge_url=session.room.edge_url or None).get("viewers", [])
         on_edge = {str(v.get("participant_id")) for v in viewers}
-    except edge.EdgeError:
+    except edgeclient.EdgeError:
         on_edge = set()  # no hub, or an edge that is down: it holds no peer to keep
     for participant in session.participants.filter(public_id__in=[p for p in on_edge if is_uuid(p)]):
         connected.setdefault(participant.pk, participant)

@@ -17,9 +17,8 @@ from django.utils import timezone
 
 from consent import services as consent_services
 from consent.audit import audit_record
-from mentoring import edge
 from mentoring.models import Session
-from orstream import roles
+from orstream import edgeclient, roles
 from orstream.edge import protocol
 
 from ..models import Recording, RetentionPurpose, Segment
@@ -40,7 +39,7 @@ log = logging.getLogger(__name__)
 def _edge_record(recording: Recording) -> None:
     """Ask the session's edge to write ``recording`` (into its own folder on the spool)."""
     session = recording.session
-    edge.recording_start(
+    edgeclient.recording_start(
         str(session.public_id),
         protocol.RecordingStart(recording_id=str(recording.public_id)),
         edge_url=session.room.edge_url or None,
@@ -72,7 +71,7 @@ def recording_start(*, session: Session, by: Any) -> Recording:
         _audit(recording, "recording.start", by)
     try:
         _edge_record(recording)
-    except edge.EdgeError as failure:
+    except edgeclient.EdgeError as failure:
         with transaction.atomic():
             recording.status = Recording.Status.FAILED
             recording.ended_at = timezone.now()
@@ -88,7 +87,7 @@ def recording_stop(*, recording: Recording, by: Any) -> Recording:
     if recording.status != Recording.Status.RECORDING:
         return recording
     session = recording.session
-    reply = edge.recording_stop(str(session.public_id), edge_url=session.room.edge_url or None)
+    reply = edgeclient.recording_stop(str(session.public_id), edge_url=session.room.edge_url or None)
     segments = reply.get("segments") if isinstance(reply, dict) else None
     if reply is None:
         # The edge was not recording it (it restarted and the recording could not go on), so no
@@ -140,7 +139,7 @@ def recording_resume_for_session(*, session: Session) -> Recording | None:
         return _recording_end_unresumed(recording, reason="the patient's consent no longer covers recording")
     try:
         _edge_record(recording)
-    except edge.EdgeError as failure:
+    except edgeclient.EdgeError as failure:
         if failure.status == 409:  # resumed meanwhile by the webhook or another offer
             return recording
         return _recording_end_unresumed(recording, reason=f"the media server did not resume it ({failure})")
@@ -288,8 +287,8 @@ def recording_live_stop_for_session(*, session: Session, by: Any = None) -> list
         session=session, status=Recording.Status.RESTRICTED, ended_at__isnull=True
     ):
         try:
-            reply = edge.recording_stop(str(session.public_id), edge_url=session.room.edge_url or None)
-        except edge.EdgeError as failure:
+            reply = edgeclient.recording_stop(str(session.public_id), edge_url=session.room.edge_url or None)
+        except edgeclient.EdgeError as failure:
             log.error("edge did not stop recording %s after a withdrawal: %s", recording.public_id, failure)
             _audit(recording, "recording.stop", by, outcome="refused", reason="edge", error=str(failure))
             continue

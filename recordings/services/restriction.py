@@ -12,8 +12,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from consent.effects import ConsentNarrowed
-from mentoring import edge
 from mentoring.models import Session
+from orstream import edgeclient
 
 from ..models import Recording
 from .common import _audit, _user
@@ -64,4 +64,4 @@ def recording_stop_uncovered(*, change: ConsentNarrowed) -> None:
     session = Session.objects.get(pk=change.session_id)
     recording_live_stop_for_session(session=session, by=_user(change.by_id))
     if Recording.objects.filter(session=session, status=Recording.Status.RESTRICTED, ended_at__isnull=True).exists():
-        raise edge.EdgeError("the edge has not stopped the recording yet")
+        raise edgeclient.EdgeError("the edge has not stopped the recording yet")

@@ -120,7 +120,7 @@ async def test_a_withdrawal_mid_session_drops_the_external_mentor_and_stops_the_
     """The patient withdraws while a mentor watches and the procedure records: within 2 s the
     mentor's peer is gone from the edge, the recording has stopped there and is restricted."""
     from consent import services as consent_services
-    from mentoring import edge
+    from orstream import edgeclient
     from recordings import services as recording_services
 
     settings.RECORDINGS_SPOOL_DIR = tmp_path / "spool"
@@ -130,14 +130,14 @@ async def test_a_withdrawal_mid_session_drops_the_external_mentor_and_stops_the_
     mentor = await watch(carol, monkeypatch)
     recording = await sync_to_async(recording_services.recording_start)(session=session, by=alice)
     sid = str(session.public_id)
-    stats = await sync_to_async(edge.stats)(sid)
+    stats = await sync_to_async(edgeclient.stats)(sid)
     assert [v["participant_id"] for v in stats["viewers"]] == [str(carol.public_id)]
     assert stats["recording_id"] == str(recording.public_id)
 
     withdrawn_at = time.monotonic()
     await sync_to_async(consent_services.consent_withdraw)(record=consenting_patient, by=alice, reason="patient asked")
     while time.monotonic() - withdrawn_at < 2.0:
-        stats = await sync_to_async(edge.stats)(sid)
+        stats = await sync_to_async(edgeclient.stats)(sid)
         if not stats["viewers"] and stats["recording_id"] is None:
             break
         await asyncio.sleep(0.1)
@@ -156,11 +156,11 @@ def kill_hard(edge_process: EdgeProcess) -> None:
 
 
 async def recording_frames(sid: str, *, more_than: int = 0, timeout: float = 20) -> dict[str, Any]:
-    from mentoring import edge
+    from orstream import edgeclient
 
     deadline = time.monotonic() + timeout
     while True:
-        stats = await sync_to_async(edge.stats)(sid)
+        stats = await sync_to_async(edgeclient.stats)(sid)
         recording = stats.get("recording") or {}
         if recording.get("video_frames_written", 0) > more_than or time.monotonic() > deadline:
             return stats
@@ -188,7 +188,7 @@ async def test_after_a_crash_the_restarted_edge_gets_the_session_feed_and_record
     are told the media server restarted; the stop counts the segments of both edges."""
     from channels.layers import get_channel_layer
 
-    from mentoring import edge
+    from orstream import edgeclient
     from recordings import services as recording_services
 
     recording = await record_the_room_feed(session, alice, aac_clip, settings, tmp_path)
@@ -204,9 +204,9 @@ async def test_after_a_crash_the_restarted_edge_gets_the_session_feed_and_record
     card = await sync_to_async(recording_services.recording_live_for)(session=session, edge_stats=None, edge_error="unreachable")
     assert card["state"] == "interrupted" and "cannot be reached" in card["note"]
     edge_process.start()
-    boot = (await sync_to_async(edge.health)())["boot_id"]
-    with pytest.raises(edge.EdgeError):
-        await sync_to_async(edge.stats)(sid)  # the new edge knows no session until re-attached
+    boot = (await sync_to_async(edgeclient.health)())["boot_id"]
+    with pytest.raises(edgeclient.EdgeError):
+        await sync_to_async(edgeclient.stats)(sid)  # the new edge knows no session until re-attached
     card = await sync_to_async(recording_services.recording_live_for)(session=session, edge_stats=None)
     assert card["state"] == "interrupted" and "restarted" in card["note"]
 
@@ -234,8 +234,8 @@ async def test_a_restart_whose_notice_was_lost_is_repaired_by_the_periodic_check
 ):
     """The edge restarts and its "edge.started" never reaches the site, with no page there to
     offer: the beat job every 30 s puts the session back, feed and recording included."""
-    from mentoring import edge
     from mentoring import tasks as mentoring_tasks
+    from orstream import edgeclient
     from recordings import services as recording_services
 
     recording = await record_the_room_feed(session, alice, aac_clip, settings, tmp_path)
@@ -243,8 +243,8 @@ async def test_a_restart_whose_notice_was_lost_is_repaired_by_the_periodic_check
 
     kill_hard(edge_process)
     edge_process.start()  # its webhook goes nowhere the site hears in this test: the notice is lost
-    with pytest.raises(edge.EdgeError):
-        await sync_to_async(edge.stats)(sid)
+    with pytest.raises(edgeclient.EdgeError):
+        await sync_to_async(edgeclient.stats)(sid)
 
     result = await sync_to_async(lambda: mentoring_tasks.sessions_reattach.apply().get())()
     assert result == [sid]
@@ -286,7 +286,7 @@ async def test_a_feed_still_being_prepared_lets_the_session_go_live_and_starts_w
 ):
     """The demo clip is made while the site runs: the session goes live, viewers are told the
     picture is being prepared, and the feed starts by itself once the file is complete."""
-    from mentoring import edge
+    from orstream import edgeclient
 
     clip = tmp_path / "demo.mp4"
     part = tmp_path / f"demo.mp4{services.FEED_PREPARING_SUFFIX}"
@@ -305,7 +305,7 @@ async def test_a_feed_still_being_prepared_lets_the_session_go_live_and_starts_w
     part.unlink()
     started = await sync_to_async(services.room_feed_start)(room=room)
     assert [s.pk for s in started] == [session.pk]
-    stats = await sync_to_async(edge.stats)(str(session.public_id))
+    stats = await sync_to_async(edgeclient.stats)(str(session.public_id))
     assert stats["source"] is not None
     mentor = await watch(carol, monkeypatch)
     assert len(mentor.frames("video")) >= 15
@@ -321,7 +321,7 @@ async def test_the_console_camera_takes_the_place_of_the_room_feed_and_watching_
     the mentors get the camera. The console then asks to watch: its camera peer goes, the feed
     comes back and the console receives it. Each switch is in the audit trail."""
     from consent.models import AuditEvent
-    from mentoring import edge
+    from orstream import edgeclient
 
     from .peers import publisher_accept, publisher_offer
 
@@ -329,12 +329,12 @@ async def test_the_console_camera_takes_the_place_of_the_room_feed_and_watching_
     await sync_to_async(session.room.save)()
     await sync_to_async(services.session_start)(session=session, by=alice)
     sid = str(session.public_id)
-    assert (await sync_to_async(edge.stats)(sid))["source"] is not None
+    assert (await sync_to_async(edgeclient.stats)(sid))["source"] is not None
 
     camera = await publisher_offer(str(ts_clip))
     answer = await sync_to_async(services.media_offer)(participant=surgeon, sdp=camera.pc.localDescription.sdp)
     await publisher_accept(camera, answer["sdp"])
-    stats = await sync_to_async(edge.stats)(sid)
+    stats = await sync_to_async(edgeclient.stats)(sid)
     assert stats["source"] is None
     assert stats["publisher"]["participant_id"] == str(surgeon.public_id)
     mentor = await watch(carol, monkeypatch)
@@ -347,7 +347,7 @@ async def test_the_console_camera_takes_the_place_of_the_room_feed_and_watching_
     answer = await sync_to_async(services.media_offer)(participant=surgeon, sdp=offer, watch=True)
     await viewer_accept(console, answer["sdp"])
     await console.connected()
-    stats = await sync_to_async(edge.stats)(sid)
+    stats = await sync_to_async(edgeclient.stats)(sid)
     assert stats["publisher"] is None and stats["source"] is not None
     assert [v["participant_id"] for v in stats["viewers"]] == [str(surgeon.public_id)]
     deadline = time.monotonic() + 10

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from mentoring import edge, services
+from mentoring import services
+from orstream import edgeclient
 from recordings.models import Recording
 
 
@@ -24,9 +25,9 @@ def coordinator(session: Any, alice: Any) -> Any:
 @pytest.fixture
 def edge_down(monkeypatch: Any) -> None:
     def unreachable(*args: Any, **kwargs: Any) -> Any:
-        raise edge.EdgeError("The media server cannot be reached. Try again in a moment.")
+        raise edgeclient.EdgeError("The media server cannot be reached. Try again in a moment.")
 
-    monkeypatch.setattr(edge, "call", unreachable)
+    monkeypatch.setattr(edgeclient, "call", unreachable)
 
 
 def test_the_coordinators_link_reads_who_is_connected_with_their_delay(client, session, coordinator, carol, consenting_patient):
@@ -66,7 +67,7 @@ def test_the_edges_per_viewer_stats_are_relayed(client, session, coordinator, al
         calls.append((method, path))
         return {"viewers": [{"participant_id": "p1", "bitrate_bps": 8_000_000, "loss": 0.01}]}
 
-    monkeypatch.setattr(edge, "call", fake_call)
+    monkeypatch.setattr(edgeclient, "call", fake_call)
     body = get_state(client, session, services.join_token_mint(participant=coordinator)).json()
     assert body["edge"]["viewers"][0]["bitrate_bps"] == 8_000_000
     assert calls == [("GET", f"/sessions/{session.public_id}/stats")]
@@ -114,7 +115,7 @@ def test_the_coordinator_starts_and_stops_a_recording(client, session, coordinat
             return {"viewers": [], "recording_id": str(running.public_id) if running else None}
         return {"segments": 1} if method == "DELETE" else {"ok": True}
 
-    monkeypatch.setattr(edge, "call", fake_call)
+    monkeypatch.setattr(edgeclient, "call", fake_call)
     token = services.join_token_mint(participant=coordinator)
     url = f"/live/{session.public_id}/recording/"
     started = client.post(url, json.dumps({"action": "start"}), content_type="application/json", HTTP_X_ORSTREAM_TOKEN=token)
@@ -132,15 +133,15 @@ def test_a_recording_the_edge_is_not_writing_shows_as_interrupted_and_can_be_sto
     """After an edge restart the row still says recording while nothing records: the live view
     says so in words, and Stop ends it without waiting for an edge that has nothing to stop."""
     services.session_start(session=session, by=alice)
-    monkeypatch.setattr(edge, "call", lambda method, path, body=None, **kw: {"ok": True})
+    monkeypatch.setattr(edgeclient, "call", lambda method, path, body=None, **kw: {"ok": True})
     token = services.join_token_mint(participant=coordinator)
     url = f"/live/{session.public_id}/recording/"
     client.post(url, json.dumps({"action": "start"}), content_type="application/json", HTTP_X_ORSTREAM_TOKEN=token)
 
     def restarted_edge(method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
-        raise edge.EdgeError(f"unknown session {session.public_id}", status=404)
+        raise edgeclient.EdgeError(f"unknown session {session.public_id}", status=404)
 
-    monkeypatch.setattr(edge, "call", restarted_edge)
+    monkeypatch.setattr(edgeclient, "call", restarted_edge)
     card = get_state(client, session, token).json()["recording"]
     assert card["state"] == "interrupted" and "media server restarted" in card["note"]
     with django_capture_on_commit_callbacks(execute=True):

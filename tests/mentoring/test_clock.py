@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 
-from mentoring import edge, services
+from mentoring import services
+from orstream import edgeclient
 from tests.mentoring.test_consumers import join
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,7 +24,7 @@ async def test_a_viewer_gets_the_edges_clock_mapping(session, carol, alice, cons
         seen.append((method, path))
         return MAPPING
 
-    monkeypatch.setattr(edge, "call", fake_call)
+    monkeypatch.setattr(edgeclient, "call", fake_call)
     communicator, _ = await join(session, await sync_to_async(services.join_token_mint)(participant=carol))
     await communicator.send_json_to({"type": "clock"})
     while (reply := await communicator.receive_json_from(timeout=5))["type"] != "clock":

@@ -75,7 +75,7 @@ NONCE_IN_ANOTHER_PROCESS = """
 import sys, django
 django.setup()
 from django.conf import settings
-from mentoring.edge import WebhookNonces
+from orstream.edgeclient import WebhookNonces
 print(settings.CACHES["default"]["BACKEND"], WebhookNonces().first_use(sys.argv[1], expires=float(sys.argv[2])))
 """
 

@@ -104,17 +104,17 @@ def test_a_stop_that_fails_once_is_retried_and_the_recording_stops(
     live_recording: Recording, consenting_patient: ConsentRecord, alice: Any, fake_edge: FakeEdge,
     django_capture_on_commit_callbacks: Any, monkeypatch: Any,
 ) -> None:
-    from mentoring import edge
+    from orstream import edgeclient
 
-    real_stop = edge.recording_stop
-    failures = [edge.EdgeError("The media server cannot be reached. Try again in a moment.")]
+    real_stop = edgeclient.recording_stop
+    failures = [edgeclient.EdgeError("The media server cannot be reached. Try again in a moment.")]
 
     def flaky_stop(*args: Any, **kwargs: Any) -> Any:
         if failures:
             raise failures.pop()
         return real_stop(*args, **kwargs)
 
-    monkeypatch.setattr(edge, "recording_stop", flaky_stop)
+    monkeypatch.setattr(edgeclient, "recording_stop", flaky_stop)
     monkeypatch.setattr(tasks, "backoff", lambda retries: 0.0)
     with django_capture_on_commit_callbacks(execute=True):
         services.consent_withdraw(record=consenting_patient, by=alice)

@@ -1,7 +1,10 @@
-"""The control plane's one client of the media edge: signed HTTP calls to the edge API.
+"""The control plane's one client of the media edge: signed HTTP calls to the edge API, and the
+replay guard for the edge's signed webhooks.
 
-Called from services only (mentoring, recordings, consent effects). Never called inside a
-database transaction that would hold locks across the network; never logs SDP or tokens.
+The Django side of orstream.edge.protocol, in the shared core below the apps: it knows no app's
+models, only the settings and the protocol. Called from mentoring's and recordings' services and
+tasks, the webhook view (WebhookNonces) and the pages' stats. Never called inside a database
+transaction that would hold locks across the network; never logs SDP or tokens.
 """
 
 from __future__ import annotations
