@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from orstream.edge import protocol
+from orstream import roles
 
 from . import services
 from .models import Participant, Session
@@ -362,7 +362,7 @@ class SessionConsumer(WebsocketConsumer):
 
     def on_talking(self, message: dict[str, Any]) -> None:
         assert self.participant is not None
-        if self.participant.role not in protocol.TALK_ROLES:
+        if not roles.role_may_talk(self.participant.role):
             return self.bad_input("not_allowed", "Your role listens only: it cannot talk.")
         async_to_sync(self.channel_layer.group_send)(
             self.group,

@@ -267,14 +267,7 @@ def page_context(session: Session, participant: Participant, token: str) -> dict
     return {
         "session": session,
         "participant": participant,
-        "bootstrap": {
-            "session": services.session_card(session),
-            "participant": services.participant_card(participant),
-            "ws_path": f"/ws/sessions/{session.public_id}/",
-            "token": token,
-            # The OR console shows the room's own video feed when there is one.
-            "room_feed": bool(session.room.ingest_url),
-        },
+        "bootstrap": services.page_bootstrap(session=session, participant=participant, token=token),
     }
 
 

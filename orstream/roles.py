@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from orstream.edge import protocol
+
 COORDINATOR = "coordinator"
 CONSENT_STAFF = "consent_staff"
 FACULTY = "faculty"
@@ -52,3 +54,38 @@ def user_runs_session(user: Any, session: HasSurgeon) -> bool:
     return user_is_coordinator(user) or (
         getattr(user, "is_authenticated", False) and user.pk is not None and user.pk == session.surgeon_id
     )
+
+
+# What a participant's role may do in a live session. The consumer, the services and the live
+# pages' JSON views refuse by these sets, and the pages receive them in their bootstrap data
+# (role_abilities), so no page decides a role rule of its own. Roles are mentoring's Role values.
+TALK_ROLES = protocol.TALK_ROLES  # the edge forwards talkback from these roles only
+WATCH_ONLY_ROLES = frozenset({"resident", "observer", "display"})  # they watch: no drawing
+NO_CHAT_ROLES = frozenset({"display"})  # the conference-room display has no keyboard user
+STATE_ROLES = frozenset({"coordinator", "surgeon"})  # see who is connected, recording, consent
+RECORD_ROLES = frozenset({"coordinator", "surgeon"})  # start and stop a recording
+REMOVE_ROLES = frozenset({"coordinator"})  # remove someone from the session
+
+
+def role_may_talk(role: str) -> bool:
+    return role in TALK_ROLES
+
+
+def role_may_draw(role: str) -> bool:
+    return role not in WATCH_ONLY_ROLES
+
+
+def role_may_chat(role: str) -> bool:
+    return role not in NO_CHAT_ROLES
+
+
+def role_abilities(role: str) -> dict[str, bool]:
+    """What a live page may offer this role: the ``may`` of its bootstrap data."""
+    return {
+        "talk": role_may_talk(role),
+        "draw": role_may_draw(role),
+        "chat": role_may_chat(role),
+        "see_state": role in STATE_ROLES,
+        "record": role in RECORD_ROLES,
+        "remove": role in REMOVE_ROLES,
+    }

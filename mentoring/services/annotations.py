@@ -7,26 +7,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models import (
-    Annotation,
-    Participant,
-    Role,
-)
+from orstream import roles
+
+from ..models import Annotation, Participant
 
 
 class AnnotationError(Exception):
     """A telestration stroke or chat line that cannot be stored as sent."""
 
 
-STROKE_TOOLS = frozenset({"freehand", "arrow", "circle"})
-
-
-STROKE_COLOURS = frozenset({"#ffeb3b", "#00e5ff", "#76ff03", "#ff1744", "#ffffff"})
-
-
+# The tools and colours a stroke may use, in the order the pages' pickers offer them (they come
+# to the pages in the bootstrap data: presenters.drawing_choices).
+STROKE_TOOL_NAMES = {"freehand": "Freehand", "arrow": "Arrow", "circle": "Circle"}
+STROKE_COLOUR_NAMES = {"#ffeb3b": "Yellow", "#00e5ff": "Cyan", "#76ff03": "Green", "#ff1744": "Red", "#ffffff": "White"}
+STROKE_TOOLS = frozenset(STROKE_TOOL_NAMES)
+STROKE_COLOURS = frozenset(STROKE_COLOUR_NAMES)
 MAX_STROKE_POINTS = 2000
-
-
 MAX_CHAT_CHARS = 2000
 
 
@@ -63,9 +59,9 @@ def _clean_annotation(kind: str, message: dict[str, Any]) -> dict[str, Any]:
 
 def annotation_add(*, participant: Participant, kind: str, message: dict[str, Any]) -> Annotation:
     """Store a stroke, clear or chat line with the media time it refers to."""
-    if kind in ("stroke", "clear") and participant.role in (Role.RESIDENT, Role.OBSERVER, Role.DISPLAY):
+    if kind in ("stroke", "clear") and not roles.role_may_draw(participant.role):
         raise AnnotationError("Your role can watch but not draw.")
-    if kind == "chat" and participant.role == Role.DISPLAY:
+    if kind == "chat" and not roles.role_may_chat(participant.role):
         raise AnnotationError("A conference-room display cannot chat.")
     payload = _clean_annotation(kind, message)
     media_time = message.get("media_time")

@@ -1,5 +1,5 @@
 """JSON shapes the pages, the API and the consumer send: annotations, participants, sessions,
-presence, the drawing in view.
+presence, the drawing in view, and the bootstrap data a live page starts from.
 
 Called by the consumer, the views and the API. Never writes.
 """
@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from orstream import roles
+
 from ..models import (
     Annotation,
     Participant,
     Session,
 )
+from .annotations import STROKE_COLOUR_NAMES, STROKE_TOOL_NAMES
 from .times import session_when
 
 
@@ -65,4 +68,28 @@ def session_card(session: Session) -> dict[str, Any]:
         "planned_end": session.planned_end.isoformat(),
         "time_zone": session.time_zone,
         "when": session_when(session=session),
+    }
+
+
+def drawing_choices() -> dict[str, list[dict[str, str]]]:
+    """The tools and colours the pages' pickers offer, first one selected: exactly what
+    annotation_add accepts."""
+    return {
+        "tools": [{"value": value, "name": name} for value, name in STROKE_TOOL_NAMES.items()],
+        "colours": [{"value": value, "name": name} for value, name in STROKE_COLOUR_NAMES.items()],
+    }
+
+
+def page_bootstrap(*, session: Session, participant: Participant, token: str) -> dict[str, Any]:
+    """The bootstrap data a live page's script reads (json_script): who it is, where to connect,
+    and what its role may do (``may``, decided by orstream.roles), so no page re-decides a rule."""
+    return {
+        "session": session_card(session),
+        "participant": participant_card(participant),
+        "ws_path": f"/ws/sessions/{session.public_id}/",
+        "token": token,
+        "may": roles.role_abilities(participant.role),
+        "drawing": drawing_choices(),
+        # The OR console shows the room's own video feed when there is one.
+        "room_feed": bool(session.room.ingest_url),
     }

@@ -10,7 +10,8 @@ from icalendar import Calendar
 
 from consent.models import AuditEvent
 from mentoring import services
-from mentoring.models import JoinToken, Session
+from mentoring.models import JoinToken, Role, Session
+from orstream.edge import protocol
 
 
 def tomorrow(hours: float = 0) -> timezone.datetime:
@@ -216,6 +217,32 @@ def test_residents_cannot_draw_but_mentors_can(carol, resident):
     assert annotation.payload["points"] == [[0.1, 0.2], [0.4, 0.5]] and annotation.media_time == 12.5
     with pytest.raises(services.AnnotationError):
         services.annotation_add(participant=resident, kind="stroke", message=stroke)
+
+
+@pytest.mark.parametrize("role", [r.value for r in Role])
+def test_what_the_bootstrap_says_a_role_may_do_is_what_the_services_allow(session, role):
+    """The pages offer drawing and chat from the bootstrap's ``may``; the services refuse by the
+    same rule, so a page never offers what the site then refuses (or hides what it allows)."""
+    participant = services.participant_add(session=session, role=role, display_name=f"A {role}")
+    may = services.page_bootstrap(session=session, participant=participant, token="t")["may"]
+    choices = services.drawing_choices()
+    stroke = {"tool": choices["tools"][0]["value"], "color": choices["colours"][0]["value"], "points": [[0.1, 0.2]]}
+    for kind, message, allowed in (("stroke", stroke, may["draw"]), ("chat", {"text": "hello"}, may["chat"])):
+        if allowed:
+            services.annotation_add(participant=participant, kind=kind, message=message)
+        else:
+            with pytest.raises(services.AnnotationError):
+                services.annotation_add(participant=participant, kind=kind, message=message)
+    assert may["talk"] == (role in protocol.TALK_ROLES)
+
+
+def test_every_tool_and_colour_the_pickers_offer_is_accepted(carol):
+    choices = services.drawing_choices()
+    for tool in choices["tools"]:
+        for colour in choices["colours"]:
+            message = {"tool": tool["value"], "color": colour["value"], "points": [[0.5, 0.5]]}
+            services.annotation_add(participant=carol, kind="stroke", message=message)
+    assert len(choices["tools"]) == len(services.STROKE_TOOLS) and len(choices["colours"]) == len(services.STROKE_COLOURS)
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,11 @@
 // console publishes its camera. Either way it plays the mentors' talkback, shows their drawings
 // over the picture they drew on, who is watching by role, and the recording and consent state.
 
-import { Presence, FrameFit, api, consentText, mediaMessage, recordingText, startPage } from "./page.js";
+import { $, Presence, FrameFit, api, consentText, mediaMessage, recordingText, startPage } from "./page.js";
 import { MediaLink, preferH264 } from "./signalling.js";
 import { Telestration, buildPickers } from "./telestration.js";
 import { watch } from "./watch.js";
 
-const $ = (id) => document.getElementById(id);
 const { boot, link, status } = startPage();
 const video = $("video");
 const talkback = $("talkback");
@@ -275,7 +274,7 @@ setInterval(refreshState, 10000);
 // ---------------------------------------------------------------- drawings
 // The canvas lies over the video element, which shows the picture the mentors see: the room's
 // feed when that is the source, else this camera (the one the mentors receive).
-const pickers = buildPickers($("pickers"));
+const pickers = buildPickers($("pickers"), boot.drawing);
 const telestration = new Telestration($("overlay"), {
   editable: true,
   send: (message) => link.send(message),

@@ -2,12 +2,11 @@
 // View-only: it never asks for a microphone or camera. It starts muted (browsers refuse sound
 // before a click) with a clear "Click for sound", and reconnects by itself, forever.
 
-import { FrameFit, Presence, SoundGate, mediaMessage, startPage } from "./page.js";
+import { $, FrameFit, Presence, SoundGate, mediaMessage, startPage } from "./page.js";
 import { LatencyMeter } from "./signalling.js";
 import { Telestration } from "./telestration.js";
 import { receiveStats, watch } from "./watch.js";
 
-const $ = (id) => document.getElementById(id);
 const { link, status } = startPage();
 const video = $("video");
 const talkback = $("talkback");

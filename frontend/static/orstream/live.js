@@ -2,12 +2,11 @@
 // delay as a small live chart (from the edge's stats, through frontend/views.py), removing a
 // participant, starting and stopping the recording; plus the live picture.
 
-import { FrameFit, Presence, SoundGate, api, consentText, mediaMessage, recordingText, startPage } from "./page.js";
+import { $, FrameFit, Presence, SoundGate, api, consentText, mediaMessage, recordingText, startPage } from "./page.js";
 import { LatencyMeter, latencyLevel } from "./signalling.js";
 import { Telestration } from "./telestration.js";
 import { receiveStats, watch } from "./watch.js";
 
-const $ = (id) => document.getElementById(id);
 const { boot, link, status } = startPage();
 const video = $("video");
 const talkback = $("talkback");

@@ -1,16 +1,15 @@
 // Mentor page (also specialists, residents and observers): the live field at native resolution,
 // push-to-talk, telestration and chat. Residents and observers watch, read and chat only.
 
-import { Chat, FrameFit, Presence, SoundGate, mediaMessage, startPage } from "./page.js";
+import { $, Chat, FrameFit, Presence, SoundGate, mediaMessage, startPage } from "./page.js";
 import { LatencyMeter } from "./signalling.js";
 import { Telestration, buildPickers } from "./telestration.js";
-import { TALK_ROLES, receiveStats, watch } from "./watch.js";
+import { receiveStats, watch } from "./watch.js";
 
-const $ = (id) => document.getElementById(id);
 const { boot, link, status } = startPage();
-const role = boot.participant.role;
-const canDraw = !["resident", "observer", "display"].includes(role);
-const canTalk = TALK_ROLES.has(role);
+// What this role may do comes with the page (orstream.roles), not decided here.
+const canDraw = boot.may.draw;
+const canTalk = boot.may.talk;
 
 const video = $("video");
 const talkback = $("talkback");
@@ -51,14 +50,14 @@ new Chat(link, $("chat-log"), $("chat-form"));
 
 // ---------------------------------------------------------------- telestration
 let pickers = null;
-if (canDraw) pickers = buildPickers($("pickers"));
+if (canDraw) pickers = buildPickers($("pickers"), boot.drawing);
 else $("draw-tools").hidden = true;
 const telestration = new Telestration($("overlay"), {
   editable: canDraw,
   send: (message) => link.send(message),
   mediaTime: () => latency.mediaTime(),
-  tool: () => pickers?.tool() || "freehand",
-  color: () => pickers?.color() || "#ffeb3b",
+  tool: () => pickers?.tool() || boot.drawing.tools[0].value,
+  color: () => pickers?.color() || boot.drawing.colours[0].value,
 });
 link.addEventListener("annotation", (event) => telestration.apply(event.detail));
 link.addEventListener("welcome", (event) => telestration.restore(event.detail.drawing || []));

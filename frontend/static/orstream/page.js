@@ -1,9 +1,11 @@
 // Pieces every live page shares: the connection pill and status panel (loading / failure / success
 // in words for the theatre), fitting the video frame, the sound button, presence, talking, chat.
+// Built on base.js (what every page shares, live or not), whose pieces it passes on.
 
+import { $, StatusPanel, request } from "./base.js";
 import { SessionLink, readBootstrap } from "./signalling.js";
 
-const $ = (id) => document.getElementById(id);
+export { $, StatusPanel };
 
 export function startPage() {
   const boot = readBootstrap();
@@ -50,52 +52,6 @@ export function startPage() {
   link.addEventListener("welcome", () => status.clear("link"));
   window.orstream = { boot, link, status };
   return { boot, link, status };
-}
-
-// One place for the message the page most needs to say. Messages have a key so that, say, the
-// video's state and the connection's state do not overwrite each other's "all is well".
-export class StatusPanel {
-  constructor(element) {
-    this.element = element;
-    this.current = null;
-  }
-
-  show({ level, title, detail = "", actions = [], fatal = false, key = "link" }) {
-    if (this.current?.fatal) return;
-    this.current = { level, key, fatal };
-    const el = this.element;
-    el.hidden = false;
-    el.dataset.level = level;
-    el.setAttribute("role", level === "error" ? "alert" : "status");
-    el.replaceChildren();
-    const heading = document.createElement("p");
-    heading.className = "status-title";
-    heading.textContent = title;
-    el.append(heading);
-    if (detail) {
-      const p = document.createElement("p");
-      p.className = "status-detail";
-      p.textContent = detail;
-      el.append(p);
-    }
-    for (const action of actions) {
-      const button = document.createElement("button");
-      button.type = "button";
-      button.className = "primary";
-      button.textContent = action.label;
-      button.addEventListener("click", action.onClick);
-      el.append(button);
-    }
-    if (actions.length && level === "error") el.querySelector("button").focus();
-  }
-
-  clear(key) {
-    if (!this.current || this.current.fatal) return;
-    if (key && this.current.key !== key) return;
-    this.current = null;
-    this.element.hidden = true;
-    this.element.replaceChildren();
-  }
 }
 
 // Size the frame (video + drawings) to the picture: fit the window, or one video pixel per screen pixel.
@@ -298,21 +254,8 @@ export function mediaMessage(detail, who = "video") {
 }
 
 // The live pages' JSON (frontend/views.py), authorized by the page's join token.
-export async function api(boot, path, { method = "GET", body } = {}) {
-  const headers = { "X-Orstream-Token": boot.token, Accept: "application/json" };
-  if (method !== "GET") {
-    headers["Content-Type"] = "application/json";
-    headers["X-CSRFToken"] = document.querySelector("[name=csrfmiddlewaretoken]")?.value || "";
-  }
-  let reply;
-  try {
-    reply = await fetch(`/live/${boot.session.id}/${path}`, { method, headers, body: body ? JSON.stringify(body) : undefined, credentials: "same-origin" });
-  } catch {
-    throw new Error("orstream cannot be reached. Check the network of this computer.");
-  }
-  const data = await reply.json().catch(() => ({}));
-  if (!reply.ok) throw new Error(data.error || `orstream refused (error ${reply.status}). Reload the page; if it persists, call the coordinator.`);
-  return data;
+export function api(boot, path, { method = "GET", body } = {}) {
+  return request(`/live/${boot.session.id}/${path}`, { method, json: body, headers: { "X-Orstream-Token": boot.token } });
 }
 
 export const PURPOSE_NAMES = { record: "recording", live_internal: "live viewing in the hospital", live_external: "live viewing outside the hospital" };

@@ -11,6 +11,8 @@
 // LatencyMeter: glass-to-glass estimate from the edge's ingest clock to this screen, using
 // requestVideoFrameCallback's rtpTimestamp and the clock mapping the edge gives.
 
+import { retryDelay, socketUrl } from "./base.js";
+
 const REFUSED = 4403;
 const PING_EVERY_MS = 15000;
 // The server answers in order: a pong can wait behind an offer the edge takes seconds to answer.
@@ -43,10 +45,8 @@ export class SessionLink extends EventTarget {
 
   connect() {
     clearTimeout(this.retryTimer);
-    const url = new URL(this.wsPath, location.href);
-    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     this.setState(this.welcome ? "reconnecting" : "connecting");
-    const ws = new WebSocket(url);
+    const ws = new WebSocket(socketUrl(this.wsPath));
     this.ws = ws;
     ws.addEventListener("open", () => ws.send(JSON.stringify({ type: "join", token: this.token })));
     ws.addEventListener("message", (event) => {
@@ -96,7 +96,7 @@ export class SessionLink extends EventTarget {
     }
     if (this.stopped) return;
     // 0.5 s, 1 s, 2 s, then every 3 s: a kiosk must come back soon after the network does.
-    const delay = Math.min(3000, 500 * 2 ** this.attempt) * (0.85 + Math.random() * 0.3);
+    const delay = retryDelay(this.attempt);
     this.attempt += 1;
     this.setState("lost", { delay, attempt: this.attempt });
     this.retryTimer = setTimeout(() => this.connect(), delay);

@@ -2,25 +2,13 @@
 // on the same anatomy on every screen, whatever its size or zoom), with the media time they refer to.
 // Tools: freehand (the points drawn), arrow (tail, head), circle (centre, a point on the rim).
 
-export const COLOURS = [
-  { value: "#ffeb3b", name: "Yellow" },
-  { value: "#00e5ff", name: "Cyan" },
-  { value: "#76ff03", name: "Green" },
-  { value: "#ff1744", name: "Red" },
-  { value: "#ffffff", name: "White" },
-];
-export const TOOLS = [
-  { value: "freehand", name: "Freehand" },
-  { value: "arrow", name: "Arrow" },
-  { value: "circle", name: "Circle" },
-];
 const MAX_POINTS = 2000;
 const MIN_STEP = 0.002;
 
 export class Telestration {
   // canvas: sits exactly over the video picture. options.send(stroke) sends it; options.mediaTime()
   // gives the media time of the frame on screen; options.tool() / options.color() the current choice.
-  constructor(canvas, { editable = false, send = null, mediaTime = () => null, tool = () => "freehand", color = () => COLOURS[0].value } = {}) {
+  constructor(canvas, { editable = false, send = null, mediaTime = () => null, tool = () => "freehand", color = () => "#ffffff" } = {}) {
     this.canvas = canvas;
     this.ctx = canvas.getContext("2d");
     this.strokes = [];
@@ -160,8 +148,10 @@ export class Telestration {
   }
 }
 
-// Build the tool and colour pickers (radio groups: arrow keys move, Space selects) into `container`.
-export function buildPickers(container) {
+// Build the tool and colour pickers (radio groups: arrow keys move, Space selects) into `container`,
+// from `choices`: {tools, colours}, each [{value, name}], as the page's bootstrap carries them
+// (mentoring.services.drawing_choices: exactly what the site accepts).
+export function buildPickers(container, choices) {
   const group = (legend, name, items, render) => {
     const fieldset = document.createElement("fieldset");
     fieldset.className = "picker";
@@ -178,8 +168,8 @@ export function buildPickers(container) {
     });
     container.append(fieldset);
   };
-  group("Tool", "tool", TOOLS, (item) => document.createTextNode(item.name));
-  group("Colour", "colour", COLOURS, (item) => {
+  group("Tool", "tool", choices.tools, (item) => document.createTextNode(item.name));
+  group("Colour", "colour", choices.colours, (item) => {
     const span = document.createElement("span");
     span.className = "swatch";
     span.style.setProperty("--swatch", item.value);

@@ -4,8 +4,6 @@
 
 import { MediaLink, preferH264 } from "./signalling.js";
 
-export const TALK_ROLES = new Set(["surgeon", "mentor", "specialist", "coordinator"]);
-
 export function watch(link, { video, talkback, canTalk = false, offerFields = {} }) {
   let talkSender = null;
   let talkTrack = null;

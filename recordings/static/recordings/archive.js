@@ -1,13 +1,15 @@
 // The recording page's archive card: while a copy is being made, ask every 2 s how far it is and
 // say it (parts encoded of total, time left); when it is accepted or flagged, reload the page so
 // its scores and sizes show. Nothing to do when no copy is being made.
-const card = document.getElementById("archive");
+import { $, request } from "../orstream/base.js";
+
+const card = $("archive");
 const busy = (status) => ["queued", "encoding", "joining"].includes(status);
 
 async function poll() {
   let reply;
   try {
-    reply = await (await fetch(card.dataset.url, { headers: { Accept: "application/json" } })).json();
+    reply = await request(card.dataset.url);
   } catch {
     setTimeout(poll, 5000); // the site is busy or the network blinked: ask again a little later
     return;

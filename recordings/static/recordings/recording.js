@@ -7,10 +7,10 @@
 // recording time = parts[i].start + video.currentTime. Strokes carry `t` in the same time (the
 // server maps their edge media time against the recording's start: recordings.services).
 
+import { $, StatusPanel, followSocket, request } from "../orstream/base.js";
 import { Telestration } from "../orstream/telestration.js";
 import { clock, partAt } from "./timeline.js";
 
-const $ = (id) => document.getElementById(id);
 const script = $("recording-script");
 const playback = JSON.parse($("playback").textContent);
 const video = $("video");
@@ -29,13 +29,13 @@ let pendingSeek = null;
 
 // ------------------------------------------------------------------ states
 
+const panel = new StatusPanel($("player-status"));
+
+// The player's state (loading, ready, playing, error) on #player, and in words while not playing.
 function status(level, title, detail = "") {
   player.dataset.state = level;
-  const panel = $("player-status");
-  panel.hidden = level === "playing" || level === "ready";
-  panel.dataset.level = level === "error" ? "error" : "loading";
-  $("player-status-title").textContent = title;
-  $("player-status-detail").textContent = detail;
+  if (level === "playing" || level === "ready") panel.clear();
+  else panel.show({ level: level === "error" ? "error" : "loading", title, detail });
 }
 
 // ------------------------------------------------------------------ parts as one timeline
@@ -173,15 +173,14 @@ function notice(element, level, text) {
   element.textContent = text;
 }
 
+// The page's forms answer {ok, message, ...}, refusals too; only an unreachable server throws.
 async function post(form) {
-  const response = await fetch(form.action, { method: "POST", body: new FormData(form), headers: { Accept: "application/json" }, credentials: "same-origin" });
-  let reply = {};
   try {
-    reply = await response.json();
-  } catch {
-    reply = { ok: false, message: `The server answered ${response.status}. Reload the page and try again.` };
+    return await request(form.action, { method: "POST", form });
+  } catch (error) {
+    if (!error.status) throw error;
+    return error.data || { ok: false, message: `The server answered ${error.status}. Reload the page and try again.` };
   }
-  return reply;
 }
 
 $("bookmark-form").addEventListener("submit", async (event) => {
@@ -221,25 +220,13 @@ function progress(stage, percent) {
   if (stage === "export" && percent >= 100) notice($("export-notice"), "ok", "Export finished: every file was copied and checked against its checksum.");
 }
 
-// Follows the recording's progress socket, reconnecting with backoff. A refusal before the
-// handshake looks like any failed connection to a browser, so after a few attempts that never
-// opened, say so instead of retrying forever.
-let failedOpens = 0;
-function follow(path, delay = 1000) {
-  const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`);
-  let opened = false;
-  socket.addEventListener("open", () => { opened = true; failedOpens = 0; delay = 1000; });
-  socket.addEventListener("message", (event) => {
-    const message = JSON.parse(event.data);
-    if (message.type === "progress") progress(message.stage, message.percent);
-  });
-  socket.addEventListener("close", (event) => {
-    if (event.code === 4403 || event.code === 4404) return; // not ours to follow: nothing will change that
-    if (!opened && ++failedOpens >= 5) {
-      notice($("export-notice"), "error", "Live progress is not available right now. An export keeps running; reload the page later to see its result.");
-      return;
-    }
-    setTimeout(() => follow(path, Math.min(delay * 2, 30000)), delay);
+// The recording's progress socket, followed with backoff until it refuses for good.
+function follow(path) {
+  followSocket(path, {
+    onMessage: (message) => {
+      if (message.type === "progress") progress(message.stage, message.percent);
+    },
+    onGiveUp: () => notice($("export-notice"), "error", "Live progress is not available right now. An export keeps running; reload the page later to see its result."),
   });
 }
 
