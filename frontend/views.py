@@ -23,14 +23,6 @@ from mentoring.views import coordinator_required, page_context
 from orstream import edgeclient
 from orstream import roles as site_roles
 from recordings import services as recording_services
-from recordings.models import Recording
-
-# Which roles see which parts: the coordinator runs the session, the surgeon's console shows
-# recording and consent state in the theatre.
-STATE_ROLES = frozenset({Role.COORDINATOR, Role.SURGEON})
-ACT_ROLES = frozenset({Role.COORDINATOR})
-RECORD_ROLES = frozenset({Role.COORDINATOR, Role.SURGEON})
-PURPOSES = ("record", "live_internal", "live_external")
 
 
 class Caller:
@@ -64,58 +56,22 @@ def _session(public_id: Any) -> Session:
     return get_object_or_404(Session.objects.select_related("room"), public_id=public_id)
 
 
-class EdgeView:
-    """The edge's stats of a live session, or why there are none: the edge being down is an answer."""
-
-    def __init__(self, session: Session) -> None:
-        self.stats: Any = None
-        self.error: str | None = None
-        self.unreachable = False
-        if session.status != Session.Status.LIVE:
-            return
-        try:
-            self.stats = edgeclient.stats(str(session.public_id), edge_url=session.room.edge_url or None)
-        except edgeclient.EdgeError as failure:
-            self.unreachable = failure.status == 0
-            self.error = "No video statistics: the session has no video yet." if failure.status == 404 else str(failure)
-
-
-def _recording_card(session: Session, view: EdgeView) -> dict[str, Any]:
-    return recording_services.recording_live_for(
-        session=session, edge_stats=view.stats, edge_error=(view.error or "") if view.unreachable else ""
-    )
-
-
 @require_GET
 def live_state(request: HttpRequest, public_id: Any) -> HttpResponse:
     """Connected participants with their reported latency, the edge's per-viewer stats, recording
     and consent state. The edge being down is part of the answer, not an error."""
     session = _session(public_id)
-    caller = _caller(request, session, STATE_ROLES)
+    caller = _caller(request, session, site_roles.STATE_ROLES)
     if isinstance(caller, JsonResponse):
         return caller
-    connected = [
-        {**services.participant_card(p), "latency_ms": p.last_latency_ms, "latency_at": p.latency_at.isoformat() if p.latency_at else None}
-        for p in services.presence_connected(session=session)
-    ]
-    view = EdgeView(session)
-    return JsonResponse(
-        {
-            "session": services.session_card(session),
-            "participants": connected,
-            "edge": view.stats,
-            "edge_error": view.error,
-            "recording": _recording_card(session, view),
-            "consent": {purpose: consent_services.consent_granted(session=session, purpose=purpose) for purpose in PURPOSES},
-        }
-    )
+    return JsonResponse(recording_services.session_live_state(session=session))
 
 
 @require_POST
 def live_remove(request: HttpRequest, public_id: Any, participant_id: Any) -> HttpResponse:
     """Remove a participant: their links stop working and their connection drops at once."""
     session = _session(public_id)
-    caller = _caller(request, session, ACT_ROLES)
+    caller = _caller(request, session, site_roles.REMOVE_ROLES)
     if isinstance(caller, JsonResponse):
         return caller
     if caller.user is None:
@@ -129,7 +85,7 @@ def live_remove(request: HttpRequest, public_id: Any, participant_id: Any) -> Ht
 def live_recording(request: HttpRequest, public_id: Any) -> HttpResponse:
     """Start or stop recording: body {"action": "start"} or {"action": "stop"}."""
     session = _session(public_id)
-    caller = _caller(request, session, RECORD_ROLES)
+    caller = _caller(request, session, site_roles.RECORD_ROLES)
     if isinstance(caller, JsonResponse):
         return caller
     if caller.user is None:
@@ -142,7 +98,7 @@ def live_recording(request: HttpRequest, public_id: Any) -> HttpResponse:
         if action == "start":
             recording_services.recording_start(session=session, by=caller.user)
         elif action == "stop":
-            recording = Recording.objects.filter(session=session, status=Recording.Status.RECORDING).first()
+            recording = recording_services.recording_running_for(session=session)
             if recording is not None:
                 recording_services.recording_stop(recording=recording, by=caller.user)
         else:
@@ -153,7 +109,8 @@ def live_recording(request: HttpRequest, public_id: Any) -> HttpResponse:
         return _refuse(str(error), status=409)
     except edgeclient.EdgeError as failure:
         return _refuse(f"The media server did not answer ({failure}). Try again.", status=502)
-    return JsonResponse({"recording": _recording_card(session, EdgeView(session))})
+    edge = services.session_edge_stats(session=session)
+    return JsonResponse({"recording": recording_services.recording_live_card(session=session, edge=edge)})
 
 
 @coordinator_required

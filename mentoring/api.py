@@ -207,14 +207,10 @@ class ParticipantList(APIView):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         try:
-            participant = services.participant_add(
+            participant, url = services.participant_invite(
                 session=session, role=v["role"], display_name=v["display_name"], email=v["email"],
-                is_external=v["is_external"], by=request.user,
+                is_external=v["is_external"], send_invitation=v["send_invitation"], by=request.user,
             )
-            if v["send_invitation"] and v["email"]:
-                url = services.invitation_send(participant=participant, by=request.user)
-            else:
-                url = services.join_url(services.join_token_mint(participant=participant, by=request.user))
         except services.SchedulingError as error:
             return _scheduling_error(error)
         return Response({"participant": ParticipantSerializer(participant).data, "join_url": url}, status=201)

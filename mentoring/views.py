@@ -157,18 +157,15 @@ def participant_invite(request: HttpRequest, public_id: Any) -> HttpResponse:
         return redirect("mentoring:session_detail", session.public_id)
     data = form.cleaned_data
     try:
-        participant = services.participant_add(
+        participant, url = services.participant_invite(
             session=session,
             role=data["role"],
             display_name=data["display_name"],
             email=data["email"],
             is_external=data["is_external"],
+            send_invitation=data["send_invitation"],
             by=request.user,
         )
-        if data["send_invitation"] and data["email"]:
-            url = services.invitation_send(participant=participant, by=request.user)
-        else:
-            url = services.join_url(services.join_token_mint(participant=participant, by=request.user))
     except services.SchedulingError as error:
         messages.error(request, str(error))
     else:

@@ -48,6 +48,7 @@ from .media import MediaRefused, ice_servers_for, media_clock, media_offer
 from .participants import (
     join_token_revoke,
     participant_add,
+    participant_invite,
     participant_reinvite,
     participant_remove,
     participant_role_change,
@@ -85,12 +86,13 @@ from .scheduling import (
     session_schedule,
     session_start,
 )
-from .selectors import session_list_for
+from .selectors import EdgeStats, session_edge_stats, session_list_for
 from .times import session_clock, session_moment, session_when
 from .tokens import join_token_mint, join_url, link_seal, link_state, link_unseal, participant_link_state
 from .withdrawal import session_drop_uncovered, session_enforce_consent
 
 __all__ = [
+    "EdgeStats",
     "Admission",
     "AnnotationError",
     "COORDINATOR_ADMIN_PERMISSIONS",
@@ -139,6 +141,7 @@ __all__ = [
     "media_clock",
     "media_offer",
     "participant_add",
+    "participant_invite",
     "page_bootstrap",
     "participant_card",
     "participant_link_state",
@@ -160,6 +163,7 @@ __all__ = [
     "session_enforce_consent",
     "session_group",
     "session_ics",
+    "session_edge_stats",
     "session_list_for",
     "session_live_join",
     "session_moment",

@@ -68,6 +68,27 @@ def participant_add(
     return participant
 
 
+def participant_invite(
+    *,
+    session: Session,
+    role: str,
+    display_name: str,
+    email: str = "",
+    is_external: bool = False,
+    send_invitation: bool = False,
+    by: Any,
+) -> tuple[Participant, str]:
+    """Add a participant and give them a join link: e-mailed with the invitation when asked and
+    they have an address, else returned only. Returns the participant and the link (shown once).
+    The coordinator's page and the API both invite through here."""
+    participant = participant_add(
+        session=session, role=role, display_name=display_name, email=email, is_external=is_external, by=by
+    )
+    if send_invitation and email:
+        return participant, invitation_send(participant=participant, by=by)
+    return participant, join_url(join_token_mint(participant=participant, by=by))
+
+
 def join_token_revoke(*, participant: Participant, by: Any, reason: str = "revoked") -> int:
     """Revoke every active token of ``participant`` and drop their live connection and media peer."""
     with transaction.atomic():

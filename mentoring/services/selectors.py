@@ -1,17 +1,18 @@
-"""Reads: the sessions a user may see.
+"""Reads: the sessions a user may see, and the edge's stats of a live session.
 
-Called by the pages and the API. Never writes.
+Called by the pages, the live pages' JSON views and the API. Never writes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.db.models import Q
 from django.utils import timezone
 
-from orstream import roles
+from orstream import edgeclient, roles
 
 from ..models import (
     Session,
@@ -25,3 +26,23 @@ def session_list_for(*, user: Any, include_past: bool = False) -> Any:
     if roles.user_is_coordinator(user):
         return sessions
     return sessions.filter(Q(surgeon=user) | Q(participants__user=user)).distinct()
+
+
+@dataclass(frozen=True)
+class EdgeStats:
+    """The edge's stats of a live session, or why there are none: the edge being down is an
+    answer, not an error. ``unreachable`` when the edge did not answer at all."""
+
+    stats: Any = None
+    error: str | None = None
+    unreachable: bool = False
+
+
+def session_edge_stats(*, session: Session) -> EdgeStats:
+    if session.status != Session.Status.LIVE:
+        return EdgeStats()
+    try:
+        return EdgeStats(stats=edgeclient.stats(str(session.public_id), edge_url=session.room.edge_url or None))
+    except edgeclient.EdgeError as failure:
+        error = "No video statistics: the session has no video yet." if failure.status == 404 else str(failure)
+        return EdgeStats(error=error, unreachable=failure.status == 0)

@@ -54,7 +54,14 @@ from .lifecycle import (
     segment_fields,
     segment_register,
 )
-from .presenters import bookmark_card, recording_live_for, recording_playback_for
+from .presenters import (
+    LIVE_PURPOSES,
+    bookmark_card,
+    recording_live_card,
+    recording_live_for,
+    recording_playback_for,
+    session_live_state,
+)
 from .restriction import (
     recording_restrict,
     recording_restrict_for_session,
@@ -72,6 +79,7 @@ from .selectors import (
     recording_list_for,
     recording_problem_for,
     recording_problems_for,
+    recording_running_for,
     recording_segment_paths,
 )
 from .spool import SpoolState, recording_spool_read
@@ -86,6 +94,7 @@ from .verify import (
 )
 
 __all__ = [
+    "LIVE_PURPOSES",
     "BOOKMARK_LABEL_MAX",
     "CHUNK",
     "CONTACT_SHEET_COLUMNS",
@@ -126,6 +135,7 @@ __all__ = [
     "recording_group",
     "recording_legal_hold",
     "recording_list_for",
+    "recording_live_card",
     "recording_live_for",
     "recording_live_stop_for_session",
     "recording_may_download",
@@ -135,6 +145,7 @@ __all__ = [
     "recording_problem_for",
     "recording_problems_for",
     "recording_segment_paths",
+    "recording_running_for",
     "recording_progress_check",
     "recording_progress_send",
     "recording_rebuild_from_spool",
@@ -153,6 +164,7 @@ __all__ = [
     "recording_viewing_touch",
     "retention_apply",
     "retention_until",
+    "session_live_state",
     "segment_fields",
     "segment_register",
 ]

@@ -69,6 +69,11 @@ def recording_get(*, public_id: Any) -> Recording | None:
     return Recording.objects.select_related("session", "session__room").filter(public_id=public_id).first()
 
 
+def recording_running_for(*, session: Session) -> Recording | None:
+    """The session's running recording, if one runs (the newest, should there ever be two)."""
+    return Recording.objects.filter(session=session, status=Recording.Status.RECORDING).order_by("-started_at").first()
+
+
 @dataclass(frozen=True)
 class LibraryFilter:
     """What the library is searched by; empty fields do not filter."""
