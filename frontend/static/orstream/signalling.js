@@ -11,7 +11,7 @@
 // LatencyMeter: glass-to-glass estimate from the edge's ingest clock to this screen, using
 // requestVideoFrameCallback's rtpTimestamp and the clock mapping the edge gives.
 
-import { retryDelay, socketUrl } from "./base.js";
+import { $, retryDelay, socketUrl } from "./base.js";
 
 const REFUSED = 4403;
 const PING_EVERY_MS = 15000;
@@ -19,7 +19,7 @@ const PING_EVERY_MS = 15000;
 const PONG_WITHIN_MS = 10000;
 
 export function readBootstrap() {
-  return JSON.parse(document.getElementById("orstream-bootstrap").textContent);
+  return JSON.parse($("orstream-bootstrap").textContent);
 }
 
 const REMOVED_MESSAGES = {
