@@ -4,11 +4,13 @@ annotations, media and the cards the pages receive.
 Every write and every rule of the mentoring app lives in this package; views, the API, the
 consumer and tasks call these functions and nothing else. It is split by concern and this module
 re-exports every public name, so callers keep writing `from mentoring import services` and
-`services.session_start(...)`: common (errors, groups, broadcasts), scheduling, feed (the room's
-feed and the edge's sessions), tokens (join tokens, links, invitations), participants,
+`services.session_start(...)`: common (errors, broadcasts, the coordinator's staff grant),
+scheduling, times (a session's times in its room's zone), feed (the room's feed and the edge's
+sessions), tokens (join tokens and links), invitations (the e-mail and .ics), participants,
 admission, presence, annotations, media, withdrawal (what a narrower consent does to a live
-session), selectors (reads) and presenters (JSON shapes). Broadcasts and e-mails leave only after
-the transaction commits. Never logs a join token or a patient reference.
+session), selectors (reads, the edge's stats) and presenters (JSON shapes, a page's bootstrap).
+Broadcasts and e-mails leave only after the transaction commits. Never logs a join token or a
+patient reference.
 """
 
 from .admission import Admission, join_token_check
