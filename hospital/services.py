@@ -28,6 +28,7 @@ from pydicom.encaps import generate_fragments
 from pydicom.sequence import Sequence
 
 from consent import services as consent_services
+from consent.audit import audit_record
 from mentoring import services as mentoring_services
 from mentoring.models import OperatingRoom, Session
 from recordings import archive
@@ -207,7 +208,7 @@ def procedure_pick(*, session: Session, choice: str, by: Any) -> Procedure:
                 "picked_at": timezone.now(),
             },
         )
-        consent_services.audit_record(
+        audit_record(
             action="hospital.worklist_pick", actor=_actor(by), session_public_id=str(session.public_id),
             target=f"procedure:{procedure.pk}",
         )
@@ -351,7 +352,7 @@ def procedure_step_report(*, procedure: Procedure, change: str) -> Procedure:
     except dimse.DimseError as failure:
         procedure.mpps_error = str(failure)
         procedure.save(update_fields=["mpps_error"])
-        consent_services.audit_record(
+        audit_record(
             action="hospital.mpps", actor="system", outcome="refused", session_public_id=str(session.public_id),
             target=f"procedure:{procedure.pk}", detail={"change": change, "reason": str(failure)[:200]},
         )
@@ -363,7 +364,7 @@ def _mpps_mark(procedure: Procedure, status: str) -> None:
     procedure.mpps_status = status
     procedure.mpps_error = ""
     procedure.save(update_fields=["mpps_status", "mpps_error"])
-    consent_services.audit_record(
+    audit_record(
         action="hospital.mpps", actor="system", session_public_id=str(procedure.session.public_id),
         target=f"procedure:{procedure.pk}", detail={"status": status},
     )
@@ -394,7 +395,7 @@ def dicom_export_request(
     target = f"recording:{recording.public_id}"
 
     def refuse(message: str, reason: str) -> HospitalError:
-        consent_services.audit_record(
+        audit_record(
             action="hospital.dicom_export", actor=_actor(by), outcome="refused", session_public_id=str(session.public_id),
             target=target, detail={"reason": reason, "destination": destination.name},
         )
@@ -415,7 +416,7 @@ def dicom_export_request(
             recording=recording, destination=destination, requested_by=by if getattr(by, "pk", None) else None,
             clip_start=clip_start, clip_end=clip_end, series_instance_uid=_series_uid(recording, (clip_start, clip_end)),
         )
-        consent_services.audit_record(
+        audit_record(
             action="hospital.dicom_export", actor=_actor(by), session_public_id=str(session.public_id), target=target,
             detail={"export": str(export.public_id), "destination": destination.name, "stage": "requested"},
         )
@@ -523,7 +524,7 @@ def dicom_export_run(*, export: DicomExport, attempt_is_last: bool = True) -> Di
         shutil.rmtree(folder, ignore_errors=True)
     export.status, export.progress, export.finished_at = DicomExport.Status.DONE, 100, timezone.now()
     export.save(update_fields=["status", "progress", "finished_at"])
-    consent_services.audit_record(
+    audit_record(
         action="hospital.dicom_export", actor="system", session_public_id=str(session.public_id),
         target=f"recording:{recording.public_id}",
         detail={"export": str(export.public_id), "destination": export.destination.name, "stage": "stored",
@@ -579,7 +580,7 @@ def _export_fail(export: DicomExport, message: str, *, last: bool) -> DicomExpor
         export.status, export.finished_at = DicomExport.Status.FAILED, timezone.now()
         fields += ["status", "finished_at"]
     export.save(update_fields=fields)
-    consent_services.audit_record(
+    audit_record(
         action="hospital.dicom_export", actor="system", outcome="refused",
         session_public_id=str(export.recording.session.public_id), target=f"recording:{export.recording.public_id}",
         detail={"export": str(export.public_id), "destination": export.destination.name, "reason": message[:200],
@@ -671,14 +672,14 @@ def ehr_link_send(*, export: DicomExport) -> FhirLink:
     except fhir.FhirError as failure:
         link.error = str(failure)
         link.save(update_fields=["error"])
-        consent_services.audit_record(
+        audit_record(
             action="hospital.ehr_link", actor="system", outcome="refused", session_public_id=str(session.public_id),
             target=f"recording:{recording.public_id}", detail={"reason": str(failure)[:200]},
         )
         raise HospitalError(str(failure)) from None
     link.status, link.sent_at, link.error = "current", timezone.now(), ""
     link.save(update_fields=["document_reference_id", "status", "sent_at", "error"])
-    consent_services.audit_record(
+    audit_record(
         action="hospital.ehr_link", actor="system", session_public_id=str(session.public_id),
         target=f"recording:{recording.public_id}",
         detail={"document_reference": link.document_reference_id, "procedure": link.procedure_id},
@@ -711,7 +712,7 @@ def ehr_links_reconcile() -> list[FhirLink]:
             continue
         link.status, link.error = status, ""
         link.save(update_fields=["status", "error"])
-        consent_services.audit_record(
+        audit_record(
             action="hospital.ehr_link", actor="system", session_public_id=str(link.recording.session.public_id),
             target=f"recording:{link.recording.public_id}",
             detail={"document_reference": link.document_reference_id, "status": status, "because": link.recording.status},
@@ -748,7 +749,7 @@ def connection_test(*, node: Any, by: Any) -> ConnectionResult:
             result = ConnectionResult(True, dimse.echo(dimse.node_of(node)))
     except (dimse.DimseError, dicomweb.DicomwebError, fhir.FhirError) as failure:
         result = ConnectionResult(False, str(failure))
-    consent_services.audit_record(
+    audit_record(
         action="hospital.connection_test", actor=_actor(by), outcome="allowed" if result.ok else "refused",
         target=f"{type(node).__name__.lower()}:{node.pk}", detail={"ok": result.ok},
     )

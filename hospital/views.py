@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from consent import services as consent_services
+from consent.audit import audit_record
 from mentoring.models import Session
 from mentoring.views import coordinator_required, refused
 from recordings.models import Recording
@@ -48,7 +48,7 @@ def worklist_pick(request: HttpRequest, public_id: Any) -> HttpResponse:
         )
     except services.HospitalError as failure:
         error = str(failure)
-    consent_services.audit_record(action="hospital.worklist_view", actor=f"user:{request.user.pk}",
+    audit_record(action="hospital.worklist_view", actor=f"user:{request.user.pk}",
                                   session_public_id=str(session.public_id), detail={"entries": len(entries)})
     return render(request, "hospital/worklist.html", {
         "session": session, "entries": entries, "day": day, "error": error, "modality": modality,
@@ -74,7 +74,7 @@ def recording_pacs(request: HttpRequest, public_id: Any) -> HttpResponse:
             else:
                 messages.success(request, f"Sending to {destination.name}: this page shows how it goes.")
             return redirect("hospital:recording_pacs", public_id=recording.public_id)
-    consent_services.audit_record(action="hospital.pacs_view", actor=f"user:{request.user.pk}",
+    audit_record(action="hospital.pacs_view", actor=f"user:{request.user.pk}",
                                   session_public_id=str(recording.session.public_id), target=f"recording:{recording.public_id}")
     return render(request, "hospital/recording_pacs.html", {
         "recording": recording, "destinations": destinations, "exports": services.dicom_export_list_for(recording=recording),

@@ -151,7 +151,7 @@ def participant_role_change(*, participant: Participant, role: str, by: Any) -> 
         before = participant.role
         participant.role = role
         participant.save(update_fields=["role"])
-        consent_services.audit_record(
+        audit_record(
             action="participant.role",
             actor=f"user:{by.pk}",
             session_public_id=str(participant.session.public_id),

@@ -13,7 +13,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from consent import services as consent_services
+from consent.audit import audit_verify
 from mentoring import services
 from mentoring.models import Connection, Session
 from tests.concurrency import at_once
@@ -73,4 +73,4 @@ def test_a_one_time_link_opened_twice_at_once_admits_exactly_one(session, alice,
         assert refused[0].reason == "used" and "already open on another screen" in str(refused[0])
         participant = admitted[0].participant
         assert Connection.objects.filter(participant=participant, closed_at__isnull=True).count() == 1
-    assert consent_services.audit_verify() is None
+    assert audit_verify() is None

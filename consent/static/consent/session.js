@@ -2,9 +2,11 @@
 // page submits. The forms' uses come as JSON in #consent-purposes (no inline script: the site's
 // Content-Security-Policy forbids it).
 
-const purposes = JSON.parse(document.getElementById("consent-purposes").textContent);
-const select = document.getElementById("consent-form-version");
-const form = document.getElementById("consent-form");
+import { $ } from "../orstream/base.js";
+
+const purposes = JSON.parse($("consent-purposes").textContent);
+const select = $("consent-form-version");
+const form = $("consent-form");
 const sync = () => {
   const asked = purposes[select.value] || [];
   for (const row of document.querySelectorAll(".decision-row")) {
@@ -15,6 +17,6 @@ const sync = () => {
 };
 if (select) { select.addEventListener("change", sync); sync(); }
 if (form) form.addEventListener("submit", () => {
-  document.getElementById("consent-save").disabled = true;
-  document.getElementById("consent-saving").hidden = false;
+  $("consent-save").disabled = true;
+  $("consent-saving").hidden = false;
 });
