@@ -447,7 +447,7 @@ def assessments_for_export(*, user: Any) -> list[Assessment]:
     consented for training (for the programme's records: CSV, FHIR)."""
     directed = programmes_directed_by(user=user)
     if not directed.exists():
-        consent_services.audit_record(action="training.export", actor=_actor(user), outcome="refused")
+        audit_record(action="training.export", actor=_actor(user), outcome="refused")
         raise TrainingAccessDenied("Exports of assessments are for programme directors.")
     query = (
         Assessment.objects.filter(programme__in=directed, submitted_at__isnull=False)
@@ -456,7 +456,7 @@ def assessments_for_export(*, user: Any) -> list[Assessment]:
         .order_by("submitted_at")
     )
     chosen = [a for a in query if training_allowed(a.recording)]
-    consent_services.audit_record(action="training.export", actor=_actor(user), detail={"assessments": len(chosen)})
+    audit_record(action="training.export", actor=_actor(user), detail={"assessments": len(chosen)})
     return chosen
 
 

@@ -3,9 +3,9 @@
 // comment's moment. Times are seconds from the recording's start across its parts, as the
 // library's player and the bookmarks count them (recordings/static/recordings/recording.js).
 
+import { $ } from "../orstream/base.js";
 import { clock, partAt } from "../recordings/timeline.js";
 
-const $ = (id) => document.getElementById(id);
 const playback = JSON.parse($("playback").textContent);
 const parts = playback.parts;
 const video = $("video");
