@@ -9,7 +9,9 @@ instances, store them and read each back to compare its video.
 - ``dicom_export_s_per_min_4k``: the same for 4K30, which needs HEVC (.107): the clip is cut at
   its keyframes and each chunk encoded with x265 by recordings.encode (the archive's encode), by
   1 worker process and by 2, then joined, exported and read back; one figure per worker count;
-- ``stow_mb_s``: MB/s of a STOW-RS of the 1080p instances to Orthanc's DICOMweb plugin.
+- ``stow_mb_s``: MB of the 1080p instances over the wall time of the whole DICOMweb path (parts
+  and instances written, STOW-RS to Orthanc's DICOMweb plugin, each read back by WADO-RS and
+  compared): a floor for the STOW-RS alone.
 
 Prints a table (with the load average: other work on these cores slows every figure), then one
 JSON object on its last line.
