@@ -1,6 +1,6 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels behind a same-origin check
-(scheme, host and port) and the session/auth middleware; an unknown WebSocket path is refused
-with a message (4404)."""
+"""ASGI entry point: HTTP through Django, WebSockets through Channels behind a bounded inbox
+(orstream/wsinbox.py), a same-origin check (scheme, host and port) and the session/auth
+middleware; an unknown WebSocket path is refused with a message (4404)."""
 
 import os
 from typing import Any
@@ -19,6 +19,7 @@ from django.urls import re_path  # noqa: E402
 
 from mentoring.consumers import UnknownPathConsumer  # noqa: E402
 from orstream.routing import websocket_urlpatterns  # noqa: E402
+from orstream.wsinbox import WebSocketInbox  # noqa: E402
 
 
 class SameOriginValidator:
@@ -55,8 +56,11 @@ def _origin(url: str) -> str:
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": SameOriginValidator(
-            AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, re_path(r"", UnknownPathConsumer.as_asgi())]))
+        # The bounded inbox first, so that even a refused socket cannot queue without limit.
+        "websocket": WebSocketInbox(
+            SameOriginValidator(
+                AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, re_path(r"", UnknownPathConsumer.as_asgi())]))
+            )
         ),
     }
 )

@@ -138,7 +138,7 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "orstream.layers.InMemoryChannelLayer"}}
 
 # Counters for sign-in throttling and aggregated refusals: shared by every site process through
 # Redis in production; one process's memory in the embedded default (one site process there).
@@ -304,6 +304,13 @@ TURN_TTL_SECONDS = env_int("ORSTREAM_TURN_TTL_SECONDS", 3600)
 # WebSocket limits: frames above this size get close code 4009; this many bad frames close with 4400.
 WS_MAX_FRAME_BYTES = env_int("ORSTREAM_WS_MAX_FRAME_BYTES", 64 * 1024)
 WS_MAX_BAD_FRAMES = env_int("ORSTREAM_WS_MAX_BAD_FRAMES", 5)
+# Frames a socket may have waiting for its consumer (orstream/wsinbox.py): a person's page never
+# gets near them; a flood that does is closed (4429) instead of growing the server's memory.
+WS_MAX_QUEUED_FRAMES = env_int("ORSTREAM_WS_MAX_QUEUED_FRAMES", 64)
+WS_MAX_QUEUED_BYTES = env_int("ORSTREAM_WS_MAX_QUEUED_BYTES", 2 * 1024 * 1024)
+# Connections one participant may open in a minute: budgets are per connection, so a flood that
+# reconnects each time it is cut off is refused here (a page reconnects a few times at most).
+WS_JOINS_PER_MINUTE = env_int("ORSTREAM_WS_JOINS_PER_MINUTE", 12)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],

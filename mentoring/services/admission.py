@@ -5,10 +5,13 @@ Called by the join view, the consumer on connect and the API.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core import signing
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -62,6 +65,8 @@ def join_token_check(
     sid = str(claims.get("s", "")) if isinstance(claims, dict) else ""
     try:
         admission = _admit(token=token, claims=claims, session_public_id=session_public_id)
+        if consume:
+            _refuse_if_reconnecting_too_often(admission.participant)
         if consume and admission.token.one_time:
             with transaction.atomic():
                 row = JoinToken.objects.select_for_update().get(pk=admission.token.pk)
@@ -80,6 +85,19 @@ def join_token_check(
             _audit_refusal(refusal, session_id=session_public_id or sid)
         raise
     return admission
+
+
+def _refuse_if_reconnecting_too_often(participant: Participant) -> None:
+    """Each connection has its own message budgets (mentoring.consumers): a client that
+    reconnects each time it is cut off would get a fresh budget every time. A person's page
+    reconnects after a network blip or a reload, a few times a minute at most."""
+    key = f"orstream:ws-joins:{participant.public_id}:{int(time.time() // 60)}"
+    cache.add(key, 0, timeout=120)
+    if cache.incr(key) > settings.WS_JOINS_PER_MINUTE:
+        raise JoinRefused(
+            "This link was opened too many times in a minute. Wait a minute, then reload the page.",
+            reason="too_many",
+        )
 
 
 def _refuse_if_in_use(row: JoinToken, participant: Participant) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -167,3 +168,43 @@ async def test_the_origin_check_compares_scheme_host_and_port(session, origin, h
     connected, _ = await communicator.connect()
     assert connected is admitted
     await communicator.disconnect()
+
+
+async def test_frames_queued_faster_than_the_consumer_takes_them_close_the_socket(session, carol, resident, consenting_patient, settings):
+    """The server's queue in front of a consumer is bounded (orstream/wsinbox.py): a flood is cut
+    off there, before it can grow the server's memory, and the others go on."""
+    settings.WS_MAX_QUEUED_FRAMES = 16
+    watcher, _ = await join(session, await mint(participant=carol))
+    flooder, _ = await join(session, await mint(participant=resident))
+    frame = json.dumps({"type": "chat", "text": "x" * 2000})
+    for _ in range(3000):
+        await flooder.send_to(text_data=frame)
+    seen = []
+    while True:
+        output = await flooder.receive_output(timeout=8)
+        if output["type"] == "websocket.close":
+            break
+        seen.append(json.loads(output["text"]))
+    assert output["code"] == 4429
+    assert any(m.get("code") == "rate_limited" and "Too many messages at once" in m["message"] for m in seen)
+    assert await sync_to_async(Annotation.objects.filter(kind="chat").count)() <= 6  # the budget's burst
+    await watcher.send_json_to({"type": "ping"})
+    assert (await next_of(watcher, "pong"))["type"] == "pong"
+    await watcher.disconnect()
+
+
+async def test_a_link_reconnecting_in_a_loop_is_refused_for_the_minute(session, resident, consenting_patient, settings):
+    """Budgets are per connection: a client reconnecting each time it is cut off would reset them."""
+    settings.WS_JOINS_PER_MINUTE = 3
+    if time.time() % 60 > 55:
+        await asyncio.sleep(60 - time.time() % 60 + 0.1)  # the count is per minute: start inside one
+    token = await mint(participant=resident)
+    for _ in range(3):
+        communicator, welcome = await join(session, token)
+        assert welcome["type"] == "welcome"
+        await communicator.disconnect()
+    communicator, refused = await join(session, token)
+    assert refused["type"] == "refused" and refused["reason"] == "too_many"
+    assert "Wait a minute, then reload the page" in refused["message"]
+    assert await closed_with(communicator) == 4403
+

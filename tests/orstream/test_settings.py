@@ -58,7 +58,7 @@ def test_the_embedded_default_needs_nothing_set(tmp_path):
         "from django.conf import settings as s; print(s.DATABASES['default']['ENGINE'], s.CHANNEL_LAYERS['default']['BACKEND'], s.CELERY_TASK_ALWAYS_EAGER)",
         env={"ORSTREAM_VAR_DIR": str(tmp_path)},
     )
-    assert result.stdout.strip().splitlines()[-1].split() == ["django.db.backends.sqlite3", "channels.layers.InMemoryChannelLayer", "True"], result.stderr
+    assert result.stdout.strip().splitlines()[-1].split() == ["django.db.backends.sqlite3", "orstream.layers.InMemoryChannelLayer", "True"], result.stderr
 
 
 def test_an_s3_bucket_moves_recordings_to_object_storage(tmp_path):
