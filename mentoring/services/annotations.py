@@ -5,6 +5,7 @@ Called by the consumer (annotation_add).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from orstream import roles
@@ -37,7 +38,7 @@ def _clean_annotation(kind: str, message: dict[str, Any]) -> dict[str, Any]:
             raise AnnotationError(f"Chat messages are limited to {MAX_CHAT_CHARS} characters.")
         return {"text": text.strip()}
     tool = message.get("tool")
-    if tool not in STROKE_TOOLS:
+    if not isinstance(tool, str) or tool not in STROKE_TOOLS:  # a list or an object is no tool (nor hashable)
         raise AnnotationError(f"Strokes use one of the tools {', '.join(sorted(STROKE_TOOLS))}.")
     colour = str(message.get("color", "")).lower()
     if colour not in STROKE_COLOURS:
@@ -65,7 +66,11 @@ def annotation_add(*, participant: Participant, kind: str, message: dict[str, An
         raise AnnotationError("A conference-room display cannot chat.")
     payload = _clean_annotation(kind, message)
     media_time = message.get("media_time")
-    if media_time is not None and not isinstance(media_time, (int, float)):
+    # NaN and infinity are numbers to Python's JSON but not to a browser's: refused, so that no
+    # broadcast ever carries one.
+    if media_time is not None and (
+        isinstance(media_time, bool) or not isinstance(media_time, (int, float)) or not math.isfinite(media_time)
+    ):
         raise AnnotationError("media_time is a number of seconds.")
     return Annotation.objects.create(
         session=participant.session,

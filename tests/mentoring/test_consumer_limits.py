@@ -208,3 +208,11 @@ async def test_a_link_reconnecting_in_a_loop_is_refused_for_the_minute(session, 
     assert "Wait a minute, then reload the page" in refused["message"]
     assert await closed_with(communicator) == 4403
 
+
+async def test_a_stroke_with_a_list_for_a_tool_is_a_bad_annotation(session, carol, consenting_patient, caplog):
+    communicator, _ = await join(session, await mint(participant=carol))
+    for tool in (["arrow"], {"a": 1}):
+        await communicator.send_json_to({"type": "stroke", "tool": tool, "color": "#ffeb3b", "points": [[0.1, 0.1]]})
+        assert (await next_of(communicator, "error"))["code"] == "bad_annotation"
+    assert "Traceback" not in caplog.text
+    await communicator.disconnect()

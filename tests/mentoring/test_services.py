@@ -253,6 +253,10 @@ def test_every_tool_and_colour_the_pickers_offer_is_accepted(carol):
         {"tool": "arrow", "color": "#ffeb3b", "points": [[0, 2]]},
         {"tool": "arrow", "color": "#ffeb3b", "points": []},
         {"tool": "arrow", "color": "#ffeb3b", "points": [[0.1, 0.1]], "media_time": "soon"},
+        # Not JSON to a browser: a broadcast carrying one would break every page that receives it.
+        {"tool": "arrow", "color": "#ffeb3b", "points": [[0.1, 0.1]], "media_time": float("nan")},
+        {"tool": "arrow", "color": "#ffeb3b", "points": [[0.1, 0.1]], "media_time": float("inf")},
+        {"tool": ["arrow"], "color": "#ffeb3b", "points": [[0.1, 0.1]]},
     ],
 )
 def test_malformed_strokes_are_refused(carol, bad):
