@@ -1,5 +1,5 @@
 # orstream: `make run` starts the demo, `make test` runs the whole suite, `make bench` measures the edge,
-# `make security` throws mutated input at a running edge.
+# `make security` throws mutated input at a running edge and floods a running site.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -54,9 +54,11 @@ test: venv browser pacs
 bench: venv browser pacs
 	$(PY) -m bench
 
-# 10,000 mutated SDPs, signalling bodies and datagrams at a running edge, a second session watching.
+# 10,000 mutated SDPs, signalling bodies and datagrams at a running edge, a second session watching;
+# then a chat flood and 3,000 mutated WebSocket frames at a running site, a mentor working meanwhile.
 security: venv
 	$(PY) -m bench.fuzz
+	$(PY) -m bench.site
 
 clean:
 	rm -rf var .pytest_cache
