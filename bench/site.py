@@ -245,6 +245,13 @@ def strict_json(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
+async def flood_alone(url: str, origin: str, token: str, seconds: float) -> dict[str, int]:
+    figures = Counter[str]()
+    async with aiohttp.ClientSession() as http:
+        await flooder(http, url, origin, token, time.monotonic() + seconds, figures)
+    return dict(figures)
+
+
 async def drain_all(ws: Any, figures: Counter[str]) -> None:
     async for message in ws:
         if message.type == aiohttp.WSMsgType.TEXT:
@@ -342,7 +349,8 @@ async def drive(
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     ws_url = f"{url.replace('http', 'ws', 1)}/ws/sessions/{data['session']}/"
-    result: dict[str, Any] = {}
+    # Figures from a shared machine mean little without its load: printed with them.
+    result: dict[str, Any] = {"load_average_at_start": round(os.getloadavg()[0], 2)}
     async with aiohttp.ClientSession() as http:
         stop = asyncio.Event()
         mentor = Mentor()
@@ -351,8 +359,14 @@ async def drive(
         result["rss_before_mb"] = rss_mb(pid)
         flood_began = time.monotonic()
         say(f"flooding for {flood_seconds:g} s")
-        flood = Counter[str]()
-        await flooder(http, ws_url, origin, data["tokens"]["resident"], flood_began + flood_seconds, flood)
+        # The flooder runs in a process of its own: on this process's loop it would delay the
+        # mentor's own reads and stamps, and its figures would be the bench's, not the site's.
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.site", "flood", ws_url, origin, data["tokens"]["resident"], str(flood_seconds),
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await process.communicate()
+        flood = Counter[str](json.loads(out.decode().strip().splitlines()[-1]))
         flood_ended = time.monotonic()
         result["rss_after_flood_mb"] = rss_mb(pid)
         await asyncio.sleep(5)
@@ -434,7 +448,7 @@ def run(
 def table(r: dict[str, Any]) -> str:
     return "\n".join(
         [
-            f"site ({r['profile']})",
+            f"site ({r['profile']}), load average {r['load_average_at_start']} at the start",
             f"chat flood {r['flood_seconds']} s: {r['flood'].get('frames_sent', 0)} frames of 2,000 characters over "
             f"{r['flood'].get('connections', 0)} connections; outcomes {r['flood']}",
             f"  chat rows stored {r['chat_rows']} (all participants), site RSS {r['rss_before_mb']} MB before, "
@@ -454,6 +468,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["seed"]:
         print(json.dumps(seed()))
+        return 0
+    if argv[:1] == ["flood"]:
+        url, origin, token, seconds = argv[1:5]
+        print(json.dumps(asyncio.run(flood_alone(url, origin, token, float(seconds)))))
         return 0
     if argv[:1] == ["count"]:
         print(json.dumps(count(argv[1])))
