@@ -5,6 +5,7 @@ the resident watches it from the library."""
 
 from __future__ import annotations
 
+import importlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,15 @@ from .conftest import screenshot
 from .test_library import sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def published_instruments() -> None:
+    """The instruments the data migration publishes. A browser test before this one commits its
+    data and is flushed afterwards, which empties every table, these included: load them again."""
+    from django.apps import apps
+
+    importlib.import_module("training.migrations.0002_published_instruments").instruments_load(apps, None)
 
 
 @pytest.fixture
