@@ -84,9 +84,16 @@ async def test_viewers_go_back_to_the_source_when_the_lower_layer_process_dies(
     assert hub.lower is not None and hub.lower._process is not None
     hub.lower._process.kill()
     await wait_for(lambda: viewer.layer == "full", timeout=20)
+    # The switch happens as the source's keyframe is sent; lower-layer frames sent just before it
+    # may still be on their way, so they can arrive after it, never after a source frame.
     at = len(bob.frames("video"))
-    await wait_for(lambda: len(bob.frames("video")) >= at + 10, timeout=20)
-    assert all(f.data in set(source_video_units) for f in bob.frames("video")[at:])
+    source = set(source_video_units)
+    await wait_for(lambda: sum(f.data in source for f in bob.frames("video")[at:]) >= 10, timeout=20)
+    after = bob.frames("video")[at:]
+    first = next(i for i, f in enumerate(after) if f.data in source)
+    assert first <= 10, f"{first} lower-layer frames arrived after the switch"
+    assert has_idr(split_nal_units(after[first].data)), "back on the source at its keyframe"
+    assert all(f.data in source for f in after[first:])
     await bob.close()
 
 
