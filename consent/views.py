@@ -21,6 +21,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from orstream import roles
+from orstream.pages import refused
 
 from . import fhir, services
 from .audit import audit_list_for
@@ -28,11 +29,6 @@ from .models import ConsentForm, ConsentRecord, Purpose
 
 # The procedure a consent is about, as consent's own rows name it: consent imports no app above it.
 Session: Any = ConsentRecord._meta.get_field("session").related_model
-
-
-def refused(request: HttpRequest, message: str) -> HttpResponse:
-    """The site's refusal page (frontend/templates), the same one every app shows."""
-    return render(request, "mentoring/refused.html", {"title": "You cannot open this page", "message": message}, status=403)
 
 
 def consent_staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

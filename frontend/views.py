@@ -19,9 +19,10 @@ from django.views.decorators.http import require_GET, require_POST
 from consent import services as consent_services
 from mentoring import services
 from mentoring.models import Participant, Role, Session
-from mentoring.views import coordinator_required, page_context
+from mentoring.views import page_context
 from orstream import edgeclient
 from orstream import roles as site_roles
+from orstream.pages import coordinator_required, refused
 from recordings import services as recording_services
 
 
@@ -120,7 +121,7 @@ def session_live(request: HttpRequest, public_id: Any) -> HttpResponse:
     try:
         participant, token = services.session_live_join(session=session, user=request.user)
     except services.SchedulingError as error:
-        return render(request, "mentoring/refused.html", {"title": "This session is over", "message": str(error)}, status=403)
+        return refused(request, str(error), title="This session is over")
     response = render(request, "frontend/live.html", page_context(session, participant, token))
     response["Cache-Control"] = "no-store"
     return response

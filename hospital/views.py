@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from consent.audit import audit_record
 from mentoring.models import Session
-from mentoring.views import coordinator_required, refused
+from orstream.pages import coordinator_required, refused
 from recordings.models import Recording
 
 from . import services

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from functools import wraps
 from typing import Any, cast
 
 from django.conf import settings
@@ -20,16 +18,13 @@ from django.views.decorators.http import require_POST
 
 from orstream import edgeclient, roles
 from orstream.edge import protocol
+from orstream.pages import coordinator_required, refused
 
 from . import events, services
 from .forms import COMMON_ZONES, ParticipantForm, RoomForm, SessionForm, SpecialistForm
 from .models import Participant, Session
 
 log = logging.getLogger(__name__)
-
-
-def refused(request: HttpRequest, message: str, *, title: str = "You cannot open this page", status: int = 403) -> HttpResponse:
-    return render(request, "mentoring/refused.html", {"title": title, "message": message}, status=status)
 
 
 def confirmation(
@@ -46,17 +41,6 @@ def confirmation(
 
 def _form_errors(form: Any) -> str:
     return " ".join(str(error) for errors in form.errors.values() for error in errors)
-
-
-def coordinator_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    @wraps(view)
-    @login_required
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not roles.user_is_coordinator(request.user):
-            return refused(request, "This page is for coordinators. Ask your administrator to add you to the coordinator group.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 def _session(public_id: Any) -> Session:

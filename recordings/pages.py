@@ -22,7 +22,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from mentoring.views import refused
+from orstream.pages import refused
 
 from . import services, views
 from .models import Bookmark, Recording

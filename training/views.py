@@ -21,8 +21,8 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from mentoring.views import refused
 from orstream import roles
+from orstream.pages import refused
 from recordings import services as recording_services
 from recordings.models import Bookmark, Recording
 

@@ -1,0 +1,36 @@
+"""The refusal every page shows, and the coordinator gate in front of coordinators' pages.
+
+Below every app (it imports none of them): consent, mentoring, recordings, training, hospital and
+the live pages all refuse through ``refused``, so a person sees the same page, in the same words'
+shape, wherever they are turned away. It never audits: the services that refuse audit their refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from orstream import roles
+
+
+def refused(request: HttpRequest, message: str, *, title: str = "You cannot open this page", status: int = 403) -> HttpResponse:
+    """The site's refusal page: ``title``, then ``message`` saying what to do."""
+    return render(request, "refused.html", {"title": title, "message": message}, status=status)
+
+
+def coordinator_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Signed in (else the sign-in page) and a coordinator (else a refusal saying whom to ask)."""
+
+    @wraps(view)
+    @login_required
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not roles.user_is_coordinator(request.user):
+            return refused(request, "This page is for coordinators. Ask your administrator to add you to the coordinator group.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
