@@ -87,6 +87,16 @@ export async function request(url, { method = "GET", json, form, headers = {} } 
   return data;
 }
 
+// The HTTP status the site answers `url` with (0 when it cannot be reached), for a page that
+// needs to know why something the browser loaded itself failed (a video's source, say).
+export async function statusOf(url, { headers = {} } = {}) {
+  try {
+    return (await fetch(url, { headers, credentials: "same-origin" })).status;
+  } catch {
+    return 0;
+  }
+}
+
 // How long to wait before reconnection `attempt` (0, 1, 2...): doubling from `firstMs` up to
 // `maxMs`, with jitter so that a room full of screens does not come back all at once.
 export function retryDelay(attempt, { firstMs = 500, maxMs = 3000 } = {}) {

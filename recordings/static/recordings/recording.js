@@ -7,7 +7,7 @@
 // recording time = parts[i].start + video.currentTime. Strokes carry `t` in the same time (the
 // server maps their edge media time against the recording's start: recordings.services).
 
-import { $, StatusPanel, followSocket, request } from "../orstream/base.js";
+import { $, StatusPanel, followSocket, request, statusOf } from "../orstream/base.js";
 import { Telestration } from "../orstream/telestration.js";
 import { clock, partAt } from "./timeline.js";
 
@@ -78,16 +78,11 @@ video.addEventListener("ended", () => {
 // Chromium reports a refused or missing file like an unplayable one, so ask the server which it was.
 video.addEventListener("error", async () => {
   status("loading", "Checking why the video stopped…");
-  let answer = 0;
-  try {
-    answer = (await fetch(parts[part].url, { headers: { Range: "bytes=0-0" }, credentials: "same-origin" })).status;
-  } catch {
-    answer = -1;
-  }
+  const answer = await statusOf(parts[part].url, { headers: { Range: "bytes=0-0" } });
   const detail = {
     403: "You can no longer watch this recording: it may have been locked because the patient withdrew consent. Reload the page to see its state.",
     404: "A part of this recording is missing. Tell the records office which recording it is.",
-    [-1]: "The network did not answer. Check the connection, then reload the page.",
+    0: "The network did not answer. Check the connection, then reload the page.",
   }[answer] || (answer >= 200 && answer < 300
     ? "This browser cannot play the recording's video format. Use an up-to-date Chrome, Edge or Firefox, or ask the records office for an export."
     : "The video could not be loaded. Reload the page; if it keeps failing, tell the records office which recording it is.");
