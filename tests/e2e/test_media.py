@@ -148,7 +148,11 @@ def test_the_coordinator_sees_who_is_connected_and_removes_a_mentor(site, open_p
         f"() => /link ≈ [0-9.]+ [kM]bit\\/s/.test(document.querySelector(\"#people-rows tr[data-id='{carol.public_id}']\").innerText)",
         timeout=20_000,
     )
-    assert page.locator(f"#people-rows tr[data-id='{surgeon.public_id}']").is_visible()
+    # The surgeon's console publishes its camera: the edge names it as the publisher.
+    page.wait_for_function(
+        f"() => document.querySelector(\"#people-rows tr[data-id='{surgeon.public_id}']\")?.innerText.includes('sending')",
+        timeout=10_000,
+    )
     page.wait_for_timeout(3000)
     screenshot(page, "live")
     page.on("dialog", lambda dialog: dialog.accept())

@@ -31,7 +31,8 @@ const HISTORY = 60; // samples, one per 2 s: the last two minutes
 const history = new Map(); // participant id -> [{bitrate, loss, delay}]
 let lastState = null;
 
-function rowFor(person, viewer) {
+// `publisher` is the edge's publisher, if any: the person whose picture the edge is sending on.
+function rowFor(person, viewer, publisher) {
   const tr = document.createElement("tr");
   tr.dataset.id = person.id;
   tr.dataset.role = person.role;
@@ -51,7 +52,8 @@ function rowFor(person, viewer) {
     const layer = { lower: ", reduced picture (weak link)", keyframes: ", still pictures only (very weak link)" }[viewer.layer] || "";
     cell(`${rate}${loss ? `, ${loss} % lost` : ""}${link}${layer}${viewer.connection !== "connected" ? ` (${viewer.connection})` : ""}`);
   } else {
-    cell(person.role === "surgeon" ? "sending" : "—");
+    const sending = publisher?.participant_id === person.id;
+    cell(sending ? `sending${publisher.connection !== "connected" ? ` (${publisher.connection})` : ""}` : "—");
   }
   const delay = cell(person.latency_ms != null ? `${Math.round(person.latency_ms)} ms` : "—");
   if (person.latency_ms != null) delay.dataset.level = latencyLevel(person.latency_ms);
@@ -66,7 +68,7 @@ function rowFor(person, viewer) {
   tr.append(chartCell);
   drawSpark(canvas, history.get(person.id) || []);
   const actions = document.createElement("td");
-  if (person.id !== boot.participant.id) {
+  if (boot.may.remove && person.id !== boot.participant.id) {
     const remove = document.createElement("button");
     remove.type = "button";
     remove.className = "danger small";
@@ -124,7 +126,7 @@ function render(state) {
   const rows = $("people-rows");
   // Keep keyboard focus on the same button across refreshes.
   const focused = document.activeElement?.closest?.("tr")?.dataset.id;
-  rows.replaceChildren(...state.participants.map((p) => rowFor(p, viewers.get(p.id))));
+  rows.replaceChildren(...state.participants.map((p) => rowFor(p, viewers.get(p.id), state.edge?.publisher)));
   if (!state.participants.length) {
     rows.innerHTML = '<tr><td colspan="6" class="empty">Nobody is connected.</td></tr>';
   }
@@ -139,8 +141,8 @@ function render(state) {
   $("consent-state").textContent = `Patient consent: ${consentText(state.consent)}`;
   const live = state.session.status === "live";
   const running = state.recording.state === "recording" || state.recording.state === "interrupted";
-  $("record-start").disabled = !live || running || !state.consent.record;
-  $("record-stop").disabled = !running;
+  $("record-start").disabled = !boot.may.record || !live || running || !state.consent.record;
+  $("record-stop").disabled = !boot.may.record || !running;
   $("record-start").title = !live ? "Start the session first." : !state.consent.record ? "The patient did not consent to recording." : "";
 }
 
