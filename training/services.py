@@ -21,8 +21,10 @@ from django.utils import timezone
 
 from consent import services as consent_services
 from consent.audit import audit_record
+from mentoring.models import Role as SessionRole
 from mentoring.models import Session
 from orstream import roles
+from recordings import services as recording_services
 from recordings.models import Bookmark, Recording
 
 from .models import (
@@ -74,7 +76,8 @@ def _refuse(recording: Recording, action: str, user: Any, message: str) -> Train
 def training_consent_require(*, recording: Recording, user: Any, action: str) -> None:
     """The consent limit of everything training does with a recording: it must be available and
     the patient's consent in force must grant archive_training (asked at consent's one gate, which
-    audits a refusal)."""
+    audits a refusal); and ``user`` must be allowed to view it (recordings' access check, which
+    narrows faculty and residents to their programme's recordings and the library, audited)."""
     if recording.status != Recording.Status.AVAILABLE:
         raise _refuse(recording, action, user, f"This recording is {recording.get_status_display().lower()}: it cannot be used for training.")
     try:
@@ -84,6 +87,10 @@ def training_consent_require(*, recording: Recording, user: Any, action: str) ->
             "The patient did not consent to the use of this recording for training (archive_training): "
             "it cannot be assessed, curated or shown to residents."
         ) from None
+    try:
+        recording_services.recording_access_check(recording=recording, user=user, action=action)
+    except recording_services.RecordingAccessDenied as refusal:
+        raise TrainingAccessDenied(str(refusal)) from None
 
 
 def training_allowed(recording: Recording) -> bool:
@@ -163,9 +170,15 @@ def performance_record(
 ) -> Performance:
     """Record that ``resident`` operated in ``session`` for ``programme``, and the parts they
     performed (recording, start, end, label: time ranges on that recording's timeline).
-    The programme's faculty, the operating surgeon and coordinators record it."""
+    The operating surgeon and coordinators record it; the programme's faculty too, for a resident
+    who took part in the session (faculty see only their programme's recordings, training.scope)."""
     if not (_teaches(by, programme) or roles.user_runs_session(by, session)):
         raise TrainingAccessDenied("Only the programme's faculty, the operating surgeon or a coordinator record who operated.")
+    took_part = session.participants.filter(user=resident, role=SessionRole.RESIDENT, removed_at__isnull=True).exists()
+    if not (roles.user_runs_session(by, session) or took_part):
+        raise TrainingAccessDenied(
+            "This resident was not a participant of the session: the operating surgeon or a coordinator records who operated."
+        )
     if not _is_member(resident, programme, ProgrammeMember.Role.RESIDENT):
         raise TrainingError(f"{resident.get_full_name() or resident.username} is not a resident of {programme}.")
     for recording, start, end, _label in parts:

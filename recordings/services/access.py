@@ -7,12 +7,14 @@ service modules (recording_access_check).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import IO, Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from consent import services as consent_services
@@ -23,13 +25,50 @@ from orstream import roles
 from ..models import Recording, Viewing
 from .common import RecordingAccessDenied, RecordingError, _actor, _audit, _parts, _segment_open
 
+RecordingScope = Callable[[Any], Q | None]
+
+
+class RecordingScopes:
+    """What faculty and residents may see beyond their own sessions, narrowed by the apps above
+    (training registers its programmes' scope in ``TrainingConfig.ready()``), so recordings
+    imports none of them. A scope returns a filter on Recording for a user, or None when it does
+    not narrow that user; a user sees what every registered scope allows. Coordinators and a
+    recording's own surgeon are never narrowed."""
+
+    def __init__(self) -> None:
+        self._scopes: dict[str, RecordingScope] = {}
+
+    def register(self, name: str, scope: RecordingScope) -> None:
+        self._scopes[name] = scope
+
+    def filter_for(self, user: Any) -> Q | None:
+        found = [q for scope in self._scopes.values() if (q := scope(user)) is not None]
+        if not found:
+            return None
+        combined = found[0]
+        for q in found[1:]:
+            combined &= q
+        return combined
+
+
+recording_scopes = RecordingScopes()
+
+
+def recording_in_scope(*, recording: Recording, user: Any) -> bool:
+    """Is ``recording`` within what the registered scopes let ``user`` see (a faculty member's or
+    resident's programme, the curated library)? Not a consent check: that comes on top."""
+    scope = recording_scopes.filter_for(user)
+    return scope is None or Recording.objects.filter(scope, pk=recording.pk).exists()
+
 
 def recording_access_check(*, recording: Recording, user: Any, action: str) -> None:
     """Allow or refuse ``user`` to view/download ``recording``, auditing a refusal.
 
-    Coordinators, the session's surgeon and faculty may view an available recording; the
-    session's residents (or users in the resident group) only if the patient consented to
-    training use (archive_training). Nobody views a restricted, failed or erased one.
+    Coordinators and the session's surgeon may view an available recording. Faculty and the
+    session's residents (or users in the resident group) only within their scope (their
+    programme's recordings and the curated library, as training registers it) and only if the
+    patient consented to training use (archive_training). Nobody views a restricted, failed or
+    erased one.
     """
     session = recording.session
     if not getattr(user, "is_authenticated", False):
@@ -43,22 +82,28 @@ def recording_access_check(*, recording: Recording, user: Any, action: str) -> N
         if recording.status == Recording.Status.RESTRICTED:
             raise RecordingAccessDenied("This recording is restricted: the patient withdrew consent.")
         raise RecordingAccessDenied(f"This recording is {recording.get_status_display().lower()} and cannot be viewed.")
-    if roles.user_runs_session(user, session) or roles.user_is_faculty(user):
+    if roles.user_runs_session(user, session):
         return
-    is_resident = (
-        session.participants.filter(user=user, role=Role.RESIDENT, removed_at__isnull=True).exists()
-        or user.groups.filter(name="resident").exists()
+    is_trainer_or_trainee = (
+        roles.user_is_faculty(user)
+        or session.participants.filter(user=user, role=Role.RESIDENT, removed_at__isnull=True).exists()
+        or user.groups.filter(name=roles.RESIDENT).exists()
     )
-    if is_resident:
-        try:
-            consent_services.consent_require(session=session, purpose="archive_training", actor=_actor(user), action=action)
-        except consent_services.ConsentError as refusal:
-            raise RecordingAccessDenied(
-                f"You cannot view this recording: the patient did not consent to its use for training ({refusal.purpose})."
-            ) from None
-        return
-    _audit(recording, action, user, outcome="refused", reason="no role in this recording")
-    raise RecordingAccessDenied("You have no access to this recording. Ask the coordinator if you should.")
+    if not is_trainer_or_trainee:
+        _audit(recording, action, user, outcome="refused", reason="no role in this recording")
+        raise RecordingAccessDenied("You have no access to this recording. Ask the coordinator if you should.")
+    if not recording_in_scope(recording=recording, user=user):
+        _audit(recording, action, user, outcome="refused", reason="outside the user's programme and the library")
+        raise RecordingAccessDenied(
+            "This recording is not one of your training programme's, nor in the model-procedure library. "
+            "Ask your programme director if you should see it."
+        )
+    try:
+        consent_services.consent_require(session=session, purpose="archive_training", actor=_actor(user), action=action)
+    except consent_services.ConsentError as refusal:
+        raise RecordingAccessDenied(
+            f"You cannot view this recording: the patient did not consent to its use for training ({refusal.purpose})."
+        ) from None
 
 
 @dataclass

@@ -17,6 +17,7 @@ from mentoring.models import Role, Session
 from orstream import roles
 
 from ..models import Bookmark, Recording
+from .access import recording_scopes
 from .common import RecordingNotReady, _parts, _segment_local_path
 
 
@@ -93,17 +94,19 @@ def recording_list_for(*, user: Any, filters: LibraryFilter | None = None) -> Qu
 
     The same rules as recording_access_check, as one query and without auditing (a list is not a
     view): only available recordings (restricted, failed and erased ones are never listed);
-    coordinators and faculty see all, a surgeon their own, residents only those whose patient
-    consent in force grants archive_training. Everyone else sees nothing.
+    coordinators see all, a surgeon their own; faculty and residents (a resident only those of the
+    sessions they were in, unless in the resident group) those whose patient consent in force
+    grants archive_training, within the scope registered for them (recording_scopes: their
+    programme's and the curated library). Everyone else sees nothing but their own.
     """
     if not getattr(user, "is_authenticated", False):
         return Recording.objects.none()
     query = Recording.objects.select_related("session", "session__room", "session__surgeon").filter(
         status=Recording.Status.AVAILABLE
     )
-    if not (roles.user_is_coordinator(user) or roles.user_is_faculty(user)):
-        in_resident_group = user.groups.filter(name=roles.RESIDENT).exists()
-        resident_of = Q() if in_resident_group else Q(
+    if not roles.user_is_coordinator(user):
+        everyone_trained = roles.user_is_faculty(user) or user.groups.filter(name=roles.RESIDENT).exists()
+        resident_of = Q() if everyone_trained else Q(
             session__participants__user=user,
             session__participants__role=Role.RESIDENT,
             session__participants__removed_at__isnull=True,
@@ -113,8 +116,11 @@ def recording_list_for(*, user: Any, filters: LibraryFilter | None = None) -> Qu
             session__consents__withdrawn_at__isnull=True,
             session__consents__decisions__purpose="archive_training",
             session__consents__decisions__granted=True,
-        ).values("pk")
-        query = query.filter(Q(session__surgeon=user) | Q(pk__in=trained))
+        )
+        scope = recording_scopes.filter_for(user)
+        if scope is not None:
+            trained = trained.filter(scope)
+        query = query.filter(Q(session__surgeon=user) | Q(pk__in=trained.values("pk")))
     f = filters or LibraryFilter()
     if f.text:
         query = query.filter(

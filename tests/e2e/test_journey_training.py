@@ -77,7 +77,7 @@ def test_two_faculty_score_blind_and_the_resident_sees_progress_and_a_model_proc
     services.programme_member_add(programme=programme, user=frank, role="faculty")
     services.programme_member_add(programme=programme, user=grace, role="faculty")
     services.programme_member_add(programme=programme, user=dave, role="resident", year=2)
-    services.performance_record(session=recording.session, programme=programme, resident=dave, by=frank,
+    services.performance_record(session=recording.session, programme=programme, resident=dave, by=recording.session.surgeon,
                                 parts=[(recording, 0.0, recording.duration or 4.0, "whole procedure")])
 
     # The director assigns both faculty with OSATS.

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import Group
 from django.test import Client
 from django.utils import timezone
 
@@ -72,16 +71,6 @@ def test_a_resident_sees_only_recordings_whose_patient_agreed_to_training(
     assert "did not consent to its use for training" in refused.content.decode()
     # The coordinator sees both.
     assert set(listed(signed_in(alice))) == {str(available_recording.public_id), str(hidden.public_id)}
-
-
-def test_a_resident_by_group_sees_training_recordings_of_sessions_they_did_not_join(
-    available_recording: Recording, alice: Any, bob: Any, consent_form: Any
-) -> None:
-    frank = make_user("frank")
-    frank.groups.add(Group.objects.get_or_create(name="resident")[0])
-    other_resident = make_user("gina")
-    second_session(alice=alice, bob=bob, dave=other_resident, training=False, consent_form=consent_form)
-    assert listed(signed_in(frank)) == [str(available_recording.public_id)]
 
 
 def test_an_outsider_sees_nothing_and_gets_a_refusal_page(available_recording: Recording, eve: Any) -> None:

@@ -7,16 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group
 from django.test import Client
 from django.utils import timezone
 
 from consent import services as consent_services
 from consent.models import AuditEvent
 from mentoring.models import Participant
-from orstream import roles
 from recordings.models import Recording
-from tests.conftest import ALL_PURPOSES, make_user
+from tests.conftest import ALL_PURPOSES
 
 from .fixtures import ClipFacts
 
@@ -75,12 +73,6 @@ def test_seeking_is_not_audited_as_a_new_viewing(available_recording: Recording,
     client.get(url(available_recording), HTTP_RANGE="bytes=0-")
     client.get(url(available_recording), HTTP_RANGE="bytes=5000-")
     assert AuditEvent.objects.filter(action="recording.view", outcome="allowed").count() == 1
-
-
-def test_faculty_may_view(available_recording: Recording) -> None:
-    teacher = make_user("frank")
-    teacher.groups.add(Group.objects.get_or_create(name=roles.FACULTY)[0])
-    assert signed_in(teacher).get(url(available_recording)).status_code == 200
 
 
 def test_a_resident_views_only_when_the_patient_consented_to_training(

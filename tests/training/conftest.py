@@ -51,7 +51,8 @@ def ivan(db: Any) -> User:
 
 
 @pytest.fixture
-def trainee(programme: Programme, dave: User) -> User:
+def trainee(programme: Programme, dave: User, resident: Any) -> User:
+    """dave, a resident of the programme, who took part in bob's session as its resident."""
     services.programme_member_add(programme=programme, user=dave, role="resident", year=3)
     return dave
 
