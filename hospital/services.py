@@ -176,6 +176,14 @@ def worklist_query(
     return entries
 
 
+def worklist_choice_accession(choice: str) -> str:
+    """The accession number a page's sealed ``choice`` names, or "" when it cannot be read."""
+    try:
+        return str(json.loads(_box().decrypt(choice.encode()))["accession_number"]) if choice else ""
+    except (InvalidToken, ValueError, KeyError, TypeError):
+        return ""
+
+
 def worklist_provider_get() -> WorklistProvider | None:
     return WorklistProvider.objects.filter(is_active=True).first()
 
@@ -217,7 +225,7 @@ def procedure_pick(*, session: Session, choice: str, by: Any) -> Procedure:
 
 def session_schedule_from_worklist(
     *, room: OperatingRoom, choice: str, surgeon: Any, planned_start: datetime, planned_end: datetime,
-    time_zone: str, created_by: Any, patient_ref: str = "",
+    time_zone: str, created_by: Any, patient_ref: str = "", notes: str = "",
 ) -> Session:
     """Schedule a session for a worklist entry: the procedure's name comes from the worklist."""
     try:
@@ -228,7 +236,7 @@ def session_schedule_from_worklist(
     with transaction.atomic():
         session = mentoring_services.session_schedule(
             room=room, procedure=procedure_name, surgeon=surgeon, planned_start=planned_start, planned_end=planned_end,
-            time_zone=time_zone, created_by=created_by, patient_ref=patient_ref,
+            time_zone=time_zone, created_by=created_by, patient_ref=patient_ref, notes=notes,
         )
         procedure_pick(session=session, choice=choice, by=created_by)
     return session

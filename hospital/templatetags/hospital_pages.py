@@ -33,3 +33,9 @@ def hospital_summary(context: template.Context, session: Any) -> dict[str, Any]:
         "show": True, "session": session, "procedure": services.procedure_get(session=session),
         "has_worklist": services.worklist_provider_get() is not None, "recordings": recordings,
     }
+
+
+@register.inclusion_tag("hospital/_schedule_link.html")
+def hospital_schedule_link() -> dict[str, Any]:
+    """On the new-session form: the way to schedule from the worklist, when one is configured."""
+    return {"show": services.worklist_provider_get() is not None}

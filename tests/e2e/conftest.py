@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.hospital import servers as hospital_servers
+
 from .stack import (  # noqa: F401
     EDGE_SECRET,
     Worker,
@@ -177,6 +179,8 @@ def start_site(*, eager: bool, name: str) -> Iterator[Site]:
         "ORSTREAM_EDGE_URL": edge.url,
         "ORSTREAM_EDGE_SECRET": EDGE_SECRET,
         "CELERY_TASK_ALWAYS_EAGER": "true" if eager else "false",
+        # The key the hospital tests' token endpoint knows this site's FHIR client by.
+        "ORSTREAM_FHIR_PRIVATE_KEY": hospital_servers.client_key_pair()[0],
     }
     log = (artifacts / f"{name}-site.log").open("ab")
     process = subprocess.Popen(

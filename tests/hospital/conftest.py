@@ -38,7 +38,7 @@ def mpps_scp() -> Iterator[servers.MppsScp]:
 
 @pytest.fixture(scope="session")
 def fhir_keys() -> tuple[str, str]:
-    return servers.rsa_key_pair()
+    return servers.client_key_pair()
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ DICOM port listens on every interface, so each Orthanc gets a port of its own, f
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import socket
@@ -169,6 +170,13 @@ class FhirProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+@functools.cache
+def client_key_pair() -> tuple[str, str]:
+    """The FHIR client's key pair for the whole test run: the test process, the e2e site process
+    (ORSTREAM_FHIR_PRIVATE_KEY) and the token endpoint (the public key) share it."""
+    return rsa_key_pair()
 
 
 def rsa_key_pair() -> tuple[str, str]:
