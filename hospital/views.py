@@ -16,6 +16,7 @@ from mentoring import services as mentoring_services
 from mentoring.forms import COMMON_ZONES
 from mentoring.models import OperatingRoom, Session
 from orstream.pages import coordinator_required, refused
+from recordings import services as recording_services
 from recordings.models import Recording
 
 from . import services
@@ -81,7 +82,7 @@ def recording_pacs(request: HttpRequest, public_id: Any) -> HttpResponse:
                                   session_public_id=str(recording.session.public_id), target=f"recording:{recording.public_id}")
     return render(request, "hospital/recording_pacs.html", {
         "recording": recording, "destinations": destinations, "exports": services.dicom_export_list_for(recording=recording),
-        "problem": services.dicom_export_problem_for(recording=recording), "bookmarks": recording.bookmarks.all(),
+        "problem": services.dicom_export_problem_for(recording=recording), "bookmarks": recording_services.bookmark_list_for(recording=recording, user=request.user),
         "procedure": services.procedure_get(session=recording.session),
     })
 

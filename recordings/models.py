@@ -185,6 +185,9 @@ class Bookmark(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # A private mark is listed for its author, and for whom an app above reveals it (training: a
+    # rater's time-stamped comments, under its blinding rule); see bookmark_reveals.
+    private = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -6,9 +6,12 @@ class TrainingConfig(AppConfig):
     verbose_name = "Training"
 
     def ready(self) -> None:
-        from recordings.services import recording_scopes
+        from recordings.services import bookmark_reveals, recording_scopes
 
         from .scope import training_recording_scope
+        from .services import comment_bookmarks_revealed
 
         # Faculty and residents see their programme's recordings and the curated library's.
         recording_scopes.register("training.programmes", training_recording_scope)
+        # A rater's comments are private bookmarks, shown under the blinding rule.
+        bookmark_reveals.register("training.assessment_comments", comment_bookmarks_revealed)

@@ -81,7 +81,7 @@ def assessment_to_fhir(assessment: Assessment) -> dict[str, Any]:
     ]
     comments = [
         QuestionnaireResponseItemAnswer(valueString=f"[{clock(c.media_time)}]{' ' + c.item.name + ':' if c.item else ''} {c.text}")
-        for c in assessment.comments.select_related("item")
+        for c in assessment.comments.select_related("item", "bookmark")
     ]
     if comments:
         items.append(QuestionnaireResponseItem(linkId=COMMENTS_LINK_ID, answer=comments))

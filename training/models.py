@@ -177,20 +177,28 @@ class ItemScore(models.Model):
 
 
 class AssessmentComment(models.Model):
-    """A rater's comment at a moment of the recording, on one item or on the whole performance."""
+    """A rater's comment at a moment of the recording, on one item or on the whole performance.
+
+    The moment is a private bookmark of the recording (``bookmark``): the library's player lists
+    it with the other marks and jumps to it the same way, for the rater, and for the others only
+    once the blinding rule lets them read the assessment (training.services.comment_bookmarks_revealed)."""
 
     assessment = models.ForeignKey(Assessment, on_delete=models.CASCADE, related_name="comments")
     item = models.ForeignKey(InstrumentItem, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    media_time = models.FloatField()
+    bookmark = models.OneToOneField("recordings.Bookmark", on_delete=models.PROTECT, related_name="assessment_comment")
     text = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["assessment", "media_time", "pk"]
-        constraints = [models.CheckConstraint(condition=models.Q(media_time__gte=0), name="assessment_comment_time")]
+        ordering = ["assessment", "bookmark__media_time", "pk"]
 
     def __str__(self) -> str:
         return f"comment at {self.media_time:.1f} s"
+
+    @property
+    def media_time(self) -> float:
+        """Seconds from the recording's start: its bookmark's moment."""
+        return self.bookmark.media_time
 
 
 class Collection(models.Model):

@@ -368,25 +368,51 @@ def assessment_score(*, assessment: Assessment, user: Any, scores: dict[str, int
     return assessment
 
 
+def _comment_label(assessment: Assessment, item: Any, text: str) -> str:
+    """The comment as its bookmark's label: "OSATS · Respect for tissue: gentle retraction…"."""
+    label = f"{assessment.instrument.short_name}{f' · {item.name}' if item else ''}: {text}"
+    limit = recording_services.BOOKMARK_LABEL_MAX
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
 def assessment_comment_add(
     *, assessment: Assessment, user: Any, media_time: float, text: str, item_key: str = ""
 ) -> AssessmentComment:
     """A time-stamped comment (on an item, or the whole performance) at ``media_time`` of the
-    recording: the pages link it to that moment of the player."""
+    recording. Its moment is a private bookmark of the recording, so the library's player lists
+    it and jumps to it like any mark, for the rater now and for the others once the blinding rule
+    lets them read the assessment (comment_bookmarks_revealed)."""
     _editable(assessment, user, "training.comment")
     text = text.strip()
     if not text:
         raise TrainingError("Write the comment first, e.g. \"good traction here\".")
-    recording = assessment.recording
-    duration = recording.duration or 0
-    if media_time < 0 or (duration and media_time > duration + DURATION_TOLERANCE):
-        raise TrainingError(f"The time must be within the recording (0 to {duration:.0f} s).")
     item = None
     if item_key:
         item = assessment.instrument.items.filter(key=item_key).first()
         if item is None:
             raise TrainingError(f"{assessment.instrument} has no item {item_key!r}.")
-    return AssessmentComment.objects.create(assessment=assessment, item=item, media_time=float(media_time), text=text[:COMMENT_MAX])
+    with transaction.atomic():
+        try:
+            bookmark = recording_services.bookmark_add(
+                recording=assessment.recording, user=user, media_time=float(media_time),
+                label=_comment_label(assessment, item, text), private=True,
+            )
+        except recording_services.RecordingAccessDenied as refusal:
+            raise TrainingAccessDenied(str(refusal)) from None
+        except recording_services.RecordingError as problem:
+            raise TrainingError(str(problem)) from None
+        return AssessmentComment.objects.create(assessment=assessment, item=item, bookmark=bookmark, text=text[:COMMENT_MAX])
+
+
+def comment_bookmarks_revealed(user: Any, recording: Recording) -> Q | None:
+    """The private bookmarks of ``recording`` that are comments of assessments ``user`` may read
+    (the blinding rule, assessment_visible); registered with recordings' bookmark_reveals, so the
+    library's player shows a rater's comments to nobody the assessment page would not."""
+    readable = [
+        a.pk for a in Assessment.objects.filter(recording=recording).select_related("programme")
+        if assessment_visible(assessment=a, user=user)
+    ]
+    return Q(assessment_comment__assessment__in=readable) if readable else None
 
 
 def assessment_submit(*, assessment: Assessment, user: Any) -> Assessment:
@@ -419,7 +445,7 @@ def assessment_card(*, assessment: Assessment, user: Any) -> AssessmentCard:
     scores = {s.item.key: s.score for s in assessment.scores.select_related("item")}
     return AssessmentCard(
         assessment=assessment, visible=True, total=sum(scores.values()) if scores else None, scores=scores,
-        comments=list(assessment.comments.select_related("item")),
+        comments=list(assessment.comments.select_related("item", "bookmark")),
     )
 
 
@@ -465,7 +491,7 @@ def assessments_for_export(*, user: Any) -> list[Assessment]:
     query = (
         Assessment.objects.filter(programme__in=directed, submitted_at__isnull=False)
         .select_related("programme", "instrument", "recording", "recording__session", "resident", "rater")
-        .prefetch_related("scores", "comments", "instrument__items")
+        .prefetch_related("scores", "comments__bookmark", "instrument__items")
         .order_by("submitted_at")
     )
     chosen = [a for a in query if training_allowed(a.recording)]
@@ -507,7 +533,7 @@ def progress_for(*, resident: Any, user: Any) -> list[ProgressSeries]:
     query = (
         Assessment.objects.filter(resident=resident, submitted_at__isnull=False)
         .select_related("instrument", "recording", "recording__session", "rater")
-        .prefetch_related("scores", "comments", "comments__item", "instrument__items")
+        .prefetch_related("scores", "comments__bookmark", "comments__item", "instrument__items")
         .order_by("submitted_at")
     )
     for assessment in query:

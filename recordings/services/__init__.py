@@ -74,10 +74,13 @@ from .restriction import (
 )
 from .retention import RetentionResult, retention_apply, retention_until
 from .selectors import (
+    BookmarkReveal,
+    BookmarkReveals,
     LibraryChoices,
     LibraryFilter,
     RecordingProblem,
     bookmark_list_for,
+    bookmark_reveals,
     library_choices_for,
     recording_get,
     recording_list_for,
@@ -125,7 +128,10 @@ __all__ = [
     "VIEWING_TOUCH_SECONDS",
     "bookmark_add",
     "bookmark_card",
+    "BookmarkReveal",
+    "BookmarkReveals",
     "bookmark_list_for",
+    "bookmark_reveals",
     "erase_request",
     "export_check",
     "export_destination_check",

@@ -99,7 +99,7 @@ def recording_playback_for(*, recording: Recording, user: Any) -> dict[str, Any]
     ``parts``: each segment's URL and its start within the recording (the durations before it);
     ``annotations``: the session's strokes and clears that fall inside the recording, with
     ``t``, seconds from the recording's start (see _annotation_offset for the mapping);
-    ``bookmarks``: bookmarks and chapters in time order.
+    ``bookmarks``: bookmarks and chapters in time order, private marks only where ``user`` may see them.
     """
     recording_access_check(recording=recording, user=user, action="recording.view")
     parts = []
@@ -125,9 +125,9 @@ def recording_playback_for(*, recording: Recording, user: Any) -> dict[str, Any]
         "duration": duration,
         "parts": parts,
         "annotations": annotations,
-        "bookmarks": [bookmark_card(b) for b in bookmark_list_for(recording=recording)],
+        "bookmarks": [bookmark_card(b) for b in bookmark_list_for(recording=recording, user=user)],
     }
 
 
 def bookmark_card(bookmark: Bookmark) -> dict[str, Any]:
-    return {"id": bookmark.pk, "t": bookmark.media_time, "label": bookmark.label, "kind": bookmark.kind}
+    return {"id": bookmark.pk, "t": bookmark.media_time, "label": bookmark.label, "kind": bookmark.kind, "private": bookmark.private}

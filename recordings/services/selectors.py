@@ -5,6 +5,7 @@ Called by the library pages and API, the session pages and the other service mod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -163,8 +164,37 @@ def library_choices_for(*, user: Any) -> LibraryChoices:
     return LibraryChoices(sorted(rooms), sorted(surgeons.items(), key=lambda s: s[1]), sorted(tags))
 
 
-def bookmark_list_for(*, recording: Recording) -> list[Bookmark]:
-    return list(recording.bookmarks.order_by("media_time", "pk"))
+BookmarkReveal = Callable[[Any, Recording], "Q | None"]
+
+
+class BookmarkReveals:
+    """Who else may see a private mark, decided by the app that made it (training reveals a
+    rater's comments to whom its blinding rule lets read the assessment), registered in its
+    ``AppConfig.ready()``. A rule returns a filter on the recording's Bookmark rows, or None."""
+
+    def __init__(self) -> None:
+        self._rules: dict[str, BookmarkReveal] = {}
+
+    def register(self, name: str, rule: BookmarkReveal) -> None:
+        self._rules[name] = rule
+
+    def filter_for(self, user: Any, recording: Recording) -> Q:
+        shown = Q(private=False)
+        if getattr(user, "is_authenticated", False):
+            shown |= Q(created_by=user)
+            for rule in self._rules.values():
+                if (revealed := rule(user, recording)) is not None:
+                    shown |= Q(private=True) & revealed
+        return shown
+
+
+bookmark_reveals = BookmarkReveals()
+
+
+def bookmark_list_for(*, recording: Recording, user: Any) -> list[Bookmark]:
+    """The marks of ``recording`` that ``user`` may see, in time order: every public one, their
+    own private ones, and those a registered rule reveals to them."""
+    return list(recording.bookmarks.filter(bookmark_reveals.filter_for(user, recording)).order_by("media_time", "pk"))
 
 
 def recording_segment_paths(*, recording: Recording) -> list[str]:

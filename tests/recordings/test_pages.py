@@ -176,7 +176,9 @@ def test_a_resident_bookmarks_a_moment_and_sees_it_on_the_page(available_recordi
         HTTP_ACCEPT="application/json",
     )
     assert response.status_code == 200, response.content
-    assert response.json()["bookmark"] == {"id": Bookmark.objects.get().pk, "t": 1.25, "label": "clip applied", "kind": "bookmark"}
+    assert response.json()["bookmark"] == {
+        "id": Bookmark.objects.get().pk, "t": 1.25, "label": "clip applied", "kind": "bookmark", "private": False,
+    }
     marks = playback(client.get(f"/recordings/{available_recording.public_id}/"))["bookmarks"]
     assert [(m["t"], m["label"]) for m in marks] == [(1.25, "clip applied")]
 

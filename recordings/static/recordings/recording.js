@@ -136,7 +136,7 @@ function renderMarks() {
   list.replaceChildren();
   for (const mark of marks) {
     const item = document.createElement("li");
-    item.className = mark.kind;
+    item.className = mark.private ? `${mark.kind} private` : mark.kind;
     item.dataset.t = mark.t;
     const button = document.createElement("button");
     button.type = "button";
