@@ -20,7 +20,6 @@ from consent import services as consent_services
 from mentoring import services
 from mentoring.models import Participant, Role, Session
 from mentoring.views import page_context
-from orstream import edgeclient
 from orstream import roles as site_roles
 from orstream.pages import coordinator_required, refused
 from recordings import services as recording_services
@@ -104,12 +103,12 @@ def live_recording(request: HttpRequest, public_id: Any) -> HttpResponse:
                 recording_services.recording_stop(recording=recording, by=caller.user)
         else:
             return _refuse('Send {"action": "start"} or {"action": "stop"}.', status=400)
+    except recording_services.RecordingEdgeUnavailable as failure:
+        return _refuse(str(failure), status=502)
     except consent_services.ConsentError:
         return _refuse("The patient's consent does not cover recording: the recording was not started.", status=409)
     except recording_services.RecordingError as error:
         return _refuse(str(error), status=409)
-    except edgeclient.EdgeError as failure:
-        return _refuse(f"The media server did not answer ({failure}). Try again.", status=502)
     edge = services.session_edge_stats(session=session)
     return JsonResponse({"recording": recording_services.recording_live_card(session=session, edge=edge)})
 

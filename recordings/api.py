@@ -19,7 +19,6 @@ from rest_framework.views import APIView
 from consent import services as consent_services
 from mentoring.models import Session
 from mentoring.services import is_uuid
-from orstream import edgeclient
 
 from . import services
 from .models import Recording
@@ -108,8 +107,8 @@ class RecordingStop(APIView):
             recording = services.recording_stop(recording=recording, by=request.user)
         except services.RecordingAccessDenied as refusal:
             return _refused(str(refusal))
-        except edgeclient.EdgeError as failure:
-            return _refused(f"The media server did not answer ({failure}). Try again.", status.HTTP_502_BAD_GATEWAY)
+        except services.RecordingEdgeUnavailable as failure:
+            return _refused(str(failure), status.HTTP_502_BAD_GATEWAY)
         return Response(RecordingSerializer(recording).data)
 
 

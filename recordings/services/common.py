@@ -50,6 +50,10 @@ class RecordingNotReady(RecordingError):
     """Segments the edge announced are not registered yet: finalizing is retried later."""
 
 
+class RecordingEdgeUnavailable(RecordingError):
+    """The media server did not answer a live action; trying again may work (a 502 to callers)."""
+
+
 class RecordingAccessDenied(RecordingError):
     """A view, download or export refused to this person (already audited)."""
 

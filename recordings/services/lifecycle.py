@@ -25,6 +25,7 @@ from ..models import Recording, RetentionPurpose, Segment
 from .common import (
     SEGMENT_PATH,
     RecordingAccessDenied,
+    RecordingEdgeUnavailable,
     RecordingError,
     _actor,
     _audit,
@@ -83,11 +84,15 @@ def recording_start(*, session: Session, by: Any) -> Recording:
 
 
 def recording_stop(*, recording: Recording, by: Any) -> Recording:
-    """Stop a live recording at the edge; finalizing starts after commit. Idempotent."""
+    """Stop a live recording at the edge; finalizing starts after commit. Idempotent. Raises
+    RecordingEdgeUnavailable when the edge does not answer (the recording goes on)."""
     if recording.status != Recording.Status.RECORDING:
         return recording
     session = recording.session
-    reply = edgeclient.recording_stop(str(session.public_id), edge_url=session.room.edge_url or None)
+    try:
+        reply = edgeclient.recording_stop(str(session.public_id), edge_url=session.room.edge_url or None)
+    except edgeclient.EdgeError as failure:
+        raise RecordingEdgeUnavailable(f"The media server did not answer ({failure}). Try again.") from None
     segments = reply.get("segments") if isinstance(reply, dict) else None
     if reply is None:
         # The edge was not recording it (it restarted and the recording could not go on), so no

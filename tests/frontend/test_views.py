@@ -127,6 +127,24 @@ def test_the_coordinator_starts_and_stops_a_recording(client, session, coordinat
     assert ("DELETE", f"/sessions/{session.public_id}/recording") in calls
 
 
+def test_a_stop_the_edge_does_not_answer_says_so_and_the_recording_goes_on(
+    client, session, coordinator, alice, consenting_patient, monkeypatch
+):
+    services.session_start(session=session, by=alice)
+    monkeypatch.setattr(edgeclient, "call", lambda method, path, body=None, **kw: {"ok": True})
+    token = services.join_token_mint(participant=coordinator)
+    url = f"/live/{session.public_id}/recording/"
+    client.post(url, json.dumps({"action": "start"}), content_type="application/json", HTTP_X_ORSTREAM_TOKEN=token)
+    monkeypatch.undo()
+    # Nothing listens on the discard port of loopback: the edge cannot be reached.
+    session.room.edge_url = "http://127.0.0.1:9"
+    session.room.save(update_fields=["edge_url"])
+    stopped = client.post(url, json.dumps({"action": "stop"}), content_type="application/json", HTTP_X_ORSTREAM_TOKEN=token)
+    assert stopped.status_code == 502
+    assert stopped.json()["error"] == "The media server did not answer (The media server cannot be reached. Try again in a moment.). Try again."
+    assert Recording.objects.get(session=session).status == "recording"
+
+
 def test_a_recording_the_edge_is_not_writing_shows_as_interrupted_and_can_be_stopped(
     client, session, coordinator, alice, consenting_patient, monkeypatch, django_capture_on_commit_callbacks
 ):

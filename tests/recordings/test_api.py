@@ -79,3 +79,15 @@ def test_the_api_exports_only_to_an_allowed_destination(available_recording: Rec
     assert accepted.status_code == 202, accepted.content
     job = ExportJob.objects.get()
     assert accepted.json()["job"] == str(job.public_id) and job.destination == str(share.resolve())
+
+
+def test_a_stop_the_edge_does_not_answer_is_a_502_in_words_and_the_recording_goes_on(
+    session: Any, consenting_patient: Any, alice: Any, fake_edge: FakeEdge
+) -> None:
+    mentoring_services.session_start(session=session, by=alice)
+    recording = signed_in(alice).post(f"/api/sessions/{session.public_id}/recording/start/").json()
+    fake_edge.fail_with = 503
+    stopped = signed_in(alice).post(f"/api/recordings/{recording['id']}/stop/")
+    assert stopped.status_code == 502 and "The media server did not answer" in stopped.json()["detail"]
+    assert "Try again" in stopped.json()["detail"]
+    assert Recording.objects.get(public_id=recording["id"]).status == Recording.Status.RECORDING
