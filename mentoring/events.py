@@ -1,4 +1,5 @@
-"""What the control plane does with the edge's webhooks. Called by the edge_events view only.
+"""What the control plane does with the edge's webhooks. Called by the edge_events view only:
+``edge_event_read`` checks the signature and reads the event, ``edge_event_handle`` acts on it.
 
 Each event carries an id (kept by the edge across delivery retries): one already handled is
 dropped, so a retry after a lost reply or a replayed request acts once. Events other apps act on
@@ -10,15 +11,18 @@ authorises WHIP bearer tokens itself and reports what they did.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from consent.audit import audit_record
+from orstream import edgeclient
 from orstream.edge import protocol
 
 from .models import EdgeEventReceipt, Session
@@ -28,11 +32,33 @@ log = logging.getLogger(__name__)
 
 
 class EventError(Exception):
-    """A webhook the control plane cannot act on: ``status`` 404 for an unknown session, 400 otherwise."""
+    """A webhook the control plane cannot act on: ``status`` 403 for its signature, 404 for an unknown
+    session, 400 otherwise."""
 
     def __init__(self, message: str, *, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+def edge_event_read(*, path: str, body: bytes, headers: Any) -> protocol.EdgeEvent:
+    """The event in a webhook the edge signed (``path`` with its query, as received). Raises
+    EventError with status 403 for a bad, stale or replayed signature, 400 for a malformed body."""
+    try:
+        protocol.verify(
+            secret=settings.EDGE_SECRET, method="POST", path=path, body=body, headers=headers,
+            replay=edgeclient.WebhookNonces(),
+        )
+    except protocol.SignatureError as error:
+        log.warning("edge webhook refused: %s", error)
+        raise EventError(f"signature refused: {error}", status=403) from None
+    try:
+        data = json.loads(body)
+        return protocol.EdgeEvent(
+            type=str(data["type"]), session_id=str(data["session_id"]), at=float(data["at"]), data=dict(data.get("data") or {}),
+            id=str(data.get("id") or "")[:64],
+        )
+    except (ValueError, KeyError, TypeError):
+        raise EventError("expected JSON with type, session_id, at and data") from None
 
 
 def _broadcast(session: Session, notice: dict[str, Any]) -> None:
