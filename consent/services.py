@@ -266,6 +266,25 @@ def consent_effect_deliver(*, effect: str, change: ConsentNarrowed, last_attempt
 
 # ---------------------------------------------------------------- pages
 
+# The procedure a consent is about, as consent's own rows name it: consent imports no app above it.
+_Session: Any = ConsentRecord._meta.get_field("session").related_model
+
+
+def consent_session_get(*, public_id: Any) -> Any:
+    """The procedure with this public id, its room and surgeon loaded; None when there is none."""
+    return _Session.objects.select_related("room", "surgeon").filter(public_id=public_id).first()
+
+
+def consent_record_get(*, session: Any, pk: Any) -> ConsentRecord | None:
+    """The session's consent record number ``pk``, or None (another session's record is None)."""
+    return ConsentRecord.objects.select_related("session", "form").filter(session=session, pk=pk).first()
+
+
+def consent_form_get_active(*, pk: str) -> ConsentForm | None:
+    """The active form version ``pk`` (as the page's form sent it), or None."""
+    return ConsentForm.objects.filter(pk=pk if pk.isdigit() else 0, is_active=True).first()
+
+
 def consent_form_list_active() -> list[ConsentForm]:
     """The form versions staff may record consent on, newest version of each title first."""
     return list(ConsentForm.objects.filter(is_active=True).order_by("title", "-created_at"))

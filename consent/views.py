@@ -17,18 +17,15 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from orstream import roles
-from orstream.pages import refused
+from orstream.pages import found, refused
 
 from . import fhir, services
 from .audit import audit_list_for
-from .models import ConsentForm, ConsentRecord, Purpose
-
-# The procedure a consent is about, as consent's own rows name it: consent imports no app above it.
-Session: Any = ConsentRecord._meta.get_field("session").related_model
+from .models import ConsentRecord, Purpose
 
 
 def consent_staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -47,11 +44,11 @@ def consent_staff_required(view: Callable[..., HttpResponse]) -> Callable[..., H
 
 
 def _session(public_id: Any) -> Any:
-    return get_object_or_404(Session.objects.select_related("room", "surgeon"), public_id=public_id)
+    return found(services.consent_session_get(public_id=public_id), "session")
 
 
 def _record(session: Any, record_id: int) -> ConsentRecord:
-    return get_object_or_404(ConsentRecord.objects.select_related("session", "form"), session=session, pk=record_id)
+    return found(services.consent_record_get(session=session, pk=record_id), "consent record for this session")
 
 
 def _page(request: HttpRequest, session: Any, *, error: str = "", entered: dict[str, Any] | None = None, status: int = 200) -> HttpResponse:
@@ -81,7 +78,7 @@ def consent_session(request: HttpRequest, public_id: Any) -> HttpResponse:
         return _page(request, session)
     entered = {key: request.POST.get(key, "") for key in ("form", "patient_ref", "attestation")}
     entered.update({f"decision_{p}": request.POST.get(f"decision_{p}", "") for p in Purpose.values})
-    form = ConsentForm.objects.filter(pk=entered["form"] if entered["form"].isdigit() else 0, is_active=True).first()
+    form = services.consent_form_get_active(pk=entered["form"])
     if form is None:
         return _page(request, session, error="Choose the consent form the patient signed.", entered=entered, status=400)
     # Only explicit answers count: a purpose left unanswered is missing, and the service says which.

@@ -13,15 +13,15 @@ import json
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from consent import services as consent_services
 from mentoring import services
-from mentoring.models import Participant, Role, Session
+from mentoring.models import Role, Session
 from mentoring.views import page_context
 from orstream import roles as site_roles
-from orstream.pages import coordinator_required, refused
+from orstream.pages import coordinator_required, found, refused
 from recordings import services as recording_services
 
 
@@ -53,7 +53,7 @@ def _caller(request: HttpRequest, session: Session, roles: frozenset[str]) -> Ca
 
 
 def _session(public_id: Any) -> Session:
-    return get_object_or_404(Session.objects.select_related("room"), public_id=public_id)
+    return found(services.session_get(public_id=public_id), "session")
 
 
 @require_GET
@@ -76,7 +76,7 @@ def live_remove(request: HttpRequest, public_id: Any, participant_id: Any) -> Ht
         return caller
     if caller.user is None:
         return _refuse("Sign in as a coordinator to remove people from a session.")
-    participant = get_object_or_404(Participant, public_id=participant_id, session=session)
+    participant = found(services.participant_get(public_id=participant_id, session=session), "participant in this session")
     services.participant_remove(participant=participant, by=caller.user)
     return JsonResponse({"removed": services.participant_card(participant)})
 

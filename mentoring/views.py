@@ -8,13 +8,13 @@ from typing import Any, cast
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from orstream import roles
-from orstream.pages import coordinator_required, refused
+from orstream.pages import coordinator_required, found, refused
 
 from . import events, services
 from .forms import COMMON_ZONES, ParticipantForm, RoomForm, SessionForm, SpecialistForm
@@ -38,7 +38,11 @@ def _form_errors(form: Any) -> str:
 
 
 def _session(public_id: Any) -> Session:
-    return get_object_or_404(Session.objects.select_related("room", "surgeon"), public_id=public_id)
+    return found(services.session_get(public_id=public_id), "session")
+
+
+def _participant(participant_id: Any) -> Participant:
+    return found(services.participant_get(public_id=participant_id), "participant")
 
 
 def _may_manage(request: HttpRequest, session: Session) -> bool:
@@ -159,7 +163,7 @@ def _ask_about(request: HttpRequest, participant: Participant, title: str, butto
 @require_POST
 @coordinator_required
 def participant_revoke(request: HttpRequest, participant_id: Any) -> HttpResponse:
-    participant = get_object_or_404(Participant.objects.select_related("session"), public_id=participant_id)
+    participant = _participant(participant_id)
     ask = _ask_about(request, participant, f"Revoke the links of {participant.display_name}?", "Revoke their links",
                      "Their join links stop working and their connection drops now. You can send them a new link later.")
     if ask is not None:
@@ -172,7 +176,7 @@ def participant_revoke(request: HttpRequest, participant_id: Any) -> HttpRespons
 @require_POST
 @coordinator_required
 def participant_reinvite(request: HttpRequest, participant_id: Any) -> HttpResponse:
-    participant = get_object_or_404(Participant.objects.select_related("session"), public_id=participant_id)
+    participant = _participant(participant_id)
     try:
         url = services.participant_reinvite(participant=participant, by=request.user)
     except services.SchedulingError as error:
@@ -186,7 +190,7 @@ def participant_reinvite(request: HttpRequest, participant_id: Any) -> HttpRespo
 @require_POST
 @coordinator_required
 def participant_remove(request: HttpRequest, participant_id: Any) -> HttpResponse:
-    participant = get_object_or_404(Participant.objects.select_related("session"), public_id=participant_id)
+    participant = _participant(participant_id)
     ask = _ask_about(request, participant, f"Remove {participant.display_name} from the session?", "Remove them",
                      "They leave the participant list, their links stop working and their connection drops now.")
     if ask is not None:

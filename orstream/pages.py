@@ -1,4 +1,5 @@
-"""The refusal every page shows, and the coordinator gate in front of coordinators' pages.
+"""The refusal every page shows, the coordinator gate in front of coordinators' pages, and the 404
+of a row a URL names that is not there.
 
 Below every app (it imports none of them): consent, mentoring, recordings, training, hospital and
 the live pages all refuse through ``refused``, so a person sees the same page, in the same words'
@@ -9,18 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from orstream import roles
+
+Row = TypeVar("Row")
 
 
 def refused(request: HttpRequest, message: str, *, title: str = "You cannot open this page", status: int = 403) -> HttpResponse:
     """The site's refusal page: ``title``, then ``message`` saying what to do."""
     return render(request, "refused.html", {"title": title, "message": message}, status=status)
+
+
+def found(row: Row | None, what: str) -> Row:
+    """``row``, as a selector returned it; a 404 naming ``what`` when there is none."""
+    if row is None:
+        raise Http404(f"No such {what}.")
+    return row
 
 
 def coordinator_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

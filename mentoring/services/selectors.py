@@ -1,4 +1,5 @@
-"""Reads: the sessions a user may see, and the edge's stats of a live session.
+"""Reads: a session or participant by its public id, the sessions a user may see, and the edge's
+stats of a live session.
 
 Called by the pages, the live pages' JSON views and the API. Never writes.
 """
@@ -15,8 +16,22 @@ from django.utils import timezone
 from orstream import edgeclient, roles
 
 from ..models import (
+    Participant,
     Session,
 )
+
+
+def session_get(*, public_id: Any) -> Session | None:
+    """The session with this public id, its room and surgeon loaded; None when there is none."""
+    return Session.objects.select_related("room", "surgeon").filter(public_id=public_id).first()
+
+
+def participant_get(*, public_id: Any, session: Session | None = None) -> Participant | None:
+    """The participant with this public id (of ``session`` when given), its session loaded."""
+    participants = Participant.objects.select_related("session", "session__room")
+    if session is not None:
+        participants = participants.filter(session=session)
+    return participants.filter(public_id=public_id).first()
 
 
 def session_list_for(*, user: Any, include_past: bool = False) -> Any:
