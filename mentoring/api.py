@@ -8,7 +8,6 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.request import Request
@@ -16,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orstream import roles
+from orstream.pages import found
 
 from . import services
 from .models import OperatingRoom, Participant, Role, Session
@@ -118,7 +118,7 @@ def _scheduling_error(error: services.SchedulingError) -> Response:
 
 
 def _session(public_id: Any) -> Session:
-    return get_object_or_404(Session.objects.select_related("room"), public_id=public_id)
+    return found(services.session_get(public_id=public_id), "session")
 
 
 class RoomList(APIView):
@@ -129,7 +129,7 @@ class RoomList(APIView):
 
     @extend_schema(responses=RoomSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return Response(RoomSerializer(OperatingRoom.objects.all(), many=True).data)
+        return Response(RoomSerializer(services.room_list(), many=True).data)
 
     @extend_schema(request=RoomSerializer, responses={201: RoomSerializer})
     def post(self, request: Request) -> Response:
@@ -223,7 +223,7 @@ class ParticipantRevoke(APIView):
 
     @extend_schema(request=None, responses={200: None})
     def post(self, request: Request, participant_id: Any) -> Response:
-        participant = get_object_or_404(Participant, public_id=participant_id)
+        participant = found(services.participant_get(public_id=participant_id), "participant")
         return Response({"revoked": services.join_token_revoke(participant=participant, by=request.user)})
 
 
@@ -235,7 +235,7 @@ class ParticipantReinvite(APIView):
 
     @extend_schema(request=None, responses={201: JoinLinkSerializer})
     def post(self, request: Request, participant_id: Any) -> Response:
-        participant = get_object_or_404(Participant.objects.select_related("session"), public_id=participant_id)
+        participant = found(services.participant_get(public_id=participant_id), "participant")
         try:
             url = services.participant_reinvite(participant=participant, by=request.user)
         except services.SchedulingError as error:
@@ -250,7 +250,7 @@ class ParticipantDetail(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, participant_id: Any) -> Response:
-        participant = get_object_or_404(Participant, public_id=participant_id)
+        participant = found(services.participant_get(public_id=participant_id), "participant")
         services.participant_remove(participant=participant, by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 

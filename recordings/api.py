@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from django.http import FileResponse, Http404
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -17,8 +16,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consent import services as consent_services
-from mentoring.models import Session
+from mentoring import services as mentoring_services
 from mentoring.services import is_uuid
+from orstream.pages import found
 
 from . import services
 from .models import Recording
@@ -84,7 +84,7 @@ class RecordingStart(APIView):
 
     @extend_schema(request=None, responses={201: RecordingSerializer})
     def post(self, request: Request, public_id: Any) -> Response:
-        session = get_object_or_404(Session.objects.select_related("room"), public_id=public_id)
+        session = found(mentoring_services.session_get(public_id=public_id), "session")
         try:
             recording = services.recording_start(session=session, by=request.user)
         except consent_services.ConsentError:

@@ -88,7 +88,14 @@ from .scheduling import (
     session_schedule,
     session_start,
 )
-from .selectors import EdgeStats, participant_get, session_edge_stats, session_get, session_list_for
+from .selectors import (
+    EdgeStats,
+    participant_get,
+    room_list,
+    session_edge_stats,
+    session_get,
+    session_list_for,
+)
 from .times import session_clock, session_moment, session_when
 from .tokens import join_token_mint, join_url, link_seal, link_state, link_unseal, participant_link_state
 from .withdrawal import session_drop_uncovered, session_enforce_consent
@@ -164,6 +171,7 @@ __all__ = [
     "session_drop_uncovered",
     "session_end",
     "session_enforce_consent",
+    "room_list",
     "session_get",
     "session_group",
     "session_ics",

@@ -16,9 +16,15 @@ from django.utils import timezone
 from orstream import edgeclient, roles
 
 from ..models import (
+    OperatingRoom,
     Participant,
     Session,
 )
+
+
+def room_list() -> list[OperatingRoom]:
+    """Every operating room, by name."""
+    return list(OperatingRoom.objects.order_by("name"))
 
 
 def session_get(*, public_id: Any) -> Session | None:
