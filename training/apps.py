@@ -6,8 +6,10 @@ class TrainingConfig(AppConfig):
     verbose_name = "Training"
 
     def ready(self) -> None:
+        from mentoring.demo import demo_seeders
         from recordings.services import bookmark_reveals, recording_scopes
 
+        from .demo import training_demo_seed
         from .scope import training_recording_scope
         from .services import comment_bookmarks_revealed
 
@@ -15,3 +17,5 @@ class TrainingConfig(AppConfig):
         recording_scopes.register("training.programmes", training_recording_scope)
         # A rater's comments are private bookmarks, shown under the blinding rule.
         bookmark_reveals.register("training.assessment_comments", comment_bookmarks_revealed)
+        # `manage.py seed_demo` (make run) adds a programme, its people and an assessed recording.
+        demo_seeders.register("training.demo", training_demo_seed)

@@ -10,10 +10,16 @@ from django.core.management import call_command
 from mentoring import services
 from mentoring.models import Role, Session
 
+# The live demo session (training's demo adds an ended, recorded one beside it).
+DEMO_PROCEDURE = "Demo: microsurgical anastomosis"
+
 
 def seed(settings, tmp_path: Path, *args: str) -> tuple[str, str]:
     """Run seed_demo; (what it printed, what it wrote to the links file)."""
     settings.VAR_DIR = tmp_path
+    # The training demo's recording is put on the spool and verified into storage: both under tmp.
+    settings.RECORDINGS_SPOOL_DIR = tmp_path / "spool"
+    settings.MEDIA_ROOT = tmp_path / "media"
     out = StringIO()
     call_command("seed_demo", *args, stdout=out)
     return out.getvalue(), (tmp_path / "demo-links.txt").read_text()
@@ -22,7 +28,7 @@ def seed(settings, tmp_path: Path, *args: str) -> tuple[str, str]:
 def test_seed_demo_writes_a_working_link_per_role_and_can_run_twice(db, settings, tmp_path):
     _, first = seed(settings, tmp_path, "--password", "demo-pass-1")
     _, second = seed(settings, tmp_path)
-    assert Session.objects.count() == 1
+    assert Session.objects.filter(procedure=DEMO_PROCEDURE).count() == 1
     links = re.findall(r"/join/([^/\s]+)/", second)
     assert len(links) == 5
     roles = {services.join_token_check(token=t).participant.role for t in links}
@@ -48,7 +54,7 @@ def test_seed_demo_prints_no_secret_and_keeps_its_file_private(db, settings, tmp
 
 def test_seed_demo_again_leaves_other_participants_links_alone(db, settings, tmp_path, alice):
     seed(settings, tmp_path)
-    session = Session.objects.get()
+    session = Session.objects.get(procedure=DEMO_PROCEDURE)
     mentor = services.participant_add(session=session, role=Role.MENTOR, display_name="Dr Kim (real)", by=alice)
     token = services.join_token_mint(participant=mentor, by=alice)
     seed(settings, tmp_path)
@@ -59,7 +65,7 @@ def test_the_demo_coordinator_reaches_the_admin_with_limited_permissions(db, cli
     _, written = seed(settings, tmp_path, "--password", "demo-pass-1")
     assert "/admin/ with the same sign-in" in written
     assert client.login(username="coordinator", password="demo-pass-1")
-    session = Session.objects.get()
+    session = Session.objects.get(procedure=DEMO_PROCEDURE)
     assert client.get("/admin/").status_code == 200
     assert client.get("/admin/mentoring/operatingroom/add/").status_code == 200
     assert client.get(f"/admin/mentoring/session/{session.pk}/change/").status_code == 200  # read-only view
@@ -74,7 +80,7 @@ def test_the_demo_coordinator_reaches_the_admin_with_limited_permissions(db, cli
 
 def test_the_live_view_reuses_the_demo_coordinators_participant(db, client, settings, tmp_path):
     seed(settings, tmp_path, "--password", "demo-pass-1")
-    session = Session.objects.get()
+    session = Session.objects.get(procedure=DEMO_PROCEDURE)
     # Live without the edge (the demo room's feed would need one): the live view opens as it would.
     Session.objects.filter(pk=session.pk).update(status="live")
     assert client.login(username="coordinator", password="demo-pass-1")

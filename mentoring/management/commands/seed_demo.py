@@ -1,4 +1,5 @@
-"""`manage.py seed_demo`: a demo room, people, a consented session and a join link per role.
+"""`manage.py seed_demo`: a demo room, people, a consented session and a join link per role, and
+what the apps above register (mentoring.demo: training's programme and assessed recording).
 
 Idempotent: run again, it reuses what exists, resets the coordinator's password and mints fresh
 links for the demo's own cast (their previous links are revoked; anyone else's links are left
@@ -22,6 +23,7 @@ from django.utils import timezone
 from consent import services as consent_services
 from consent.models import ConsentForm
 from mentoring import services
+from mentoring.demo import DemoCast, demo_seeders
 from mentoring.models import JoinToken, OperatingRoom, Participant, Role, Session
 
 DEMO_CLIP = "demo-4k.mp4"
@@ -54,10 +56,10 @@ class Command(BaseCommand):
                 planned_end=start + timedelta(hours=4), time_zone=settings.TIME_ZONE, created_by=coordinator,
                 patient_ref="DEMO-0001",
             )
+        form = ConsentForm.objects.filter(title="Demo consent", version="1").first() or consent_services.consent_form_create(
+            title="Demo consent", version="1", text="Demonstration consent covering every purpose.", purposes=PURPOSES
+        )
         if consent_services.consent_in_force(session=session) is None:
-            form = ConsentForm.objects.filter(title="Demo consent", version="1").first() or consent_services.consent_form_create(
-                title="Demo consent", version="1", text="Demonstration consent covering every purpose.", purposes=PURPOSES
-            )
             consent_services.consent_record(
                 session=session, form=form, decisions=dict.fromkeys(PURPOSES, True), obtained_by=coordinator,
                 attestation="Demo data: no patient.",
@@ -95,6 +97,8 @@ class Command(BaseCommand):
             JoinToken.objects.filter(participant=participant, revoked_at__isnull=True).update(revoked_at=timezone.now())
             token = services.join_token_mint(participant=participant, by=coordinator)
             lines.append(f"    {participant.get_role_display():32} {services.join_url(token)}")
+        # What the apps above add (training: a programme, its people, an assessed recording).
+        lines.extend(demo_seeders.run(DemoCast(coordinator=coordinator, surgeon=surgeon, consent_form=form, password=password)))
         links = Path(settings.VAR_DIR) / DEMO_LINKS
         links.parent.mkdir(parents=True, exist_ok=True)
         # Created readable by its owner only, before anything secret is written into it.
