@@ -2,8 +2,9 @@
 session, and the walk that proves it intact.
 
 Called by every app's services (audit_record; audit_refusal_aggregated for anonymous refusals),
-the sign-in view, the edge webhook handlers, consent's pages (audit_list_for) and
-``manage.py audit_verify`` (audit_verify, audit_head). The model, AuditEvent, stays in
+the sign-in view, the edge webhook handlers, consent's pages (audit_list_for),
+``manage.py audit_verify`` (audit_verify, audit_head) and every refusal page (audit_refusal_page,
+registered in orstream.pages by consent's ready()). The model, AuditEvent, stays in
 consent.models with its migrations. Imports no app: every app may audit.
 """
 
@@ -12,11 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.http import HttpRequest
 from django.utils import timezone
 
 from .models import AuditEvent
@@ -70,7 +74,55 @@ def audit_record(
         )
         event.hash = audit_hash(event)
         event.save(force_insert=True)
-        return event
+    if outcome == "refused":
+        _refusal_counted()
+    return event
+
+
+# One event per refusal: the service that refused has usually audited it already, and the refusal
+# page its view then shows must not write a second one. Each request gets a fresh count of the
+# refusals audited during it (audit_request_begin, on request_started, connected in consent's
+# ready()); the refusal page writes its own event only when that count is still zero.
+@dataclass
+class _RequestRefusals:
+    audited: int = 0
+
+
+_request_refusals: ContextVar[_RequestRefusals | None] = ContextVar("orstream_request_refusals", default=None)
+
+
+def audit_request_begin(**_: Any) -> None:
+    """A request starts: no refusal has been audited in it yet."""
+    _request_refusals.set(_RequestRefusals())
+
+
+def _refusal_counted() -> None:
+    scope = _request_refusals.get()
+    if scope is not None:
+        scope.audited += 1
+
+
+def audit_refusal_page(*, request: HttpRequest, message: str, title: str, status: int) -> None:
+    """Audit the refusal page shown to ``request``'s user, unless this request's refusal is audited.
+
+    The event names the page (its URL name) and the public ids in its URL, never the path itself,
+    which may carry a join token; the reason is the message the person read.
+    """
+    scope = _request_refusals.get()
+    if scope is not None and scope.audited:
+        return
+    match = request.resolver_match
+    page = match.view_name if match else "unknown"
+    ids = {name: str(value) for name, value in (match.kwargs.items() if match else ()) if isinstance(value, UUID)}
+    detail = {"page": page, "status": status, "title": title, **ids}
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        audit_record(
+            action="page.refused", actor=f"user:{user.pk}", outcome="refused", target=f"page:{page}",
+            detail={**detail, "reason": message},
+        )
+    else:
+        audit_refusal_aggregated(action="page.refused", reason=message, key=page, detail=detail)
 
 
 # Anonymous refusals (a garbage join link, a wrong password) cost an attacker nothing: each one
@@ -89,6 +141,7 @@ def audit_refusal_aggregated(
     ``key`` groups refusals that are one flood (a client address, a session). Nothing is lost: the
     events after the first few carry ``refused_this_minute``, the number of such refusals so far.
     """
+    _refusal_counted()  # audited, even when only counted below
     window = int(time.time() // REFUSAL_WINDOW_SECONDS)
     base = "audit-refusals:" + hashlib.sha256(f"{action}|{reason}|{key}".encode()).hexdigest()[:32]
     counter = f"{base}:{window}"

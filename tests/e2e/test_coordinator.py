@@ -109,3 +109,15 @@ def test_the_api_docs_render_with_no_network_beyond_the_site(site: Any, browser:
     screenshot(page, "api-docs")
     assert outside == []
     context.close()
+
+
+def test_someone_who_is_not_a_coordinator_is_refused_in_the_browser_and_audited_once(
+    site: Any, open_page: Any, bob: Any, settings: Any
+) -> None:
+    from consent.models import AuditEvent
+
+    page = sign_in(open_page, site, bob, settings, "/rooms/new/")
+    page.get_by_role("heading", name="You cannot open this page").wait_for()
+    assert "Ask your administrator to add you to the coordinator group." in page.locator("main").inner_text()
+    [event] = AuditEvent.objects.filter(actor=f"user:{bob.pk}", outcome="refused")
+    assert (event.action, event.target) == ("page.refused", "page:mentoring:room_new")
