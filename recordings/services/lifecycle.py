@@ -36,6 +36,8 @@ from .spool import recording_spool_read
 
 log = logging.getLogger(__name__)
 
+RECORDING_NOT_STOPPED = "The media server did not stop the recording, so it is still recording: try stopping it again in a moment."
+
 
 def _edge_record(recording: Recording) -> None:
     """Ask the session's edge to write ``recording`` (into its own folder on the spool)."""
@@ -92,7 +94,9 @@ def recording_stop(*, recording: Recording, by: Any) -> Recording:
     try:
         reply = edgeclient.recording_stop(str(session.public_id), edge_url=session.room.edge_url or None)
     except edgeclient.EdgeError as failure:
-        raise RecordingEdgeUnavailable(f"The media server did not answer ({failure}). Try again.") from None
+        # The edge's own words stay in the log: the person gets what happened and what to do.
+        log.warning("recording %s not stopped by the edge (status %s): %s", recording.public_id, failure.status, failure)
+        raise RecordingEdgeUnavailable(RECORDING_NOT_STOPPED) from None
     segments = reply.get("segments") if isinstance(reply, dict) else None
     if reply is None:
         # The edge was not recording it (it restarted and the recording could not go on), so no

@@ -141,7 +141,7 @@ def test_a_stop_the_edge_does_not_answer_says_so_and_the_recording_goes_on(
     session.room.save(update_fields=["edge_url"])
     stopped = client.post(url, json.dumps({"action": "stop"}), content_type="application/json", HTTP_X_ORSTREAM_TOKEN=token)
     assert stopped.status_code == 502
-    assert stopped.json()["error"] == "The media server did not answer (The media server cannot be reached. Try again in a moment.). Try again."
+    assert stopped.json()["error"] == "The media server did not stop the recording, so it is still recording: try stopping it again in a moment."
     assert Recording.objects.get(session=session).status == "recording"
 
 
