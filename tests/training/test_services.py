@@ -39,8 +39,13 @@ def test_the_published_instruments_are_loaded_with_their_items_and_ranges(db: An
     osats = Instrument.objects.get(slug="osats-grs")
     assert [i.name for i in osats.items.all()][0] == "Respect for tissue"
     assert set(osats.items.first().anchors) == {"1", "3", "5"}
-    # What could not be checked offline says so in the data itself.
-    assert "could not be checked" in Instrument.objects.get(slug="smart").source
+    # SMaRT's source cites the paper (DOI) and what its published abstract confirms; the item names,
+    # which no public source consulted lists, say so in the data itself.
+    smart = Instrument.objects.get(slug="smart")
+    assert "doi:10.1097/SAP.0000000000000139" in smart.source
+    assert "9 categories, each graded on a 5-point Likert scale" in smart.source
+    assert "item names below are not verified" in smart.source
+    assert smart.items.count() == 9
 
 
 # ---------------------------------------------------------------- faculty and who operated
