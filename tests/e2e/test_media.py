@@ -136,6 +136,12 @@ def test_the_coordinator_sees_who_is_connected_and_removes_a_mentor(site, open_p
     mentor = open_page(site.join_url(services.join_token_mint(participant=carol)))
     mentor.wait_for_function("() => window.orstream.media.state === 'live'", timeout=30_000)
     page = open_page(site.join_url(services.join_token_mint(participant=coordinator)))
+    # The live view monitors: its bootstrap says it may not talk, and it offers no voice to send.
+    page.wait_for_function("() => window.orstream.media.state === 'live'", timeout=30_000)
+    assert page.evaluate("() => window.orstream.boot.may.talk") is False
+    assert page.evaluate(
+        "() => window.orstream.media.pc.getTransceivers().filter((t) => t.receiver.track.kind === 'audio').map((t) => t.direction)"
+    ) == ["recvonly", "recvonly"]
     row = page.locator(f"#people-rows tr[data-id='{carol.public_id}']")
     row.wait_for(timeout=15_000)
     assert "Mentor" in row.inner_text()

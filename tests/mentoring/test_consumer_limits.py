@@ -110,9 +110,14 @@ async def test_a_chat_frame_above_its_size_budget_is_refused_and_the_socket_stay
     await communicator.disconnect()
 
 
-async def test_a_receive_only_role_cannot_broadcast_talking(session, carol, resident, consenting_patient):
+@pytest.mark.parametrize("role", ["resident", "coordinator"])
+async def test_a_receive_only_role_cannot_broadcast_talking(session, carol, alice, role, consenting_patient):
+    """The resident watches; the coordinator's live view monitors: their bootstrap says they may not talk."""
+    quiet = await sync_to_async(services.participant_add)(session=session, role=role, display_name=f"A {role}", by=alice)
+    may = await sync_to_async(services.page_bootstrap)(session=session, participant=quiet, token="t")
+    assert may["may"]["talk"] is False
     listener, _ = await join(session, await mint(participant=carol))
-    talker, _ = await join(session, await mint(participant=resident))
+    talker, _ = await join(session, await mint(participant=quiet))
     await messages_until_quiet(listener)
     await talker.send_json_to({"type": "talking", "talking": True})
     assert (await next_of(talker, "error"))["code"] == "not_allowed"

@@ -158,7 +158,9 @@ publisher.addEventListener("track", (event) => {
 
 // ---------------------------------------------------------------- watching the room's feed
 // As a viewer of the edge: the picture the mentors see and draw on. The room's own sound is not
-// played (the room hears itself); the second audio track is the mentors' talkback.
+// played (the room hears itself); the second audio track is the mentors' talkback. The surgeon's
+// voice (boot.may.talk) goes out with the publisher's microphone above, so this connection only
+// listens: sending it here too would make the mentors hear the room twice.
 const viewer = watch(link, { video, talkback, canTalk: false, offerFields: { media: "watch" } });
 viewer.addEventListener("track", (event) => {
   if (event.detail.track.kind === "audio") sound.play();

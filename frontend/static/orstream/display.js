@@ -7,7 +7,7 @@ import { LatencyMeter } from "./signalling.js";
 import { Telestration } from "./telestration.js";
 import { receiveStats, watch } from "./watch.js";
 
-const { link, status } = startPage();
+const { boot, link, status } = startPage();
 const video = $("video");
 const talkback = $("talkback");
 new FrameFit($("area"), $("frame"), video);
@@ -23,7 +23,7 @@ $("sound").addEventListener("click", () => {
 const latency = new LatencyMeter(link, video, $("latency"));
 latency.start();
 
-const media = watch(link, { video, talkback, canTalk: false });
+const media = watch(link, { video, talkback, canTalk: boot.may.talk });
 media.addEventListener("state", (event) => {
   if (event.detail.state === "live") status.clear("media");
   else if (event.detail.state === "ended") status.show({ level: "info", title: "The session has ended", detail: event.detail.message, key: "media" });

@@ -16,7 +16,7 @@ sound.attach(video);
 sound.attach(talkback);
 const latency = new LatencyMeter(link, video, $("latency"));
 latency.start();
-const media = watch(link, { video, talkback, canTalk: false });
+const media = watch(link, { video, talkback, canTalk: boot.may.talk });
 media.addEventListener("state", (event) => {
   if (event.detail.state === "live") status.clear("media");
   else status.show({ ...mediaMessage(event.detail), key: "media" });
