@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from aiortc import clock
 from aiortc.codecs.h264 import NAL_TYPE_FU_A, PACKET_MAX, H264Encoder
 from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -665,34 +666,43 @@ class RtpStreamSender:
             self.stats.feedback_errors += 1
             return
         self.stats.feedbacks += 1
-        seq = history.unwrap(feedback.base)
-        packets: list[tuple[float, float | None, int]] = []
-        probe_arrivals = self._probe_arrivals
-        probe = self._probe
-        lookup = history.lookup
-        for arrival in feedback.arrivals:
-            found = lookup(seq)
-            if found is not None:
-                size, sent, is_probe, _ = found
-                if is_probe:
-                    if arrival is not None:
-                        probe_arrivals.append((arrival, size))
-                else:
-                    packets.append((sent, arrival, size))
-            seq += 1
-        packets.sort(key=lambda p: p[0])
+        first = history.unwrap(feedback.base)
+        count = feedback.count
+        if not count:
+            return
+        # All of it at once: which packets these were (send time, size) from the history arrays;
+        # never a Python object per packet.
+        sent, sizes = history.window(first, count)
+        arrival = feedback.arrival_us / 1e6
+        received = feedback.received
+        lost = feedback.lost
         now = time.monotonic()
-        estimator.on_packets(packets, now)
+        if lost == 0 and sizes.min() > 0:  # the usual case: all arrived, all media, all known
+            estimator.on_feedback(sent, arrival, sizes, 0, now)
+        else:
+            probe = self._probe
+            got = sizes[received]
+            if probe is not None:
+                probes = got < 0
+                if probes.any():
+                    self._probe_arrivals.extend(zip(arrival[probes].tolist(), (-got[probes]).tolist(), strict=True))
+            media = got > 0
+            # lost media packets: those neither probes nor unknown
+            lost = int(np.count_nonzero(sizes > 0)) - int(np.count_nonzero(media))
+            estimator.on_feedback(sent[received][media], arrival[media], got[media], lost, now)
+        probe = self._probe
+        probe_arrivals = self._probe_arrivals
+        seq = first + count
         if probe is not None and seq > probe[1]:
             # the feedback has reached past the cluster's last packet: every arrival is known
             self._probe = None
             self._probe_arrivals = []
             bps = _probe_rate(probe_arrivals)
             if probe_arrivals:
-                first = min(a for a, _ in probe_arrivals)
+                earliest = min(a for a, _ in probe_arrivals)
                 logger.info("probe: %d of %d packets, %.0f kbit/s, arrivals (ms) %s", len(probe_arrivals),
                             probe[1] - probe[0] + 1, bps / 1000,
-                            [round((a - first) * 1000, 1) for a, _ in sorted(probe_arrivals)][::10])
+                            [round((a - earliest) * 1000, 1) for a, _ in sorted(probe_arrivals)][::10])
             if bps:
                 estimator.probe_result(bps, now)
                 if self.on_probe_result is not None:

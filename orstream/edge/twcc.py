@@ -23,10 +23,12 @@ packet, and never touches the network itself.
 
 from __future__ import annotations
 
-import bisect
 import math
 import struct
+from collections import deque
 from dataclasses import dataclass, field
+
+import numpy as np
 
 TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 RTPFB = 205
@@ -50,57 +52,89 @@ LOSS_HIGH, LOSS_LOW = 0.10, 0.02
 
 @dataclass(frozen=True, slots=True)
 class Feedback:
-    """One transport-cc feedback: ``arrivals[i]`` is when packet ``base + i`` arrived (seconds
-    on the receiver's clock) or None when it did not."""
+    """One transport-cc feedback: of the packets ``base .. base + count - 1``, those where
+    ``received`` is set arrived, in order, at ``arrival_us`` (microseconds on the receiver's
+    clock, one entry per received packet); ``lost`` did not."""
 
     base: int
-    arrivals: list[float | None]
+    count: int
+    received: np.ndarray  # bool, one per packet
+    arrival_us: np.ndarray  # int64, one per received packet
+    lost: int
     feedback_count: int
+
+    @property
+    def arrivals(self) -> list[float | None]:
+        """Seconds, or None for a packet that did not arrive (tests and logs, not the hot path)."""
+        times = iter(self.arrival_us.tolist())
+        return [next(times) / 1e6 if ok else None for ok in self.received.tolist()]
+
+
+def _chunk_tables() -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """The symbols of every one-bit and two-bit status vector chunk by its low 14 bits, one byte
+    each, and a run of each symbol: decoding a chunk is one list index."""
+    values = np.arange(1 << 14, dtype=np.int32)[:, None]
+    one_bit = ((values >> (13 - np.arange(14))) & 1).astype(np.uint8)
+    two_bit = ((values >> (12 - 2 * np.arange(7))) & 3).astype(np.uint8)
+    return [row.tobytes() for row in one_bit], [row.tobytes() for row in two_bit], [bytes([i]) for i in range(4)]
+
+
+_ONE_BIT, _TWO_BIT, _RUN = _chunk_tables()
 
 
 def parse_feedback(fci: bytes) -> Feedback:
-    """Decode the FCI of a transport-cc feedback (after the two SSRCs). Raises ValueError."""
-    if len(fci) < 8:
+    """Decode the FCI of a transport-cc feedback (after the two SSRCs). Raises ValueError.
+
+    No Python work per packet: a table lookup per status chunk (7 to 8,191 packets each) gives
+    the packets' symbols as bytes, and numpy turns the deltas into arrival times.
+    """
+    end = len(fci)
+    if end < 8:
         raise ValueError("transport-cc feedback is too short")
     base, count, ref_and_count = struct.unpack_from("!HHI", fci, 0)
     reference = ref_and_count >> 8
     if reference & 0x800000:
         reference -= 1 << 24
-    symbols: list[int] = []
+    parts: list[bytes] = []
     pos = 8
-    end = len(fci)
-    while len(symbols) < count:
+    have = 0
+    while have < count:
         if pos + 2 > end:
             raise ValueError("transport-cc feedback ends inside its status chunks")
-        (chunk,) = struct.unpack_from("!H", fci, pos)
+        chunk = (fci[pos] << 8) | fci[pos + 1]
         pos += 2
         if chunk & 0x8000 == 0:  # run length: one symbol repeated
-            symbols += [(chunk >> 13) & 0x3] * (chunk & 0x1FFF)
+            length = chunk & 0x1FFF
+            parts.append(_RUN[chunk >> 13] * length)
+            have += length
         elif chunk & 0x4000 == 0:  # 14 one-bit symbols
-            symbols += [(chunk >> (13 - i)) & 0x1 for i in range(14)]
+            parts.append(_ONE_BIT[chunk & 0x3FFF])
+            have += 14
         else:  # 7 two-bit symbols
-            symbols += [(chunk >> (12 - 2 * i)) & 0x3 for i in range(7)]
-    del symbols[count:]
-    arrivals: list[float | None] = []
-    time_us = reference * 64_000
-    for symbol in symbols:
-        if symbol == 0:
-            arrivals.append(None)
-            continue
-        if symbol == 1:
-            if pos + 1 > end:
-                raise ValueError("transport-cc feedback ends inside its deltas")
-            time_us += fci[pos] * 250
-            pos += 1
-        elif symbol == 2:
-            if pos + 2 > end:
-                raise ValueError("transport-cc feedback ends inside its deltas")
-            time_us += struct.unpack_from("!h", fci, pos)[0] * 250
-            pos += 2
-        else:
-            raise ValueError("transport-cc feedback has a reserved status symbol")
-        arrivals.append(time_us / 1e6)
-    return Feedback(base=base, arrivals=arrivals, feedback_count=ref_and_count & 0xFF)
+            parts.append(_TWO_BIT[chunk & 0x3FFF])
+            have += 7
+    symbols = b"".join(parts)[:count]
+    if 3 in symbols:
+        raise ValueError("transport-cc feedback has a reserved status symbol")
+    small = symbols.count(1)
+    large = symbols.count(2)
+    if pos + small + 2 * large > end:
+        raise ValueError("transport-cc feedback ends inside its deltas")
+    status = np.frombuffer(symbols, dtype=np.uint8)
+    if not large:  # the usual case: every delta one unsigned byte, in order
+        deltas = np.frombuffer(fci, dtype=np.uint8, count=small, offset=pos).astype(np.int64)
+    else:
+        # A received packet's delta takes as many bytes as its symbol says (1: unsigned, 2: signed).
+        widths = status[status != 0].astype(np.int64)
+        starts = pos + np.cumsum(widths) - widths
+        raw = np.frombuffer(fci, dtype=np.uint8).astype(np.int64)
+        deltas = raw[starts]
+        wide = widths == 2
+        value = (deltas[wide] << 8) | raw[starts[wide] + 1]
+        deltas[wide] = np.where(value >= 0x8000, value - 0x10000, value)
+    arrival_us = reference * 64_000 + 250 * np.cumsum(deltas)
+    return Feedback(base=base, count=count, received=status != 0, arrival_us=arrival_us,
+                    lost=count - small - large, feedback_count=ref_and_count & 0xFF)
 
 
 def build_feedback(*, sender_ssrc: int, media_ssrc: int, base: int, reference_us: int,
@@ -216,26 +250,36 @@ class ArrivalLog:
 
 
 class SendHistory:
-    """When each transport-wide sequence number left, noted per batch of equal-size packets."""
+    """When each transport-wide sequence number left and its size, in preallocated arrays indexed
+    by number & ``MASK``: noting a batch is two slice stores, and a feedback's packets are looked
+    up all at once (``window``)."""
 
-    __slots__ = ("starts", "batches", "next_seq")
+    __slots__ = ("sent", "sizes", "next_seq")
 
-    MAX_BATCHES = 4096
+    SIZE = 8192  # packets: ~3 s of a 4K30 layer, far longer than any feedback takes to come back
+    MASK = SIZE - 1
 
     def __init__(self) -> None:
-        self.starts: list[int] = []  # unwrapped first sequence number of each batch
-        self.batches: list[tuple[int, int, float, bool]] = []  # (count, bytes each, time, probe)
+        self.sent = np.zeros(self.SIZE, dtype=np.float64)  # send time (time.monotonic)
+        # bytes of each packet, negative for a probe's, 0 for a number never sent
+        self.sizes = np.zeros(self.SIZE, dtype=np.int32)
         self.next_seq = 1
 
     def note(self, count: int, size: int, when: float, probe: bool = False) -> int:
         """Record ``count`` packets of ``size`` bytes sent at ``when``; returns the first's number."""
         first = self.next_seq
-        self.starts.append(first)
-        self.batches.append((count, size, when, probe))
         self.next_seq = first + count
-        if len(self.starts) > self.MAX_BATCHES:
-            del self.starts[: self.MAX_BATCHES // 2]
-            del self.batches[: self.MAX_BATCHES // 2]
+        lo = first & self.MASK
+        hi = lo + count
+        value = -size if probe else size
+        if hi <= self.SIZE:
+            self.sent[lo:hi] = when
+            self.sizes[lo:hi] = value
+        else:  # the batch wraps around the end of the arrays
+            self.sent[lo:] = when
+            self.sizes[lo:] = value
+            self.sent[: hi - self.SIZE] = when
+            self.sizes[: hi - self.SIZE] = value
         return first
 
     def unwrap(self, seq16: int) -> int:
@@ -243,15 +287,26 @@ class SendHistory:
         last = self.next_seq - 1
         return last + ((seq16 - last + 0x8000) & 0xFFFF) - 0x8000
 
-    def lookup(self, seq: int) -> tuple[int, float, bool, int] | None:
-        """(bytes, send time, probe, batch index) of an unwrapped sequence number still known."""
-        i = bisect.bisect_right(self.starts, seq) - 1
-        if i < 0:
+    def window(self, first: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """(send times, sizes) of the unwrapped numbers ``first .. first + count - 1``; size 0
+        where a number is not known (never sent, or so long ago that a newer one took its slot),
+        negative where it was a probe's."""
+        lo = first & self.MASK
+        if lo + count <= self.SIZE and first >= max(1, self.next_seq - self.SIZE) and first + count <= self.next_seq:
+            return self.sent[lo : lo + count], self.sizes[lo : lo + count]  # views: the usual case
+        seqs = np.arange(first, first + count, dtype=np.int64)
+        index = seqs & self.MASK
+        sizes = self.sizes[index]  # a copy: fancy indexing
+        sizes[(seqs >= self.next_seq) | (seqs < max(1, self.next_seq - self.SIZE))] = 0
+        return self.sent[index], sizes
+
+    def lookup(self, seq: int) -> tuple[int, float, bool] | None:
+        """(bytes, send time, probe) of one unwrapped number still known (tests, logs)."""
+        sent, sizes = self.window(seq, 1)
+        size = int(sizes[0])
+        if size == 0:
             return None
-        count, size, when, probe = self.batches[i]
-        if seq - self.starts[i] >= count:
-            return None
-        return size, when, probe, self.starts[i]
+        return abs(size), float(sent[0]), size < 0
 
 
 @dataclass
@@ -287,7 +342,8 @@ class BandwidthEstimator:
         self._prev: _Group | None = None
         self._accumulated = 0.0
         self._smoothed = 0.0
-        self._window: list[tuple[float, float]] = []
+        self._window_x: deque[float] = deque(maxlen=TREND_WINDOW)  # arrival (ms since the first)
+        self._window_y: deque[float] = deque(maxlen=TREND_WINDOW)  # smoothed accumulated delay
         self._first_arrival: float | None = None
         self._threshold = THRESHOLD_INIT
         self._last_threshold_update: float | None = None
@@ -296,8 +352,13 @@ class BandwidthEstimator:
         self._signal = "normal"
         self._last_decrease = -math.inf
         self._last_update: float | None = None
-        self._acked: list[tuple[float, int]] = []  # (arrival, bytes), last ACKED_WINDOW
-        self._loss_window: list[tuple[float, int, int]] = []  # (now, received, lost)
+        # per feedback, over the last ACKED_WINDOW: (first arrival, last arrival, bytes, packets)
+        self._acked: deque[tuple[float, float, int, int]] = deque()
+        self._acked_bytes = 0
+        self._acked_packets = 0
+        self._loss_window: deque[tuple[float, int, int]] = deque()  # (now, received, lost)
+        self._loss_got = 0
+        self._loss_missed = 0
         self.loss_fraction = 0.0
         self.delay_ms = 0.0  # arrival delay of the latest group relative to the least seen
 
@@ -305,29 +366,43 @@ class BandwidthEstimator:
 
     def on_packets(self, packets: list[tuple[float, float | None, int]], now: float) -> None:
         """One feedback's packets as (send time, arrival time or None, bytes), in send order."""
-        received = lost = 0
-        for send, arrival, size in packets:
-            if arrival is None:
-                lost += 1
-                continue
-            received += 1
-            self._acked.append((arrival, size))
-            self._add_to_group(send, arrival, size)
+        got = [p for p in packets if p[1] is not None]
+        self.on_feedback(np.array([p[0] for p in got], dtype=np.float64),
+                         np.array([p[1] for p in got], dtype=np.float64),
+                         np.array([p[2] for p in got], dtype=np.int64), len(packets) - len(got), now)
+
+    def on_feedback(self, send: np.ndarray, arrival: np.ndarray, size: np.ndarray, lost: int, now: float) -> None:
+        """One feedback: the packets that arrived as arrays in send order (send time, arrival
+        time, bytes) and how many did not. A fixed number of numpy operations plus a little per
+        group of packets (about one per frame), never work per packet in Python."""
+        received = len(arrival)
+        if received:
+            nbytes = int(size.sum())
+            self._acked.append((float(arrival[0]), float(arrival[-1]), nbytes, received))
+            self._acked_bytes += nbytes
+            self._acked_packets += received
+            self._add_groups(send, arrival, size)
         self.stats.feedbacks += 1
         self.stats.packets_acked += received
         self.stats.packets_lost += lost
-        self._loss_window.append((now, received, lost))
-        while self._loss_window and now - self._loss_window[0][0] > 1.0:
-            self._loss_window.pop(0)
-        got = sum(r for _, r, _ in self._loss_window)
-        missed = sum(m for _, _, m in self._loss_window)
-        self.loss_fraction = missed / (got + missed) if got + missed else 0.0
-        if self._acked:
-            newest = self._acked[-1][0]
-            cut = 0
-            while cut < len(self._acked) and newest - self._acked[cut][0] > ACKED_WINDOW:
-                cut += 1
-            del self._acked[:cut]
+        window = self._loss_window
+        window.append((now, received, lost))
+        self._loss_got += received
+        self._loss_missed += lost
+        while window and now - window[0][0] > 1.0:
+            _, got, missed = window.popleft()
+            self._loss_got -= got
+            self._loss_missed -= missed
+        total = self._loss_got + self._loss_missed
+        self.loss_fraction = self._loss_missed / total if total else 0.0
+        acked = self._acked
+        if acked:
+            newest = acked[-1][1]
+            # whole feedbacks leave the window, so its span and its bytes always match
+            while len(acked) > 1 and newest - acked[0][1] > ACKED_WINDOW:
+                _, _, nbytes, count = acked.popleft()
+                self._acked_bytes -= nbytes
+                self._acked_packets -= count
         self._update(now)
 
     def probe_result(self, bps: float, now: float) -> None:
@@ -339,16 +414,31 @@ class BandwidthEstimator:
 
     # --- delay gradient ---------------------------------------------------------------------
 
-    def _add_to_group(self, send: float, arrival: float, size: int) -> None:
+    def _add_groups(self, send: np.ndarray, arrival: np.ndarray, size: np.ndarray) -> None:
+        """Packets sent within GROUP_WINDOW of the one before form a group (the first may join the
+        group left open by the previous feedback); every group but the newest is closed."""
+        breaks = np.flatnonzero(np.diff(send) > GROUP_WINDOW)
+        if len(breaks):
+            starts = np.concatenate(([0], breaks + 1))
+            groups = list(zip(np.maximum.reduceat(send, starts).tolist(),
+                              np.maximum.reduceat(arrival, starts).tolist(),
+                              np.add.reduceat(size, starts).tolist(), strict=True))
+        else:  # all of it one group
+            groups = [(float(send[-1]), float(arrival.max()), int(size.sum()))]
         group = self._group
-        if group is not None and send - group.send <= GROUP_WINDOW:
-            group.send = max(group.send, send)
-            group.arrival = max(group.arrival, arrival)
-            group.size += size
-            return
-        if group is not None:
+        first_send, first_arrival, first_size = groups[0]
+        if group is not None and float(send[0]) - group.send <= GROUP_WINDOW:
+            group.send = max(group.send, first_send)
+            group.arrival = max(group.arrival, first_arrival)
+            group.size += first_size
+        else:
+            if group is not None:
+                self._close_group(group)
+            group = _Group(first_send, first_arrival, first_size)
+        for group_send, group_arrival, group_size in groups[1:]:
             self._close_group(group)
-        self._group = _Group(send, arrival, size)
+            group = _Group(group_send, group_arrival, group_size)
+        self._group = group
 
     def _close_group(self, group: _Group) -> None:
         prev, self._prev = self._prev, group
@@ -364,11 +454,11 @@ class BandwidthEstimator:
         self.delay_ms = max(0.0, self.delay_ms + variation_ms)
         self._smoothed = TREND_SMOOTHING * self._smoothed + (1 - TREND_SMOOTHING) * self._accumulated
         assert self._first_arrival is not None
-        self._window.append(((group.arrival - self._first_arrival) * 1000, self._smoothed))
-        if len(self._window) > TREND_WINDOW:
-            self._window.pop(0)
-        trend = _slope(self._window) if len(self._window) == TREND_WINDOW else 0.0
-        self._detect(trend, len(self._window), arrival_delta, group.arrival)
+        xs, ys = self._window_x, self._window_y
+        xs.append((group.arrival - self._first_arrival) * 1000)
+        ys.append(self._smoothed)
+        trend = _slope(xs, ys) if len(xs) == TREND_WINDOW else 0.0
+        self._detect(trend, len(xs), arrival_delta, group.arrival)
 
     def _detect(self, trend: float, deltas: int, arrival_delta: float, arrival: float) -> None:
         modified = min(deltas, 60) * trend * TREND_GAIN
@@ -401,10 +491,10 @@ class BandwidthEstimator:
 
     @property
     def acked_bps(self) -> float:
-        if len(self._acked) < 2:
+        if self._acked_packets < 2:
             return 0.0
-        span = max(self._acked[-1][0] - self._acked[0][0], 0.1)
-        return sum(size for _, size in self._acked) * 8 / span
+        span = max(self._acked[-1][1] - self._acked[0][0], 0.1)
+        return self._acked_bytes * 8 / span
 
     @property
     def signal(self) -> str:
@@ -442,10 +532,14 @@ class BandwidthEstimator:
         return min(self.rate, self.loss_rate)
 
 
-def _slope(points: list[tuple[float, float]]) -> float:
-    n = len(points)
-    mean_x = sum(p[0] for p in points) / n
-    mean_y = sum(p[1] for p in points) / n
-    num = sum((x - mean_x) * (y - mean_y) for x, y in points)
-    den = sum((x - mean_x) ** 2 for x, _ in points)
+def _slope(xs: deque[float], ys: deque[float]) -> float:
+    """Least-squares slope of ys over xs."""
+    n = len(xs)
+    mean_x = sum(xs) / n
+    mean_y = sum(ys) / n
+    num = den = 0.0
+    for x, y in zip(xs, ys, strict=True):
+        dx = x - mean_x
+        num += dx * (y - mean_y)
+        den += dx * dx
     return num / den if den else 0.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from orstream.edge.send import _probe_rate
@@ -26,6 +28,33 @@ def test_feedback_round_trips_arrivals_losses_and_sequence_wrap() -> None:
     assert feedback.arrivals == [1.0, None, 1.0005, 1.07, None, 0.9, 1.2]
 
 
+def test_feedback_in_every_chunk_kind_chromium_sends_is_decoded() -> None:
+    # What Chromium writes: a run-length chunk (20 received, small deltas), a one-bit vector
+    # (14 symbols: lost, received, ...), a two-bit vector with a large negative delta, a run of
+    # 3 lost; deltas follow the chunks in packet order.
+    one_bit = 0x8000 | int("01101101101101", 2)
+    two_bit = 0xC000 | (1 << 12) | (2 << 10) | (0 << 8) | (1 << 6) | (1 << 4) | (1 << 2) | 1
+    chunks = struct.pack("!HHHH", (1 << 13) | 20, one_bit, two_bit, 3)
+    small = [4] * 20 + [8] * 9 + [1]
+    deltas = bytes(small[:29]) + bytes([1]) + struct.pack("!h", -400) + bytes([2, 2, 2, 2])
+    count = 20 + 14 + 7 + 3
+    fci = struct.pack("!HHI", 100, count, (5 << 8) | 9) + chunks + deltas
+    feedback = parse_feedback(fci)
+    assert feedback.base == 100 and feedback.count == count and feedback.feedback_count == 9
+    expected: list[float | None] = []
+    now = 5 * 64_000
+    symbols = [1] * 20 + [int(c) for c in "01101101101101"] + [1, 2, 0, 1, 1, 1, 1] + [0] * 3
+    sizes = iter([4] * 20 + [8] * 9 + [1, -400, 2, 2, 2, 2])
+    for symbol in symbols:
+        if symbol:
+            now += next(sizes) * 250
+            expected.append(now / 1e6)
+        else:
+            expected.append(None)
+    assert feedback.arrivals == expected
+    assert feedback.lost == symbols.count(0)
+
+
 def test_feedback_is_split_from_the_rest_of_a_compound_packet() -> None:
     receiver_report = bytes([0x80, 201, 0, 1]) + (7).to_bytes(4, "big")
     packet = build_feedback(sender_ssrc=1, media_ssrc=2, base=10, reference_us=0, arrivals=[0, 250], feedback_count=0)
@@ -45,9 +74,9 @@ def test_send_history_finds_packets_by_their_16_bit_number_across_a_wrap() -> No
     history.next_seq = 65530
     history.note(10, 1200, 1.0)
     history.note(1, 300, 1.5, probe=True)
-    assert history.lookup(history.unwrap(65535)) == (1200, 1.0, False, 65530)
-    assert history.lookup(history.unwrap(3)) == (1200, 1.0, False, 65530)  # 65539, past the wrap
-    assert history.lookup(history.unwrap(4)) == (300, 1.5, True, 65540)
+    assert history.lookup(history.unwrap(65535)) == (1200, 1.0, False)
+    assert history.lookup(history.unwrap(3)) == (1200, 1.0, False)  # 65539, past the wrap
+    assert history.lookup(history.unwrap(4)) == (300, 1.5, True)
     assert history.lookup(history.unwrap(5)) is None
 
 
