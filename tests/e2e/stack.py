@@ -203,6 +203,17 @@ def start_embedded_site(var_dir: Path, *, log_name: str = "e2e-embedded", **extr
     return site
 
 
+def go_live_as_coordinator(page: Any, site: EmbeddedSite) -> None:
+    """Sign in as the seeded coordinator on ``page`` and take the demo session live."""
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(f"{site.url}/accounts/login/")
+    page.get_by_label("User name").fill(site.username)
+    page.get_by_label("Password").fill(site.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Demo: microsurgical anastomosis").first.click()
+    page.get_by_role("button", name="Go live").click()
+
+
 def stop_embedded_site(site: EmbeddedSite) -> None:
     stop_process(site.process, timeout=20)
     # Whatever the devserver left behind (it is its own process group).

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.stack import go_live_as_coordinator
+
 pytestmark = [pytest.mark.e2e]
 
 FRAMES = "() => document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames"
@@ -52,12 +54,7 @@ def recording_facts(site: Any) -> dict[str, Any]:
 def test_a_crashed_edge_comes_back_and_the_recording_goes_on(embedded_site: Any, open_page: Any) -> None:
     site = embedded_site
     coordinator = open_page(f"{site.url}/accounts/login/")
-    coordinator.on("dialog", lambda dialog: dialog.accept())
-    coordinator.get_by_label("User name").fill(site.username)
-    coordinator.get_by_label("Password").fill(site.password)
-    coordinator.get_by_role("button", name="Sign in").click()
-    coordinator.get_by_text("Demo: microsurgical anastomosis").first.click()
-    coordinator.get_by_role("button", name="Go live").click()
+    go_live_as_coordinator(coordinator, site)
     coordinator.get_by_role("link", name="Open the live view").click()
 
     mentor = open_page(site.links["Mentor"])
