@@ -82,7 +82,7 @@ def archive_clip(clip: Path, folder: Path, *, workers: int, conf: Any) -> dict[s
         "psnr": sum(r["psnr"] * r["frames"] for r in results) / frames,
         "ssim": sum(r["ssim"] * r["frames"] for r in results) / frames,
         "retried": sum(1 for r in results if r["tries"] > 1),
-        # The gate's rule (recordings.archive.archive_join) with the thresholds in force.
+        # The gate's rule (recordings.services.archive.archive_join) with the thresholds in force.
         "accepted": (sum(r["vmaf_mean"] * r["frames"] for r in results) / frames >= conf.ARCHIVE_VMAF_MEAN_MIN
                      and min(r["vmaf_mean"] for r in results) >= conf.ARCHIVE_VMAF_CHUNK_MIN
                      and joined.stat().st_size < clip.stat().st_size),

@@ -31,9 +31,9 @@ from consent import services as consent_services
 from consent.audit import audit_record
 from mentoring import services as mentoring_services
 from mentoring.models import OperatingRoom, Session
-from recordings import archive
 from recordings import services as recording_services
 from recordings.models import Recording
+from recordings.services import archive
 
 from . import dicomweb, dimse, fhir, video
 from .models import (

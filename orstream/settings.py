@@ -260,7 +260,7 @@ RECORDINGS_STUCK_MINUTES = env_int("ORSTREAM_RECORDINGS_STUCK_MINUTES", 30)
 # pauses no longer than this (recordings.models.Viewing).
 RECORDING_VIEWING_IDLE_MINUTES = env_int("ORSTREAM_RECORDING_VIEWING_IDLE_MINUTES", 30)
 
-# Long-term archive (recordings.archive): a recompressed copy at full resolution and frame rate with
+# Long-term archive (recordings.services.archive): a recompressed copy at full resolution and frame rate with
 # the sound, AV1 in MP4 (Chromium plays it) or HEVC (the DICOM export of 4K). The recording is cut
 # at its keyframes into chunks of about ARCHIVE_CHUNK_SECONDS, one Celery task each, each encode
 # on ARCHIVE_THREADS threads (workers, not threads, spread the work). A chunk whose VMAF is below

@@ -111,7 +111,7 @@ class ArchiveChunkInline(admin.TabularInline):
 
 @admin.register(ArchiveCopy)
 class ArchiveCopyAdmin(admin.ModelAdmin):
-    """Archive copies with their settings, scores and the gate's decision: read-only (recordings.archive writes them)."""
+    """Archive copies with their settings, scores and the gate's decision: read-only (recordings.services.archive writes them)."""
 
     list_display = ("recording", "codec", "status", "vmaf_mean", "vmaf_min_chunk", "size", "original_size", "originals_removed_at")
     list_filter = ("status", "codec")

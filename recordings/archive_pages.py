@@ -1,7 +1,7 @@
 """The archive's pages: ask for an archive copy, follow it (JSON for the recording page's script),
 and the storage report for the records office.
 
-Each view parses the request, calls one service of recordings.archive (which authorizes and
+Each view parses the request, calls one service of recordings.services.archive (which authorizes and
 audits) and shapes the reply. URLs carry public ids only; nothing here shows a patient reference.
 """
 
@@ -17,7 +17,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from orstream.pages import refused
 
-from . import archive, services
+from . import services
+from .services import archive
 
 
 @require_http_methods(["GET", "POST"])

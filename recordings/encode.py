@@ -1,6 +1,6 @@
 """FFmpeg for the long-term archive: cut at keyframes, encode, score, join, probe.
 
-Called by recordings.archive (the archive services) and by the archive bench; knows files, never
+Called by recordings.services.archive (the archive services) and by the archive bench; knows files, never
 rows, settings or storage keys. Runs the static FFmpeg that the ``imageio-ffmpeg`` wheel ships
 (it has SVT-AV1, x265, libvmaf and dav1d; PyAV's FFmpeg has no libvmaf) as a subprocess, which
 dies with the worker that started it (a killed worker leaves no encoder running on its chunk).

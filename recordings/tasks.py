@@ -19,8 +19,9 @@ from django.db import DatabaseError
 import orstream.celery  # noqa: F401
 from orstream.edgeclient import EdgeError
 
-from . import archive, services
+from . import services
 from .models import ArchiveChunk, ArchiveCopy, ExportJob, Recording
+from .services import archive
 
 RETRY_ON = (DatabaseError, OSError, EdgeError, services.RecordingNotReady)
 OPTIONS: dict[str, Any] = {
@@ -69,7 +70,7 @@ def recording_sweep(self: Any) -> dict[str, list[str]]:
     return {"finalized": result.finalized, "failed": result.failed, "waiting": result.waiting}
 
 
-# The long-term archive (recordings.archive): one task per step and one per chunk, so chunks are
+# The long-term archive (recordings.services.archive): one task per step and one per chunk, so chunks are
 # encoded by as many workers as there are. A worker killed mid-chunk is not acknowledged (acks_late)
 # and its message goes back to the queue (reject_on_worker_lost): another run encodes the chunk again.
 

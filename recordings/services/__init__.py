@@ -3,9 +3,11 @@ archiving, export, restriction, erasure and retention.
 
 A package split by concern; this module re-exports every public name, so callers keep writing
 `from recordings import services` and `services.recording_finalize(...)`. Writes live in
-lifecycle, sweep, verify, archive, access (the audited doors), export, restriction, erasure,
+lifecycle, sweep, verify, storage, access (the audited doors), export, restriction, erasure,
 retention and bookmarks; reads in selectors and spool; JSON shapes in presenters; what they
-share (errors, audit, storage, the progress channel, the task queue) in common.
+share (errors, audit, storage, the progress channel, the task queue) in common. The long-term
+archive (recompressed copies, the quality gate, originals, the storage report) is its own
+namespace, ``recordings.services.archive``, which the pages, tasks and the DICOM export call.
 
 Called by views (media), the library pages (list, player, marks, export, download, hold,
 erasure), the progress consumer, the edge webhook view (segment_register, recording_stopped), tasks
@@ -32,7 +34,6 @@ from .access import (
     recording_stop_check,
     recording_viewing_touch,
 )
-from .archive import recording_archive
 from .bookmarks import BOOKMARK_LABEL_MAX, bookmark_add
 from .common import (
     CHUNK,
@@ -91,6 +92,7 @@ from .selectors import (
     recording_segment_paths,
 )
 from .spool import SpoolState, recording_spool_read
+from .storage import recording_archive
 from .sweep import SweepResult, recording_sweep
 from .verify import (
     CONTACT_SHEET_COLUMNS,

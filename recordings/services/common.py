@@ -27,7 +27,7 @@ from consent.audit import audit_record
 from ..models import Recording, Segment
 
 if TYPE_CHECKING:
-    from ..archive import ArchivePart
+    from .archive import ArchivePart
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,8 @@ def _spool_path(segment: Segment) -> Path:
 
 def _parts(recording: Recording) -> list[Segment | ArchivePart]:
     """What plays, downloads and exports: the recording's segments or, once its originals were
-    removed, the accepted archive copy that replaced them (recordings.archive)."""
-    from ..archive import archive_parts_for  # recordings.archive builds on this module
+    removed, the accepted archive copy that replaced them (recordings.services.archive)."""
+    from .archive import archive_parts_for  # the archive module builds on this one
 
     replaced = archive_parts_for(recording=recording)
     return list(replaced) if replaced else list(recording.segments.order_by("index"))

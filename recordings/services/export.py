@@ -21,7 +21,7 @@ from orstream import roles
 from ..models import ExportJob, Recording, Segment
 
 if TYPE_CHECKING:
-    from ..archive import ArchivePart
+    from .archive import ArchivePart
 from .common import (
     CHUNK,
     Progress,

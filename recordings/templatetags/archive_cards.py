@@ -10,7 +10,7 @@ from django import template
 from django.conf import settings
 
 from orstream import roles
-from recordings import archive
+from recordings.services import archive
 
 register = template.Library()
 

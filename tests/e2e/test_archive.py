@@ -13,8 +13,9 @@ import pytest
 from django.conf import settings
 from django.core.files.storage import default_storage
 
-from recordings import archive, encode
+from recordings import encode
 from recordings.models import ArchiveCopy, Recording
+from recordings.services import archive
 from tests.recordings.archive_fixtures import stored_recording, textured_segments
 
 from .conftest import screenshot

@@ -14,9 +14,9 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from consent.models import AuditEvent
-from recordings import archive, encode, services
+from recordings import encode, services
 from recordings.models import ArchiveChunk, ArchiveCopy, Recording
-from recordings.services import common
+from recordings.services import archive, common
 from tests.recordings.archive_fixtures import stored_recording, textured_segments
 
 WIDTH, HEIGHT = 320, 240

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 from django.core.files.storage import default_storage
 
-from recordings import archive
 from recordings.models import ArchiveChunk, ArchiveCopy, Recording
-from recordings.services import common
+from recordings.services import archive, common
 from tests.recordings.archive_fixtures import stored_recording, textured_segments
 from tests.recordings.test_worker import wait_for, worker_env
 
