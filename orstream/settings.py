@@ -263,9 +263,14 @@ RECORDING_VIEWING_IDLE_MINUTES = env_int("ORSTREAM_RECORDING_VIEWING_IDLE_MINUTE
 # Long-term archive (recordings.services.archive): a recompressed copy at full resolution and frame rate with
 # the sound, AV1 in MP4 (Chromium plays it) or HEVC (the DICOM export of 4K). The recording is cut
 # at its keyframes into chunks of about ARCHIVE_CHUNK_SECONDS, one Celery task each, each encode
-# on ARCHIVE_THREADS threads (workers, not threads, spread the work). A chunk whose VMAF is below
-# the mean threshold is encoded once more at ARCHIVE_RETRY_CRF; the copy is accepted when its VMAF
-# mean and every chunk's reach the thresholds, and the originals go ARCHIVE_KEEP_ORIGINAL_DAYS after.
+# on ARCHIVE_THREADS threads (workers, not threads, spread the work). The CRF is chosen per
+# recording (ARCHIVE_CRF_SEARCH): ARCHIVE_SEARCH_SAMPLES samples of ARCHIVE_SEARCH_SAMPLE_SECONDS
+# from keyframes, encoded at 2-3 CRFs from the codec's CRF within its CRF_MIN..CRF_MAX, give the
+# highest CRF predicted to reach the thresholds plus ARCHIVE_SEARCH_MARGIN. A chunk whose VMAF is
+# below the per-chunk threshold (the mean threshold when the search is off) is encoded once more
+# ARCHIVE_RETRY_CRF_STEP lower; the copy is accepted when its VMAF mean and every chunk's reach the
+# thresholds, and the originals go ARCHIVE_KEEP_ORIGINAL_DAYS after. Where no CRF in range makes
+# the copy smaller than the original, the original is kept as the archive.
 # With workers (not eager) a recording is archived once it is stored; ARCHIVE_AUTO says otherwise.
 ARCHIVE_AUTO = env_bool("ORSTREAM_ARCHIVE_AUTO", not CELERY_TASK_ALWAYS_EAGER)
 ARCHIVE_CODEC = env("ORSTREAM_ARCHIVE_CODEC", "av1")
@@ -273,6 +278,14 @@ ARCHIVE_AV1_PRESET = env("ORSTREAM_ARCHIVE_AV1_PRESET", "8")
 ARCHIVE_AV1_CRF = env_int("ORSTREAM_ARCHIVE_AV1_CRF", 20)
 ARCHIVE_HEVC_PRESET = env("ORSTREAM_ARCHIVE_HEVC_PRESET", "fast")
 ARCHIVE_HEVC_CRF = env_int("ORSTREAM_ARCHIVE_HEVC_CRF", 22)
+ARCHIVE_CRF_SEARCH = env_bool("ORSTREAM_ARCHIVE_CRF_SEARCH", True)
+ARCHIVE_AV1_CRF_MIN = env_int("ORSTREAM_ARCHIVE_AV1_CRF_MIN", 6)
+ARCHIVE_AV1_CRF_MAX = env_int("ORSTREAM_ARCHIVE_AV1_CRF_MAX", 50)
+ARCHIVE_HEVC_CRF_MIN = env_int("ORSTREAM_ARCHIVE_HEVC_CRF_MIN", 8)
+ARCHIVE_HEVC_CRF_MAX = env_int("ORSTREAM_ARCHIVE_HEVC_CRF_MAX", 40)
+ARCHIVE_SEARCH_SAMPLES = env_int("ORSTREAM_ARCHIVE_SEARCH_SAMPLES", 3)
+ARCHIVE_SEARCH_SAMPLE_SECONDS = env_float("ORSTREAM_ARCHIVE_SEARCH_SAMPLE_SECONDS", 1.0)
+ARCHIVE_SEARCH_MARGIN = env_float("ORSTREAM_ARCHIVE_SEARCH_MARGIN", 1.0)
 ARCHIVE_RETRY_CRF_STEP = env_int("ORSTREAM_ARCHIVE_RETRY_CRF_STEP", 6)
 ARCHIVE_CHUNK_SECONDS = env_float("ORSTREAM_ARCHIVE_CHUNK_SECONDS", 30.0)
 ARCHIVE_THREADS = env_int("ORSTREAM_ARCHIVE_THREADS", 1)

@@ -45,7 +45,7 @@ def recording_archive(request: HttpRequest, public_id: UUID) -> HttpResponse:
     copies = []
     for copy in archive.archive_list_for(recording=recording):
         copies.append({
-            "codec": copy.codec, **archive.archive_progress_for(archive=copy).card(), "note": copy.note,
+            "codec": copy.codec, **archive.archive_progress_for(archive=copy).card(), "note": copy.note, "crf": copy.crf,
             "size": copy.size, "original_size": copy.original_size, "vmaf_mean": copy.vmaf_mean,
             "vmaf_min_chunk": copy.vmaf_min_chunk, "psnr_mean": copy.psnr_mean, "ssim_mean": copy.ssim_mean,
         })

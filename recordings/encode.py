@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 
@@ -204,10 +206,11 @@ class EncodeSettings:
         return ENCODERS[self.codec]
 
 
-def video_encode(source: Path, target: Path, settings: EncodeSettings) -> Run:
-    """Encode the video of ``source`` into ``target`` (MP4, no audio) at the same resolution, the
-    same frames and timestamps. Written to ``target``'s ``.part`` first and moved into place, so
-    ``target`` exists only whole; a rerun overwrites the same ``.part``."""
+def video_encode(source: Path, target: Path, settings: EncodeSettings, *, frames: int | None = None) -> Run:
+    """Encode the video of ``source`` (its first ``frames`` frames, or all) into ``target`` (MP4,
+    no audio) at the same resolution, the same frames and timestamps. Written to ``target``'s
+    ``.part`` first and moved into place, so ``target`` exists only whole; a rerun overwrites the
+    same ``.part``."""
     partial = target.with_name(target.name + ".part")
     threads = str(max(1, settings.threads))
     if settings.codec == "av1":
@@ -218,8 +221,9 @@ def video_encode(source: Path, target: Path, settings: EncodeSettings) -> Run:
                       "-x265-params", f"pools={threads}:frame-threads=1:log-level=error", "-tag:v", "hvc1"]
     else:
         raise EncodeError(f"Unknown archive codec {settings.codec!r}: use one of {', '.join(ENCODERS)}.")
+    count = ["-frames:v", str(frames)] if frames else []
     run = ffmpeg_run(
-        ["-threads", threads, "-i", str(source), "-map", "0:v:0", *codec_args, "-fps_mode", "passthrough",
+        ["-threads", threads, "-i", str(source), "-map", "0:v:0", *count, *codec_args, "-fps_mode", "passthrough",
          "-an", "-f", "mp4", str(partial)],
         what=f"encode {source.name} with {settings.encoder}",
     )
@@ -320,6 +324,170 @@ def chunk_archive(source: Path, target: Path, settings: EncodeSettings, *, retry
     quality = quality_measure(target, source, model=model, threads=settings.threads)
     cpu += run.cpu_seconds + quality.run.cpu_seconds
     return ChunkResult(quality, retry_crf, 2, first, cpu, run.wall_seconds)
+
+
+# ---------------------------------------------------------------- quality per recording
+
+
+def video_bytes(path: Path, *, frames: int | None = None) -> tuple[int, int]:
+    """(bytes, frames) of the first ``frames`` video packets of ``path`` (every one when None), by
+    demux: the picture's own size, without the container or the sound."""
+    total = count = 0
+    with av.open(str(path)) as container:
+        for packet in container.demux(container.streams.video[0]):
+            if packet.size == 0:
+                continue
+            total += packet.size
+            count += 1
+            if frames and count >= frames:
+                break
+    return total, count
+
+
+def sample_indices(chunks: int, samples: int) -> list[int]:
+    """Which chunks the quality search samples: the first, the last and evenly between."""
+    if samples >= chunks:
+        return list(range(chunks))
+    if samples <= 1:
+        return [chunks // 2]
+    return sorted({round(i * (chunks - 1) / (samples - 1)) for i in range(samples)})
+
+
+@dataclass(frozen=True)
+class SearchPoint:
+    """The samples encoded at one CRF and scored against their originals."""
+
+    crf: int
+    vmaf_mean: float  # frame-weighted over the samples
+    vmaf_min_sample: float  # the weakest sample's mean
+    size_ratio: float  # encoded / original picture bytes of the samples
+
+
+@dataclass(frozen=True)
+class CrfChoice:
+    """The CRF a recording is encoded at: the highest (smallest copy) the samples predict to reach
+    the targets, with what was measured to say so."""
+
+    crf: int
+    predicted_vmaf_mean: float
+    predicted_vmaf_min_sample: float
+    predicted_size_ratio: float
+    target_mean: float  # the gate's mean threshold plus the margin
+    target_sample: float  # the gate's per-part threshold plus the margin
+    crf_range: tuple[int, int]
+    samples: list[dict[str, Any]]  # chunk index, frames and original picture bytes of each sample
+    points: list[SearchPoint]
+    cpu_seconds: float
+    wall_seconds: float
+
+    @property
+    def reaches(self) -> bool:
+        """Whether any CRF in range is predicted to reach the targets (else the best is chosen)."""
+        return self.predicted_vmaf_mean >= self.target_mean and self.predicted_vmaf_min_sample >= self.target_sample
+
+    def record(self) -> dict[str, Any]:
+        """What is stored with the archive copy and written to the audit trail."""
+        return {
+            "crf": self.crf, "predicted_vmaf_mean": round(self.predicted_vmaf_mean, 2),
+            "predicted_vmaf_min_sample": round(self.predicted_vmaf_min_sample, 2),
+            "predicted_size_ratio": round(self.predicted_size_ratio, 4), "target_mean": self.target_mean,
+            "target_sample": self.target_sample, "crf_range": list(self.crf_range), "reaches": self.reaches,
+            "samples": self.samples,
+            "points": [{"crf": p.crf, "vmaf_mean": round(p.vmaf_mean, 2), "vmaf_min_sample": round(p.vmaf_min_sample, 2),
+                        "size_ratio": round(p.size_ratio, 4)} for p in self.points],
+            "cpu_seconds": round(self.cpu_seconds, 1), "wall_seconds": round(self.wall_seconds, 1),
+        }
+
+
+def _line(points: list[tuple[int, float]], crf: float) -> float:
+    """Piecewise-linear through ``points`` (sorted by CRF), extended by the end segments."""
+    if len(points) == 1:
+        return points[0][1]
+    segments = list(zip(points, points[1:], strict=False))
+    (c0, v0), (c1, v1) = next((s for s in segments if crf <= s[1][0]), segments[-1])
+    return v0 + (v1 - v0) * (crf - c0) / (c1 - c0)
+
+
+def _predict(points: list[SearchPoint], crf: int) -> tuple[float, float, float]:
+    """Predicted (VMAF mean, weakest sample's VMAF, size ratio) at ``crf``. Quality never rises
+    with the CRF (a measured rise is noise: held flat); size is interpolated in log space."""
+    ordered = sorted(points, key=lambda p: p.crf)
+
+    def falling(values: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        held: list[tuple[int, float]] = []
+        for crf_at, value in values:
+            held.append((crf_at, min(value, held[-1][1]) if held else value))
+        return held
+
+    mean = _line(falling([(p.crf, p.vmaf_mean) for p in ordered]), crf)
+    weakest = _line(falling([(p.crf, p.vmaf_min_sample) for p in ordered]), crf)
+    size = math.exp(_line([(p.crf, math.log(max(p.size_ratio, 1e-6))) for p in ordered], crf))
+    return min(mean, 100.0), min(weakest, 100.0), size
+
+
+def _choose(points: list[SearchPoint], low: int, high: int, target_mean: float, target_sample: float) -> int:
+    for crf in range(high, low - 1, -1):
+        mean, weakest, _ = _predict(points, crf)
+        if mean >= target_mean and weakest >= target_sample:
+            return crf
+    return low
+
+
+def crf_search(
+    chunks: list[Path], folder: Path, settings: EncodeSettings, *, fps: float, model: str, vmaf_mean_min: float,
+    vmaf_chunk_min: float, margin: float, crf_range: tuple[int, int], samples: int, sample_seconds: float, step: int = 10,
+) -> CrfChoice:
+    """Choose the CRF for a whole recording from a few samples of it: the first ``sample_seconds``
+    (a GOP: each chunk starts on a keyframe) of up to ``samples`` chunks spread over the recording,
+    encoded at ``settings.crf``, then ``step`` higher when that reached the targets (or lower when
+    not), then at the CRF those two predict; VMAF for each. The highest CRF in ``crf_range``
+    predicted to give a mean VMAF of ``vmaf_mean_min + margin`` and every sample ``vmaf_chunk_min +
+    margin`` is chosen (the lowest of the range when none is). At most three encodes of the
+    samples, whatever the recording's length. Work files go to ``folder`` and are removed."""
+    low, high = crf_range
+    target_mean, target_sample = vmaf_mean_min + margin, vmaf_chunk_min + margin
+    frames = max(1, round(sample_seconds * fps))
+    chosen = [chunks[i] for i in sample_indices(len(chunks), samples)]
+    originals = [video_bytes(chunk, frames=frames) for chunk in chosen]
+    folder.mkdir(parents=True, exist_ok=True)
+    points: list[SearchPoint] = []
+    cpu = wall = 0.0
+
+    def measure(crf: int) -> SearchPoint:
+        nonlocal cpu, wall
+        scores: list[tuple[float, int]] = []
+        encoded = 0
+        for index, chunk in enumerate(chosen):
+            target = folder / f"sample-{index}-crf{crf}.mp4"
+            run = video_encode(chunk, target, EncodeSettings(settings.codec, settings.preset, crf, settings.threads), frames=frames)
+            quality = quality_measure(target, chunk, model=model, threads=settings.threads)
+            encoded += video_bytes(target)[0]
+            scores.append((quality.vmaf_mean, quality.frames))
+            cpu += run.cpu_seconds + quality.run.cpu_seconds
+            wall += run.wall_seconds + quality.run.wall_seconds
+            target.unlink(missing_ok=True)
+        weight = sum(n for _, n in scores) or 1
+        point = SearchPoint(crf, sum(v * n for v, n in scores) / weight, min(v for v, _ in scores),
+                            encoded / max(1, sum(b for b, _ in originals)))
+        points.append(point)
+        return point
+
+    first = measure(min(high, max(low, settings.crf)))
+    passes = first.vmaf_mean >= target_mean and first.vmaf_min_sample >= target_sample
+    second = min(high, first.crf + step) if passes else max(low, first.crf - step)
+    if second != first.crf:
+        measure(second)
+    guess = _choose(points, low, high, target_mean, target_sample)
+    if guess not in {p.crf for p in points}:
+        measure(guess)
+    crf = _choose(points, low, high, target_mean, target_sample)
+    mean, weakest, size = _predict(points, crf)
+    return CrfChoice(
+        crf=crf, predicted_vmaf_mean=mean, predicted_vmaf_min_sample=weakest, predicted_size_ratio=size,
+        target_mean=target_mean, target_sample=target_sample, crf_range=(low, high),
+        samples=[{"chunk": i, "frames": n, "bytes": b} for i, (b, n) in zip(sample_indices(len(chunks), samples), originals, strict=True)],
+        points=sorted(points, key=lambda p: p.crf), cpu_seconds=cpu, wall_seconds=wall,
+    )
 
 
 # ---------------------------------------------------------------- test and bench clips

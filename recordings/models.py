@@ -240,12 +240,19 @@ class ArchiveCopy(models.Model):
         ACCEPTED = "accepted", "Accepted"
         # Below the quality thresholds after a second try, or a join that did not match: a person decides.
         FLAGGED = "flagged", "Needs a person"
+        # No quality setting makes a copy smaller than the original (footage its recorder already
+        # compressed hard): the original is the archive, kept as recorded. Done, nothing to fix.
+        KEPT = "kept", "Original kept as the archive"
 
     recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="archive_copies")
     codec = models.CharField(max_length=8, choices=Codec.choices, default=Codec.AV1)
     encoder = models.CharField(max_length=32)
     preset = models.CharField(max_length=16)
-    crf = models.PositiveSmallIntegerField()
+    crf = models.PositiveSmallIntegerField(help_text="The CRF every chunk is encoded at first (chosen by the search when it ran).")
+    search = models.JSONField(
+        default=dict, blank=True,
+        help_text="The CRF search: its samples, the CRFs tried and their VMAF and size, the prediction for the one chosen.",
+    )
     retry_crf = models.PositiveSmallIntegerField(help_text="The quality a chunk below the threshold is encoded again at.")
     chunk_seconds = models.FloatField()
     vmaf_model = models.CharField(max_length=32)

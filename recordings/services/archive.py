@@ -3,12 +3,14 @@ Celery workers; the originals removed after a keeping period; the storage report
 
 The pipeline, one Celery task per step (recordings.tasks, same names):
 ``archive_request`` (a person, or automatically once a recording is stored) -> ``archive_prepare``
-(cut at the recording's own keyframes by stream copy, one row per chunk) -> ``archive_chunk_encode``
-for each chunk, in parallel on as many workers as there are (encode, then VMAF/PSNR/SSIM against
-the original chunk; a chunk below the threshold is encoded once more at higher quality) ->
-``archive_join`` (join by stream copy with the original sound, check frame count, duration and
-picture/sound alignment against the original, then the quality gate: accepted, or flagged for a
-person). Every step is idempotent: files are written whole under fixed names and moved into
+(cut at the recording's own keyframes by stream copy, one row per chunk; then the quality search:
+a few samples from keyframes encoded at 2-3 CRFs and scored choose the highest CRF predicted to
+pass the gate, or find that no copy would be smaller, and the original is kept as the archive) ->
+``archive_chunk_encode`` for each chunk at that CRF, in parallel on as many workers as there are
+(encode, then VMAF/PSNR/SSIM against the original chunk; a chunk below the threshold is encoded
+once more at higher quality) -> ``archive_join`` (join by stream copy with the original sound,
+check frame count, duration and picture/sound alignment against the original, then the quality
+gate: accepted, the original kept when the copy is no smaller, or flagged for a person). Every step is idempotent: files are written whole under fixed names and moved into
 place, rows say what is done, and a worker that dies mid-chunk has its chunk taken again.
 ``archive_originals_apply`` (daily) removes originals whose accepted copy has been kept long enough.
 
@@ -93,6 +95,22 @@ def _codec_settings(codec: str) -> tuple[str, int]:
     return settings.ARCHIVE_HEVC_PRESET, settings.ARCHIVE_HEVC_CRF
 
 
+def _crf_range(codec: str) -> tuple[int, int]:
+    if codec == ArchiveCopy.Codec.AV1:
+        low, high = settings.ARCHIVE_AV1_CRF_MIN, settings.ARCHIVE_AV1_CRF_MAX
+    else:
+        low, high = settings.ARCHIVE_HEVC_CRF_MIN, settings.ARCHIVE_HEVC_CRF_MAX
+    if not 0 <= low <= high:
+        raise ArchiveError(f"The archive's CRF range for {codec} is {low}..{high}: set its CRF_MIN at or below its CRF_MAX.")
+    return low, high
+
+
+def _replaces_original(archive: ArchiveCopy) -> bool:
+    """A copy in the archive codec stands for the recording once its original goes, so it must be
+    smaller; another (the HEVC input of the DICOM export) is made for its format, whatever its size."""
+    return archive.codec == settings.ARCHIVE_CODEC
+
+
 # ---------------------------------------------------------------- request
 
 
@@ -115,6 +133,8 @@ def archive_request(*, recording: Recording, codec: str = "", by: Any = None) ->
             f"This recording is {recording.get_status_display().lower()}: only a verified, available recording is archived."
         )
     preset, crf = _codec_settings(codec)
+    if settings.ARCHIVE_CRF_SEARCH:
+        _crf_range(codec)  # a range that cannot be searched is said now, to the person who asked
     with transaction.atomic():
         list(Recording.objects.select_for_update().filter(pk=recording.pk).values_list("pk", flat=True))
         existing = ArchiveCopy.objects.filter(recording=recording, codec=codec).first()
@@ -151,6 +171,28 @@ def _erased_meanwhile(archive: ArchiveCopy, *files: Path) -> bool:
     return True
 
 
+def _original_kept(archive: ArchiveCopy, note: str, **detail: Any) -> ArchiveCopy:
+    """The original is the archive: no copy is smaller. Done (not flagged), audited, no file kept."""
+    shutil.rmtree(_path(archive.folder), ignore_errors=True)
+    with transaction.atomic():
+        ArchiveCopy.objects.filter(pk=archive.pk).update(
+            status=ArchiveCopy.Status.KEPT, note=note, key="", sha256="", finished_at=timezone.now(),
+        )
+        _audit(archive.recording, "recording.archive", None, **{"step": "original_kept", "codec": archive.codec, **detail, "note": note})
+    log.info("archive %s of recording %s: original kept", archive.codec, archive.recording.public_id)
+    archive.refresh_from_db()
+    return archive
+
+
+def _kept_note(ratio: float, crf: int, *, predicted: bool) -> str:
+    would = "would take about" if predicted else "took"
+    return (
+        f"The original is kept as the archive: it is already as compact as an archive copy can be. "
+        f"A copy at the lowest quality that still passes the checks (CRF {crf}) {would} {ratio:.0%} of the "
+        "original's space, so nothing would be saved. Nothing needs doing; the original stays as recorded."
+    )
+
+
 def _flag(archive: ArchiveCopy, note: str, **detail: Any) -> ArchiveCopy:
     """Stop and leave the copy for a person, saying why; the originals stay as they are."""
     with transaction.atomic():
@@ -183,6 +225,37 @@ def archive_prepare(*, archive: ArchiveCopy) -> ArchiveCopy:
         return _flag(archive, f"The recording could not be cut into chunks: {failure}")
     if _erased_meanwhile(archive, *files):
         return archive
+    choice = None
+    if settings.ARCHIVE_CRF_SEARCH:
+        try:
+            choice = encode.crf_search(
+                files, _path(f"{archive.folder}/search"),
+                encode.EncodeSettings(archive.codec, archive.preset, archive.crf, settings.ARCHIVE_THREADS),
+                fps=probes[0].fps or 30.0, model=archive.vmaf_model, vmaf_mean_min=archive.vmaf_mean_min,
+                vmaf_chunk_min=archive.vmaf_chunk_min, margin=settings.ARCHIVE_SEARCH_MARGIN,
+                crf_range=_crf_range(archive.codec), samples=settings.ARCHIVE_SEARCH_SAMPLES,
+                sample_seconds=settings.ARCHIVE_SEARCH_SAMPLE_SECONDS,
+            )
+        except encode.EncodeError as failure:
+            return _flag(archive, f"The quality search on samples of the recording failed: {failure}")
+        shutil.rmtree(_path(f"{archive.folder}/search"), ignore_errors=True)
+        if _erased_meanwhile(archive, *files):
+            return archive
+    if choice is not None:
+        with transaction.atomic():
+            archive = ArchiveCopy.objects.select_for_update().select_related("recording__session").get(pk=archive.pk)
+            if archive.status != ArchiveCopy.Status.QUEUED:
+                return archive
+            step = archive.crf - archive.retry_crf
+            archive.crf, archive.retry_crf = choice.crf, max(0, choice.crf - step)
+            archive.search = choice.record()
+            archive.cpu_seconds += choice.cpu_seconds
+            archive.original_size = sum(s.size for s in segments)
+            archive.save(update_fields=["crf", "retry_crf", "search", "cpu_seconds", "original_size"])
+            _audit(recording, "recording.archive", None, step="quality_chosen", codec=archive.codec, **choice.record())
+        if _replaces_original(archive) and choice.predicted_size_ratio >= 1.0:
+            note = _kept_note(choice.predicted_size_ratio, choice.crf, predicted=True)
+            return _original_kept(archive, note, crf=choice.crf, predicted_size_ratio=round(choice.predicted_size_ratio, 4))
     with transaction.atomic():
         archive = ArchiveCopy.objects.select_for_update().select_related("recording__session").get(pk=archive.pk)
         if archive.status != ArchiveCopy.Status.QUEUED:
@@ -201,16 +274,23 @@ def archive_prepare(*, archive: ArchiveCopy) -> ArchiveCopy:
         archive.started_at = timezone.now()
         archive.original_size = sum(s.size for s in segments)
         archive.save(update_fields=["status", "chunks_total", "started_at", "original_size"])
-        _audit(recording, "recording.archive", None, step="cut", codec=archive.codec, chunks=len(files))
+        _audit(recording, "recording.archive", None, step="cut", codec=archive.codec, chunks=len(files), crf=archive.crf)
     return archive
 
 
 # ---------------------------------------------------------------- one chunk
 
 
+def _retry_below(archive: ArchiveCopy) -> float:
+    """The VMAF under which a chunk is encoded again. With a CRF chosen by the search for the mean,
+    a chunk is retried only under the per-chunk threshold (else most would be, for nothing); with
+    a fixed CRF, under the mean threshold."""
+    return archive.vmaf_chunk_min if archive.search else archive.vmaf_mean_min
+
+
 def archive_chunk_encode(*, chunk: ArchiveChunk) -> ArchiveChunk:
     """Encode one chunk and score it against the original chunk (VMAF, PSNR, SSIM); below the
-    copy's VMAF mean threshold it is encoded once more at the copy's retry quality. The last chunk
+    copy's retry threshold (``_retry_below``) it is encoded once more at the copy's retry quality. The last chunk
     done queues the join. Idempotent: a done chunk is returned as it is; a chunk whose worker died
     is encoded again from the start, over the same file."""
     chunk = ArchiveChunk.objects.select_related("archive__recording__session").get(pk=chunk.pk)
@@ -225,7 +305,7 @@ def archive_chunk_encode(*, chunk: ArchiveChunk) -> ArchiveChunk:
     try:
         result = encode.chunk_archive(
             source, target, encode.EncodeSettings(archive.codec, archive.preset, archive.crf, settings.ARCHIVE_THREADS),
-            retry_crf=archive.retry_crf, vmaf_target=archive.vmaf_mean_min, model=archive.vmaf_model,
+            retry_crf=archive.retry_crf, vmaf_target=_retry_below(archive), model=archive.vmaf_model,
         )
     except encode.EncodeError as failure:
         if not _erased_meanwhile(archive, target):
@@ -260,8 +340,8 @@ def archive_join(*, archive: ArchiveCopy) -> ArchiveCopy:
     """Join the encoded chunks with the original sound (stream copy), check the joined file
     against the original (video frames, duration, audio packets, picture/sound offset), then the
     quality gate: the frame-weighted VMAF mean and every chunk's mean at or above the copy's
-    thresholds. Accepted, or flagged for a person, either way audited with scores, sizes and
-    settings. The chunk files are removed afterwards (the rows keep their scores)."""
+    thresholds. Accepted; the original kept as the archive when a faithful copy is no smaller;
+    or flagged for a person; audited with scores, sizes and settings. The chunk files are removed afterwards (the rows keep their scores)."""
     archive = ArchiveCopy.objects.select_related("recording__session").get(pk=archive.pk)
     if archive.status != ArchiveCopy.Status.JOINING:
         return archive
@@ -299,9 +379,8 @@ def archive_join(*, archive: ArchiveCopy) -> ArchiveCopy:
                 f"(below {archive.vmaf_chunk_min:g}) even when encoded again at CRF {c.crf}"
             )
     size = target.stat().st_size
-    if archive.original_size and size >= archive.original_size:
-        # Faithful but no smaller (content the original encoder already squeezed hard): nothing to gain.
-        problems.append(f"it is no smaller than the original ({size} bytes for {archive.original_size})")
+    # Faithful but no smaller (footage its recorder already squeezed hard): the original is the archive.
+    no_smaller = _replaces_original(archive) and bool(archive.original_size) and size >= archive.original_size
     settings_used: dict[str, Any] = {"codec": archive.codec, "encoder": archive.encoder, "preset": archive.preset, "crf": archive.crf,
                      "retry_crf": archive.retry_crf, "vmaf_model": archive.vmaf_model}
     facts: dict[str, Any] = {"size": size, "original_size": archive.original_size, "video_frames": copy.video_frames,
@@ -310,6 +389,15 @@ def archive_join(*, archive: ArchiveCopy) -> ArchiveCopy:
     for c in chunks:
         _path(c.source_key).unlink(missing_ok=True)
         _path(c.output_key).unlink(missing_ok=True)
+    if no_smaller and not problems:
+        ArchiveCopy.objects.filter(pk=archive.pk).update(
+            size=size, video_frames=copy.video_frames, duration=copy.duration, vmaf_mean=scores["vmaf_mean"],
+            vmaf_min_chunk=scores["vmaf_min_chunk"], psnr_mean=scores["psnr_mean"], ssim_mean=scores["ssim_mean"],
+        )
+        note = _kept_note(size / archive.original_size, archive.crf, predicted=False)
+        return _original_kept(archive, note, **scores, **facts, **settings_used)
+    if no_smaller:
+        problems.append(f"it is no smaller than the original ({size} bytes for {archive.original_size})")
     with transaction.atomic():
         archive = ArchiveCopy.objects.select_for_update().select_related("recording__session").get(pk=archive.pk)
         if archive.status != ArchiveCopy.Status.JOINING:
@@ -440,6 +528,11 @@ def archive_hevc_for(*, recording: Recording) -> str:
         return archive.key
     if archive.status == ArchiveCopy.Status.FLAGGED:
         raise ArchiveError(f"The HEVC copy of this recording needs a person: {archive.note}")
+    if archive.status == ArchiveCopy.Status.KEPT:
+        raise ArchiveError(
+            "This recording has no HEVC copy: HEVC is the archive codec here and its original is kept as the archive. "
+            "Ask IT to archive in AV1 (ORSTREAM_ARCHIVE_CODEC=av1): an HEVC copy is then made for the export whatever its size."
+        )
     raise ArchiveNotReady("The HEVC copy of this recording is being made; try again in a few minutes.")
 
 

@@ -24,17 +24,27 @@ from .test_library import sign_in
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def stored(session: Any, consenting_patient: Any, bob: Any, tmp_path: Path) -> Iterator[Recording]:
-    """An available recording on the site's own spool and storage, not archived yet."""
+def _stored(session: Any, bob: Any, folder: Path, *, bitrate: int | None = None) -> Iterator[Recording]:
     spool = Path(settings.RECORDINGS_SPOOL_DIR)
-    segments = textured_segments(tmp_path / "clip", width=320, height=240, seconds=4, segment_seconds=2)
+    segments = textured_segments(folder, width=320, height=240, seconds=4, segment_seconds=2, bitrate=bitrate)
     recording = stored_recording(session, bob, segments, spool, width=320, height=240)
     try:
         yield recording
     finally:
         shutil.rmtree(spool / recording.prefix, ignore_errors=True)
         shutil.rmtree(Path(default_storage.path(f"recordings/{recording.prefix}")), ignore_errors=True)
+
+
+@pytest.fixture
+def stored(session: Any, consenting_patient: Any, bob: Any, tmp_path: Path) -> Iterator[Recording]:
+    """An available recording on the site's own spool and storage, not archived yet."""
+    yield from _stored(session, bob, tmp_path / "clip")
+
+
+@pytest.fixture
+def compact(session: Any, consenting_patient: Any, bob: Any, tmp_path: Path) -> Iterator[Recording]:
+    """Like ``stored``, recorded at 40 kbit/s: no archive copy of it can be smaller."""
+    yield from _stored(session, bob, tmp_path / "compact", bitrate=40_000)
 
 
 @pytest.fixture
@@ -102,3 +112,31 @@ def test_the_records_office_makes_an_archive_copy_from_the_recording_page(
     if copy.status == ArchiveCopy.Status.FLAGGED:  # the site's default thresholds are for 4K footage
         assert "The archive copy was not accepted" in card
     screenshot(page, "archive-card")
+
+
+def test_the_records_office_reads_that_a_compact_original_is_kept_as_the_archive(
+    site: Any, open_page: Any, compact: Recording, alice: Any, settings: Any
+) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (("ARCHIVE_AV1_CRF_MAX", 30), ("ARCHIVE_VMAF_MEAN_MIN", 80.0), ("ARCHIVE_VMAF_CHUNK_MIN", 75.0)):
+            patch.setattr(settings, name, value, raising=False)
+        copy = archive.archive_request(recording=compact, by=alice)
+    copy.refresh_from_db()
+    assert copy.status == ArchiveCopy.Status.KEPT, copy.note
+
+    page = sign_in(open_page, site, alice, settings, "/recordings/")
+    page.get_by_role("heading", name="Recordings library").wait_for()
+    assert page.locator("#archive-flags").count() == 0  # nothing for a person to do
+    page.goto(f"{site.url}/recordings/{compact.public_id}/")
+    card = page.locator("#archive")
+    card.get_by_text("Original kept as the archive").first.wait_for()
+    assert "Nothing needs doing" in card.locator(".archive-kept").inner_text()
+    assert card.get_by_role("alert").count() == 0
+    assert f"Quality chosen for this recording: CRF {copy.crf}" in card.inner_text()
+    assert card.get_by_role("button", name="Make an archive copy").count() == 0
+    screenshot(page, "archive-original-kept")
+
+    page.get_by_role("link", name="Storage report").click()
+    page.get_by_role("heading", name="Storage report").wait_for()
+    row = page.locator(f"tr[data-recording='{compact.public_id}']").inner_text()
+    assert "Original kept as the archive" in row and "nothing to do" in row

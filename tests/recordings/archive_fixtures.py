@@ -17,11 +17,14 @@ SEGMENT_OPTIONS = "movflags=frag_keyframe+empty_moov+default_base_moof"
 
 
 def textured_segments(
-    folder: Path, *, width: int, height: int, seconds: float, segment_seconds: float, gop_seconds: float = 1.0
+    folder: Path, *, width: int, height: int, seconds: float, segment_seconds: float, gop_seconds: float = 1.0,
+    bitrate: int | None = None,
 ) -> list[Path]:
     """A textured clip cut into edge-like fragmented MP4 segments (stream copy, at its keyframes)."""
     folder.mkdir(parents=True, exist_ok=True)
-    clip = encode.textured_clip_write(folder / "clip.mp4", width=width, height=height, seconds=seconds, gop_seconds=gop_seconds)
+    clip = encode.textured_clip_write(
+        folder / "clip.mp4", width=width, height=height, seconds=seconds, gop_seconds=gop_seconds, bitrate=bitrate
+    )
     encode.ffmpeg_run(
         ["-i", str(clip), "-map", "0", "-c", "copy", "-f", "segment", "-segment_time", f"{segment_seconds:.3f}",
          "-reset_timestamps", "1", "-segment_format", "mp4", "-segment_format_options", SEGMENT_OPTIONS,

@@ -70,6 +70,13 @@ def test_a_recording_is_archived_as_av1_and_accepted(recording: Recording, alice
     chunks = list(copy.chunks.order_by("index"))
     assert [c.frames for c in chunks] == [60, 30, 30]  # 0-2 s (first keyframe at or after 1.5 s), 2-3, 3-4
     assert all(c.status == ArchiveChunk.Status.DONE and c.vmaf_mean and c.runs == 1 and c.tries == 1 for c in chunks)
+    # Every part was encoded at the CRF the search chose for this recording, stored with its evidence.
+    search = copy.search
+    assert search["crf"] == copy.crf and all(c.crf == copy.crf for c in chunks)
+    assert [s["chunk"] for s in search["samples"]] == [0, 1, 2] and all(s["frames"] == 30 for s in search["samples"])
+    assert 2 <= len(search["points"]) <= 3 and search["points"][0]["crf"] < search["points"][-1]["crf"]
+    assert search["predicted_vmaf_mean"] >= search["target_mean"] == 81.0
+    assert AuditEvent.objects.filter(action="recording.archive", detail__step="quality_chosen", detail__crf=copy.crf).exists()
     # Only the joined copy is left of the work files; the originals are untouched for now.
     assert _files_under(copy.folder) == [copy.key]
     assert all(default_storage.exists(s.archived_key) for s in recording.segments.all())
@@ -80,6 +87,7 @@ def test_a_recording_is_archived_as_av1_and_accepted(recording: Recording, alice
 def test_a_bad_setting_fails_the_gate_after_one_retry_and_flags_the_recording(
     recording: Recording, alice: Any, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
+    settings.ARCHIVE_CRF_SEARCH = False  # the CRF as set, not chosen
     settings.ARCHIVE_AV1_CRF = 63  # the worst quality SVT-AV1 has; the retry at 57 is still far off
     copy = _archive(recording, alice, django_capture_on_commit_callbacks)
 
@@ -206,7 +214,8 @@ def test_the_records_office_asks_for_a_copy_on_the_page_and_sees_its_scores_and_
     assert copy.status == ArchiveCopy.Status.ACCEPTED
     page = office.get(f"/recordings/{recording.public_id}/").content.decode()
     assert "AV1 copy: <span class=\"archive-status\">Accepted</span>" in page
-    assert f"{copy.vmaf_mean:.2f}" in page and "libsvtav1 preset 10, CRF 20" in page
+    assert f"{copy.vmaf_mean:.2f}" in page and f"libsvtav1 preset 10, CRF {copy.crf} (chosen for this recording)" in page
+    assert f"Quality chosen for this recording: CRF {copy.crf}" in page and 'class="archive-search-points"' in page
     assert 'id="archive-button"' not in page
     status = office.get(f"/recordings/{recording.public_id}/archive/", HTTP_ACCEPT="application/json").json()
     assert status["copies"][0]["chunks_done"] == status["copies"][0]["chunks_total"] == 3
@@ -228,13 +237,16 @@ def test_a_4k_recording_is_archived_at_4k_30_fps_with_its_sound_and_scored_with_
     # no second try, to keep it short (the mechanics of the retry are tested above).
     settings.ARCHIVE_CHUNK_SECONDS = 0.5
     settings.ARCHIVE_RETRY_CRF_STEP = 0
+    settings.ARCHIVE_SEARCH_SAMPLES = 1
     segments = textured_segments(tmp_path / "4k", width=3840, height=2160, seconds=1, segment_seconds=1, gop_seconds=0.5)
     recording = stored_recording(session, bob, segments, spool, width=3840, height=2160)
 
     copy = _archive(recording, alice, django_capture_on_commit_callbacks)
 
     assert copy.vmaf_model == "vmaf_4k_v0.6.1"
-    assert (copy.preset, copy.crf) == (settings.ARCHIVE_AV1_PRESET, settings.ARCHIVE_AV1_CRF)
+    assert copy.preset == settings.ARCHIVE_AV1_PRESET
+    assert copy.crf == copy.search["crf"] and settings.ARCHIVE_AV1_CRF_MIN <= copy.crf <= settings.ARCHIVE_AV1_CRF_MAX
+    assert copy.search["samples"] == [{"chunk": 0, "frames": 15, "bytes": copy.search["samples"][0]["bytes"]}]
     probe = encode.media_probe([Path(default_storage.path(copy.key))])
     assert (probe.video_codec, probe.width, probe.height, probe.video_frames) == ("av1", 3840, 2160, 30)
     assert abs(probe.fps - 30) < 0.01 and probe.audio_codec == "opus"
@@ -271,3 +283,73 @@ def test_a_chunk_whose_recording_was_erased_meanwhile_writes_nothing(recording: 
     assert _files_under(f"recordings/{recording.prefix}") == []
     assert not Path(default_storage.path(copy.folder)).exists()
     assert not AuditEvent.objects.filter(action="recording.archive", detail__step="flagged").exists()
+
+
+def test_a_stricter_threshold_makes_the_search_choose_a_lower_crf(small_segments: list[Path], tmp_path: Path) -> None:
+    chunks = encode.chunks_cut(small_segments, tmp_path / "chunks", seconds=1.0)
+    av1 = encode.EncodeSettings("av1", "10", 20)
+
+    def choose(vmaf: float) -> encode.CrfChoice:
+        return encode.crf_search(
+            chunks, tmp_path / "search", av1, fps=30, model=encode.VMAF_MODEL_HD, vmaf_mean_min=vmaf,
+            vmaf_chunk_min=vmaf - 5, margin=0.5, crf_range=(6, 50), samples=2, sample_seconds=0.5,
+        )
+
+    loose, strict = choose(75.0), choose(88.0)
+
+    assert [s["chunk"] for s in loose.samples] == [0, 3] and loose.samples[0]["frames"] == 15
+    assert strict.crf < loose.crf
+    assert strict.predicted_size_ratio > loose.predicted_size_ratio
+    for choice in (loose, strict):
+        assert choice.reaches and choice.predicted_vmaf_mean >= choice.target_mean
+        assert len(choice.points) <= 3 and choice.cpu_seconds > 0
+    assert list((tmp_path / "search").iterdir()) == []  # the samples' encodes are not kept
+
+
+@pytest.fixture(scope="session")
+def compact_segments(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    # Recorded at 40 kbit/s: the recorder already took out all the detail a copy could drop.
+    return textured_segments(tmp_path_factory.mktemp("compact"), width=WIDTH, height=HEIGHT, seconds=4, segment_seconds=2,
+                             bitrate=40_000)
+
+
+@pytest.mark.parametrize("search", [True, False], ids=["predicted-by-the-search", "found-at-the-join"])
+def test_where_no_copy_is_smaller_the_original_is_kept_as_the_archive(
+    search: bool, session: Any, consenting_patient: Any, bob: Any, alice: Any, compact_segments: list[Path], spool: Path,
+    settings: Any, django_capture_on_commit_callbacks: Any,
+) -> None:
+    settings.ARCHIVE_CRF_SEARCH = search
+    settings.ARCHIVE_AV1_PRESET, settings.ARCHIVE_AV1_CRF, settings.ARCHIVE_CHUNK_SECONDS = "10", 20, 2.0
+    settings.ARCHIVE_AV1_CRF_MAX = 30  # the lowest quality this hospital allows
+    settings.ARCHIVE_VMAF_MEAN_MIN, settings.ARCHIVE_VMAF_CHUNK_MIN = 80.0, 75.0
+    recording = stored_recording(session, bob, compact_segments, spool, width=WIDTH, height=HEIGHT)
+
+    copy = _archive(recording, alice, django_capture_on_commit_callbacks)
+
+    assert copy.status == ArchiveCopy.Status.KEPT, copy.note
+    assert "The original is kept as the archive" in copy.note and "Nothing needs doing" in copy.note
+    assert copy.key == "" and _files_under(copy.folder) == []
+    if search:
+        assert copy.search["predicted_size_ratio"] >= 1 and copy.chunks_total == 0  # no part was encoded
+    else:
+        assert copy.size >= copy.original_size and copy.vmaf_mean is not None and copy.chunks_total == 2
+    kept = AuditEvent.objects.get(action="recording.archive", detail__step="original_kept")
+    assert kept.outcome == "allowed"
+    # Not a problem for a person: not at the top of the library, no button to make it again.
+    from django.test import Client
+
+    office = Client()
+    office.force_login(alice)
+    assert 'id="archive-flags"' not in office.get("/recordings/").content.decode()
+    page = office.get(f"/recordings/{recording.public_id}/").content.decode()
+    assert "AV1 copy: <span class=\"archive-status\">Original kept as the archive</span>" in page
+    assert 'class="notice archive-kept" data-level="ok"' in page and 'id="archive-button"' not in page
+    # The records office's report: kept as recorded, nothing saved and nothing to do.
+    report = archive.storage_report_for(user=alice)
+    line = next(x for x in report.lines if x.recording == recording)
+    assert line.held_bytes == line.after_bytes == line.original_bytes
+    row = office.get("/recordings/storage/").content.decode()
+    assert "AV1: Original kept as the archive" in row and "nothing to do" in row
+    # The original is the archive: never removed, whatever the date.
+    assert archive.archive_originals_apply(today=timezone.localdate() + timedelta(days=365)) == []
+    assert all(default_storage.exists(s.archived_key) for s in recording.segments.all())
