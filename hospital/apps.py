@@ -7,8 +7,12 @@ class HospitalConfig(AppConfig):
 
     def ready(self) -> None:
         from mentoring.hooks import session_hooks
+        from recordings.pages import recording_cards
 
-        from . import services
+        from . import services, views
 
         # A session that goes live or ends reports its procedure step to the hospital's RIS.
         session_hooks.register("hospital.mpps", services.procedure_step_for_session)
+
+        # A recording's page says what the PACS has of it, with a link to its export page.
+        recording_cards.register("hospital.pacs", views.recording_pacs_card)

@@ -10,11 +10,13 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 
 from consent.audit import audit_record
 from mentoring import services as mentoring_services
 from mentoring.forms import COMMON_ZONES
 from mentoring.models import OperatingRoom, Session
+from orstream import roles
 from orstream.pages import coordinator_required, refused
 from recordings import services as recording_services
 from recordings.models import Recording
@@ -160,3 +162,18 @@ def session_new_from_worklist(request: HttpRequest) -> HttpResponse:
         "error": error, "zones": COMMON_ZONES,
         "searched": posted and query.is_valid(),
     }, status=status)
+
+
+def recording_pacs_card(request: HttpRequest, recording: Recording) -> str:
+    """The card on a recording's page (registered with recordings' cards): for coordinators, who
+    send recordings to the PACS, each export's state and progress, the PACS's refusal if the last
+    one failed, and the link to the export page. Nothing for anyone else, or with no PACS."""
+    if not roles.user_is_coordinator(request.user):
+        return ""
+    exports = services.dicom_export_list_for(recording=recording)
+    if not exports and not services.pacs_destination_list():
+        return ""
+    return render_to_string("hospital/_recording_card.html", {
+        "recording": recording, "exports": exports[:5], "problem": services.dicom_export_problem_for(recording=recording),
+        "procedure": services.procedure_get(session=recording.session),
+    }, request=request)

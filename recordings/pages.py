@@ -8,6 +8,7 @@ URLs carry the recording's public id only; nothing here logs or shows a patient 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,27 @@ from .models import Bookmark, Recording
 
 # The newest recordings shown at once; a search narrows the rest.
 LIBRARY_PAGE = 200
+
+RecordingCard = Callable[[HttpRequest, Recording], str]
+
+
+class RecordingCards:
+    """Cards the apps above add to a recording's page (hospital: what the PACS has of it),
+    registered in their ``AppConfig.ready()`` so recordings imports none of them. A card renders
+    its own template for the request's user, or returns "" when it has nothing for them; it
+    decides who may see it."""
+
+    def __init__(self) -> None:
+        self._cards: dict[str, RecordingCard] = {}
+
+    def register(self, name: str, card: RecordingCard) -> None:
+        self._cards[name] = card
+
+    def render(self, request: HttpRequest, recording: Recording) -> list[str]:
+        return [html for card in self._cards.values() if (html := card(request, recording))]
+
+
+recording_cards = RecordingCards()
 
 
 def _date(value: str | None) -> date | None:
@@ -110,6 +132,7 @@ def recording_detail(request: HttpRequest, public_id: UUID) -> HttpResponse:
             "destinations": settings.EXPORT_DESTINATIONS,
             "kinds": Bookmark.Kind.choices,
             "progress_path": f"/ws/recordings/{recording.public_id}/",
+            "cards": recording_cards.render(request, recording),
         },
     )
 

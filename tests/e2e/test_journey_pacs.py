@@ -113,6 +113,13 @@ def test_a_coordinator_schedules_from_the_worklist_and_the_video_reaches_pacs_an
         page.get_by_role("button", name="Send").click()
         page.get_by_text("Stored in the PACS (100%)").wait_for(timeout=60_000)
         screenshot(page, "pacs-export")
+        # The recording's own page says the same, and links back to the export page.
+        page.goto(f"{site.url}/recordings/{recording.public_id}/")
+        card = page.locator("#pacs")
+        card.get_by_text("Stored in the PACS (100%)").wait_for()
+        assert "1 instance read back and verified" in card.inner_text()
+        card.get_by_role("link", name="PACS export").click()
+        page.wait_for_url(f"**/hospital/recordings/{recording.public_id}/pacs/")
     finally:
         shutil.rmtree(Path(django_settings.RECORDINGS_SPOOL_DIR) / recording.prefix, ignore_errors=True)
 

@@ -92,3 +92,36 @@ def test_the_session_page_shows_the_procedure_and_what_the_pacs_said(
 
 def test_without_hospital_servers_the_session_page_has_no_hospital_card(session: Any, alice: Any) -> None:
     assert 'id="hospital"' not in _signed_in(alice).get(f"/sessions/{session.public_id}/").content.decode()
+
+
+def test_the_recording_page_shows_coordinators_the_pacs_export_and_its_refusal(
+    orthanc: Any, worklist_provider: Any, cstore_pacs: Any, room_modality: Any, available_recording: Any, alice: Any,
+    bob: Any, django_capture_on_commit_callbacks: Any,
+) -> None:
+    worklist_write(orthanc, accession="ACC0324", day=date.today())
+    client = _signed_in(alice)
+    session = available_recording.session
+    page = f"/recordings/{available_recording.public_id}/"
+    pacs_page = f"/hospital/recordings/{available_recording.public_id}/pacs/"
+    html = client.get(page).content.decode()
+    assert f'href="{pacs_page}"' in html and "Pick the session's procedure from the worklist first" in html
+
+    choice = client.get(f"/hospital/sessions/{session.public_id}/worklist/?day={date.today()}").context["entries"][0].choice
+    client.post(f"/hospital/sessions/{session.public_id}/worklist/", {"choice": choice})
+    cstore_pacs.ae_title = "NOTTHEPACS"
+    cstore_pacs.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(pacs_page, {"destination": cstore_pacs.pk})
+    html = client.get(page).content.decode()
+    assert "Failed (" in html and "could not be stored" in html and "rejected the association" in html
+
+    cstore_pacs.ae_title = orthanc.ae_title
+    cstore_pacs.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(pacs_page, {"destination": cstore_pacs.pk})
+    html = client.get(page).content.decode()
+    assert "Stored in the PACS (100%)" in html and 'value="100"' in html and "read back and verified" in html
+
+    # The surgeon may watch the recording, but sending it to the PACS is the coordinators'.
+    surgeon_page = _signed_in(bob).get(page)
+    assert surgeon_page.status_code == 200 and pacs_page not in surgeon_page.content.decode()
