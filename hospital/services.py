@@ -474,7 +474,15 @@ def dicom_export_run(*, export: DicomExport, attempt_is_last: bool = True) -> Di
         _progress(export, DicomExport.Status.ENCODING, 5)
         sources = recording_services.recording_segment_paths(recording=recording)
         facts = video.video_facts(sources[0])
+        reencoded = ""
         try:
+            syntax = video.transfer_syntax_for(facts)
+        except video.NeedsEncoding as why:
+            # Stored with a syntax that does not describe it, a viewer would refuse or misplay it.
+            reencoded = str(why)
+            _progress(export, DicomExport.Status.ENCODING, 10)
+            sources = video.h264_conform(sources, folder / "conformed", facts)
+            facts = video.video_facts(sources[0])
             syntax = video.transfer_syntax_for(facts)
         except video.VideoError:
             if facts.codec != "h264" or facts.width <= video.H264_MAX_WIDTH:
@@ -483,7 +491,7 @@ def dicom_export_run(*, export: DicomExport, attempt_is_last: bool = True) -> Di
             sources = _hevc_source(export)
             facts = video.video_facts(sources[0])
             syntax = video.transfer_syntax_for(facts)
-        if recording.fps:
+        if recording.fps and float(recording.fps) <= video.H264_MAX_FPS:
             facts = video.VideoFacts(**{**asdict(facts), "fps": float(recording.fps)})
         parts = video.parts_write(
             sources, folder / "video", max_bytes=settings.HOSPITAL_DICOM_MAX_FRAGMENT_BYTES,
@@ -536,7 +544,8 @@ def dicom_export_run(*, export: DicomExport, attempt_is_last: bool = True) -> Di
         action="hospital.dicom_export", actor="system", session_public_id=str(session.public_id),
         target=f"recording:{recording.public_id}",
         detail={"export": str(export.public_id), "destination": export.destination.name, "stage": "stored",
-                "instances": len(export.instances), "transfer_syntax": export.transfer_syntax},
+                "instances": len(export.instances), "transfer_syntax": export.transfer_syntax,
+                **({"reencoded": reencoded} if reencoded else {})},
     )
     if fhir_server_get() is not None:
         from . import tasks

@@ -2,9 +2,11 @@
 fragment's size, and the Video Microscopic / Video Endoscopic instances that carry them.
 
 Called by hospital.services only. Reads segments through recordings.services; writes working
-files under a pseudonymous folder (the export's public id) that the caller removes. Never
-decodes or re-encodes H.264: what the PACS gets is exactly what was recorded (4K needs HEVC,
-which the caller encodes first).
+files under a pseudonymous folder (the export's public id) that the caller removes. H.264 that
+fits .102/.104 is stream-copied: what the PACS gets is exactly what was recorded. H.264 outside
+them (a level above 4.1/4.2, a profile above High such as High 4:4:4, more than 8 bits or 4:2:0)
+raises NeedsEncoding, and ``h264_conform`` re-encodes it to High 4:2:0 at the level the syntax
+allows; 4K needs HEVC, which the caller takes from the archive.
 """
 
 from __future__ import annotations
@@ -35,11 +37,20 @@ VIDEO_ENDOSCOPIC = UID("1.2.840.10008.5.1.4.1.1.77.1.1.1")
 # H.264 High Profile Level 4.1 covers 1920x1080 up to 30 fps; Level 4.2 up to 60 fps.
 H264_MAX_WIDTH, H264_MAX_HEIGHT = 1920, 1080
 H264_PROFILES = {66, 77, 100}  # constrained baseline, main and high: all decodable as High
+# .102 is High Profile Level 4.1 (up to 30 fps at 1080), .104 Level 4.2 (50/60 fps).
+H264_LEVEL_102, H264_LEVEL_104, H264_MAX_FPS = 41, 42, 60
+# .107 is HEVC Main Profile at Level 5.1 or below (general_level_idc is 30 x the level).
+HEVC_MAIN, HEVC_MAX_LEVEL = 1, 153
+PIX_FMTS_420 = {"yuv420p", "yuvj420p"}
 MAX_ROOT_UID = 64
 
 
 class VideoError(Exception):
     """A recording that cannot become DICOM video as it is; the message says why."""
+
+
+class NeedsEncoding(VideoError):
+    """H.264 of at most 1080p that no DICOM H.264 syntax carries as it is: re-encode it."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,7 @@ class VideoFacts:
     fps: float
     profile_idc: int
     level_idc: int
+    pix_fmt: str = "yuv420p"
 
 
 @dataclass
@@ -71,26 +83,65 @@ def video_facts(path: str) -> VideoFacts:
         profile = level = 0
         if context.name == "h264" and len(extradata) >= 4 and extradata[0] == 1:  # avcC
             profile, level = extradata[1], extradata[3]
+        elif context.name == "hevc" and len(extradata) >= 13 and extradata[0] == 1:  # hvcC
+            profile, level = extradata[1] & 0x1F, extradata[12]
         rate = stream.average_rate or stream.guessed_rate or Fraction(30)
         return VideoFacts(
             codec=context.name, width=context.width, height=context.height, fps=float(rate),
-            profile_idc=profile, level_idc=level,
+            profile_idc=profile, level_idc=level, pix_fmt=str(context.pix_fmt or "yuv420p"),
         )
 
 
 def transfer_syntax_for(facts: VideoFacts) -> UID:
-    """The DICOM transfer syntax the video fits, or VideoError when it needs re-encoding first."""
+    """The DICOM transfer syntax the video fits as it is. NeedsEncoding for H.264 up to 1080p
+    that fits none (h264_conform makes it fit), VideoError for what needs HEVC or cannot go."""
     if facts.codec == "hevc":
+        if facts.profile_idc not in (0, HEVC_MAIN) or facts.level_idc > HEVC_MAX_LEVEL or facts.pix_fmt not in PIX_FMTS_420:
+            raise VideoError(f"This HEVC is profile {facts.profile_idc}, level {facts.level_idc / 30:g}, {facts.pix_fmt}: "
+                             "DICOM's .107 needs Main (8-bit 4:2:0) at level 5.1 or below.")
         return HEVCMP51
     if facts.codec != "h264":
         raise VideoError(f"DICOM video needs H.264 or HEVC; this recording is {facts.codec}.")
     if facts.width > H264_MAX_WIDTH or facts.height > H264_MAX_HEIGHT:
         raise VideoError(f"{facts.width}x{facts.height} is above what DICOM's H.264 syntaxes carry: it needs HEVC.")
     if facts.profile_idc and facts.profile_idc not in H264_PROFILES:
-        raise VideoError(f"H.264 profile {facts.profile_idc} is above High: DICOM's H.264 syntaxes need High or below.")
-    if round(facts.fps) > 30:
-        return MPEG4HP422D
-    return MPEG4HP41
+        raise NeedsEncoding(f"H.264 profile {facts.profile_idc} is above High: DICOM's H.264 syntaxes need High or below.")
+    if facts.pix_fmt not in PIX_FMTS_420:
+        raise NeedsEncoding(f"H.264 in {facts.pix_fmt}: DICOM's H.264 syntaxes carry 8-bit 4:2:0 only.")
+    if round(facts.fps) > H264_MAX_FPS:
+        raise NeedsEncoding(f"{facts.fps:g} fps is above the 60 that DICOM's H.264 syntaxes carry.")
+    high_rate = round(facts.fps) > 30
+    allowed = H264_LEVEL_104 if high_rate else H264_LEVEL_102
+    if facts.level_idc > allowed:
+        raise NeedsEncoding(f"H.264 level {facts.level_idc / 10:g} is above the {allowed / 10:g} that DICOM's "
+                            f"{'.104' if high_rate else '.102'} allows at {facts.fps:g} fps.")
+    return MPEG4HP422D if high_rate else MPEG4HP41
+
+
+def h264_conform(sources: list[str], folder: Path, facts: VideoFacts) -> list[str]:
+    """Re-encode each source to H.264 High, 8-bit 4:2:0, at Level 4.1 (up to 30 fps) or 4.2
+    (up to 60): what .102/.104 carry. The bit rate is capped within the level (VBV), the frame
+    rate at 60, a keyframe every second; timestamps are kept, so the sources stay one recording."""
+    from recordings import encode
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fps = min(float(facts.fps or 30.0), float(H264_MAX_FPS))
+    level = "4.2" if round(fps) > 30 else "4.1"
+    rate = ["-r", f"{H264_MAX_FPS}"] if round(facts.fps) > H264_MAX_FPS else ["-fps_mode", "passthrough"]
+    conformed = []
+    for number, source in enumerate(sources):
+        target = folder / f"conformed-{number:04d}.mp4"
+        try:
+            encode.ffmpeg_run(
+                ["-i", source, "-map", "0:v:0", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
+                 "-profile:v", "high", "-level:v", level, "-pix_fmt", "yuv420p", "-maxrate", "40M", "-bufsize", "40M",
+                 "-g", str(max(1, round(fps))), *rate, "-an", "-f", "mp4", str(target)],
+                what=f"re-encode part {number + 1} to H.264 High level {level}",
+            )
+        except encode.EncodeError as failure:
+            raise VideoError(f"The video could not be made to fit DICOM's H.264: {failure}") from None
+        conformed.append(str(target))
+    return conformed
 
 
 def parts_write(
