@@ -707,14 +707,19 @@ def ehr_link_send(*, export: DicomExport) -> FhirLink:
 WITHDRAWN = (Recording.Status.RESTRICTED, Recording.Status.ERASING, Recording.Status.ERASED)
 
 
-def ehr_links_reconcile() -> list[FhirLink]:
-    """The beat's sweep: a recording erased or restricted since its DocumentReference was sent
-    gets that document marked ``ORSTREAM_FHIR_WITHDRAWN_STATUS`` (entered-in-error by default) in
-    the EHR. A server that does not answer is tried again on the next sweep."""
+def ehr_links_reconcile(*, session_id: int | None = None) -> list[FhirLink]:
+    """A recording restricted or erased since its DocumentReference was sent gets that document
+    marked ``ORSTREAM_FHIR_WITHDRAWN_STATUS`` (the hospital's policy: entered-in-error by default,
+    or superseded) in the EHR. Run for a session right after a consent withdrawal restricts its
+    recordings (``ehr_links_withdraw``), and by the beat for every link (an erasure, a server that
+    did not answer): a server that does not answer is tried again on the next sweep."""
     done = []
-    for link in FhirLink.objects.select_related("recording__session", "server").filter(
+    links = FhirLink.objects.select_related("recording__session", "server").filter(
         status="current", recording__status__in=WITHDRAWN
-    ).exclude(document_reference_id=""):
+    ).exclude(document_reference_id="")
+    if session_id is not None:
+        links = links.filter(recording__session_id=session_id)
+    for link in links:
         client = _fhir_client(link.server)
         status = settings.FHIR_WITHDRAWN_STATUS
         try:
@@ -726,6 +731,10 @@ def ehr_links_reconcile() -> list[FhirLink]:
             link.error = str(failure)
             link.save(update_fields=["error"])
             log.warning("DocumentReference of recording %s not updated: %s", link.recording.public_id, failure)
+            audit_record(
+                action="hospital.ehr_link", actor="system", outcome="refused", session_public_id=str(link.recording.session.public_id),
+                target=f"recording:{link.recording.public_id}", detail={"reason": str(failure)[:200], "status": status},
+            )
             continue
         link.status, link.error = status, ""
         link.save(update_fields=["status", "error"])
@@ -736,6 +745,18 @@ def ehr_links_reconcile() -> list[FhirLink]:
         )
         done.append(link)
     return done
+
+
+def ehr_links_withdraw(*, change: Any) -> None:
+    """Consent effect (registered in HospitalConfig.ready()): once a withdrawal has restricted a
+    session's recordings, their DocumentReferences are marked in the EHR at once, not at the next
+    sweep. Raises while one is not updated, so the consent effect job retries it."""
+    ehr_links_reconcile(session_id=change.session_id)
+    left = FhirLink.objects.filter(
+        recording__session_id=change.session_id, status="current", recording__status__in=WITHDRAWN
+    ).exclude(document_reference_id="")
+    if left.exists():
+        raise HospitalError(f"{left.count()} DocumentReference(s) not marked withdrawn yet: {left.first().error}")  # type: ignore[union-attr]
 
 
 # ---------------------------------------------------------------- connection tests (admin)

@@ -307,6 +307,10 @@ HOSPITAL_DICOM_TIMEOUT_SECONDS = env_int("ORSTREAM_DICOM_TIMEOUT_SECONDS", 30)
 HOSPITAL_INSTITUTION_NAME = env_str("ORSTREAM_INSTITUTION_NAME", "")
 # What a DocumentReference becomes in the EHR when its recording is erased or restricted.
 FHIR_WITHDRAWN_STATUS = env_str("ORSTREAM_FHIR_WITHDRAWN_STATUS", "entered-in-error")
+if FHIR_WITHDRAWN_STATUS not in ("entered-in-error", "superseded"):
+    raise ImproperlyConfigured(
+        f"ORSTREAM_FHIR_WITHDRAWN_STATUS must be 'entered-in-error' or 'superseded', not {FHIR_WITHDRAWN_STATUS!r}"
+    )
 HOSPITAL_WORK_DIR = Path(env("ORSTREAM_HOSPITAL_WORK_DIR", str(VAR_DIR / "hospital")))
 
 # TURN: coturn's REST API (time-limited credentials derived from a shared secret).

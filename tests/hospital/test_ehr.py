@@ -114,3 +114,52 @@ def test_the_fhir_server_refuses_requests_without_a_token(fhir_process: Any) -> 
     with pytest.raises(urllib.error.HTTPError) as refused:
         _get(fhir_process, "DocumentReference/none", "not-a-token")
     assert refused.value.code == 401
+
+
+def test_a_consent_withdrawal_marks_the_document_in_the_ehr_at_once_per_policy(
+    exported: Any, fhir_server: Any, fhir_process: Any, consenting_patient: Any, alice: Any, settings: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from consent import services as consent_services
+
+    settings.FHIR_WITHDRAWN_STATUS = "superseded"  # this hospital's policy
+    recording = exported.recording
+    link = FhirLink.objects.get(recording=recording)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        consent_services.consent_withdraw(record=consenting_patient, by=alice, reason="patient withdrew at the clinic")
+    recording.refresh_from_db()
+    assert recording.status == "restricted"
+
+    # No sweep ran: the withdrawal's own effect job updated the EHR.
+    link.refresh_from_db()
+    assert (link.status, link.error) == ("superseded", "")
+    document = _get(fhir_process, f"DocumentReference/{link.document_reference_id}", _token(fhir_server))
+    assert document["status"] == "superseded"
+    DocumentReference.model_validate(document)
+    found = _get(fhir_process, f"DocumentReference?identifier={fhir.RECORDING_SYSTEM}|{recording.public_id}&status=current",
+                 _token(fhir_server))
+    assert found.get("entry", []) == []
+    event = AuditEvent.objects.filter(action="hospital.ehr_link", detail__status="superseded").get()
+    assert event.detail["because"] == "restricted" and PATIENT["id"] not in str(event.detail)
+    assert services.ehr_links_reconcile() == []  # done once
+
+
+def test_an_ehr_that_does_not_answer_keeps_the_withdrawal_pending(
+    exported: Any, fhir_server: Any, consenting_patient: Any, alice: Any,
+) -> None:
+    from consent import services as consent_services
+    from consent.effects import ConsentNarrowed
+
+    link = FhirLink.objects.get(recording=exported.recording)
+    consent_services.consent_withdraw(record=consenting_patient, by=alice, reason="withdrawn")  # effects not delivered
+    fhir_server.base_url = "http://127.0.0.1:1"
+    fhir_server.save()
+    change = ConsentNarrowed(session_id=exported.recording.session_id, session_public_id="", granted=frozenset(),
+                             by_id=alice.pk, reason="withdrawn")
+
+    with pytest.raises(services.HospitalError, match="not marked withdrawn yet: The FHIR server at http://127.0.0.1:1 could not be reached"):
+        services.ehr_links_withdraw(change=change)
+    link.refresh_from_db()
+    assert link.status == "current" and "could not be reached" in link.error
+    assert AuditEvent.objects.filter(action="hospital.ehr_link", outcome="refused").exists()
