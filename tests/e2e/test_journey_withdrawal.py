@@ -161,7 +161,7 @@ import json
 from consent.audit import audit_verify
 from consent.models import AuditEvent
 from recordings.models import Recording
-recording = Recording.objects.get()
+recording = Recording.objects.get(session__public_id="{session}")
 print(json.dumps({
     "recording_id": str(recording.public_id),
     "status": recording.status,
@@ -174,7 +174,7 @@ print(json.dumps({
 PARTICIPANTS_CODE = """
 import json
 from mentoring.models import Session
-session = Session.objects.get()
+session = Session.objects.exclude(status=Session.Status.ENDED).get()  # the live demo, not the training demo's
 print(json.dumps({"session": str(session.public_id),
                   "participants": {p.role: str(p.public_id) for p in session.participants.filter(removed_at__isnull=True)}}))
 """
@@ -189,7 +189,8 @@ def test_a_withdrawal_on_the_embedded_default_drops_every_viewer_and_stops_the_r
     viewers = {"mentor": site.links["Mentor"], "resident": site.links["Resident"], "display": site.links["Conference-room display"]}
 
     def state() -> State:
-        return State(**json.loads(site.shell(STATE_CODE).strip().splitlines()[-1]))
+        code = STATE_CODE.replace("{session}", facts["session"])
+        return State(**json.loads(site.shell(code).strip().splitlines()[-1]))
 
     journey(
         name="embedded", open_page=open_page, staff=staff, base=site.url, session_id=facts["session"],
