@@ -59,10 +59,7 @@ def user_runs_session(user: Any, session: HasSurgeon) -> bool:
 # What a participant's role may do in a live session. The consumer, the services and the live
 # pages' JSON views refuse by these sets, and the pages receive them in their bootstrap data
 # (role_abilities), so no page decides a role rule of its own. Roles are mentoring's Role values.
-TALK_ROLES = protocol.TALK_ROLES  # the edge forwards talkback from these roles only
-# The coordinator's live view monitors the session: it has no microphone, so on the site the
-# coordinator listens only, though the edge would forward its voice.
-MONITOR_ROLES = frozenset({"coordinator"})
+TALK_ROLES = protocol.TALK_ROLES  # the edge forwards talkback from these roles only (not the coordinator's)
 WATCH_ONLY_ROLES = frozenset({"resident", "observer", "display"})  # they watch: no drawing
 NO_CHAT_ROLES = frozenset({"display"})  # the conference-room display has no keyboard user
 STATE_ROLES = frozenset({"coordinator", "surgeon"})  # see who is connected, recording, consent
@@ -71,7 +68,7 @@ REMOVE_ROLES = frozenset({"coordinator"})  # remove someone from the session
 
 
 def role_may_talk(role: str) -> bool:
-    return role in TALK_ROLES and role not in MONITOR_ROLES
+    return role in TALK_ROLES
 
 
 def role_may_draw(role: str) -> bool:

@@ -43,7 +43,9 @@ NONCE_PATTERN = re.compile(r"[0-9a-f]{32}")
 PUBLISHER = "publisher"
 # The event an edge sends once it listens, with session_id "" and data {"boot_id": ...}.
 EDGE_STARTED = "edge.started"
-TALK_ROLES = frozenset({"surgeon", "mentor", "specialist", "coordinator"})
+# Whose voice the edge forwards. The coordinator's live view monitors (it has no microphone),
+# so a coordinator's offer is answered receive-only, whatever it asks for.
+TALK_ROLES = frozenset({"surgeon", "mentor", "specialist"})
 
 
 class SignatureError(Exception):

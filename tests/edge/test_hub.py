@@ -134,6 +134,7 @@ async def test_webrtc_publisher_is_forwarded_and_talkback_reaches_it_but_not_the
 
     mentor = await join(hub, "mentor-1", role="mentor", audio_tracks=2, talk_track=AudioStreamTrack())
     resident = await join(hub, "resident-1", role="resident", audio_tracks=2, talk_track=AudioStreamTrack())
+    coordinator = await join(hub, "coord-1", role="coordinator", audio_tracks=2, talk_track=AudioStreamTrack())
     await wait_for(lambda: len(resident.frames("video")) > 10 and len(mentor.frames("video")) > 10)
     await wait_for(lambda: hub.counters.talkback_frames > 10)
     await wait_for(lambda: len(resident.frames("audio", 1)) > 10)
@@ -147,6 +148,9 @@ async def test_webrtc_publisher_is_forwarded_and_talkback_reaches_it_but_not_the
     assert mentor.frames("audio", 1) == []
     # a resident may not talk: its offer's sendrecv audio is answered sendonly by the edge
     assert "a=sendonly" in resident.answer_sdp.split("m=audio")[1]
+    # nor a coordinator, whose live view only monitors, whatever its offer asks for
+    assert "a=sendonly" in coordinator.answer_sdp.split("m=audio")[1]
+    assert hub.viewers["coord-1"].talk_receiver is None
     assert "a=sendrecv" in hub_answer_audio(mentor)
     assert hub.counters.talkback_frames > 10
     assert hub.viewers["resident-1"].talk_receiver is None
@@ -171,6 +175,7 @@ async def test_webrtc_publisher_is_forwarded_and_talkback_reaches_it_but_not_the
     assert hub.counters.keyframe_requests_suppressed - suppressed >= 4
     await mentor.close()
     await resident.close()
+    await coordinator.close()
     await publisher.close()
 
 

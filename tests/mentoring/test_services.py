@@ -233,8 +233,8 @@ def test_what_the_bootstrap_says_a_role_may_do_is_what_the_services_allow(sessio
         else:
             with pytest.raises(services.AnnotationError):
                 services.annotation_add(participant=participant, kind=kind, message=message)
-    # The edge would forward the voice of TALK_ROLES; the coordinator's live view only monitors.
-    assert may["talk"] == (role in protocol.TALK_ROLES and role != "coordinator")
+    # The edge forwards the voice of TALK_ROLES only; the coordinator's live view only monitors.
+    assert may["talk"] == (role in protocol.TALK_ROLES)
 
 
 def test_every_tool_and_colour_the_pickers_offer_is_accepted(carol):
