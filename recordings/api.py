@@ -5,9 +5,9 @@ recordings.services (which asks the consent gate, authorizes and audits) and sha
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpRequest
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from consent import services as consent_services
 from mentoring import services as mentoring_services
 from mentoring.services import is_uuid
-from orstream.pages import found
+from orstream.pages import found, refusal_audit
 
 from . import services
 from .models import Recording
@@ -52,7 +52,10 @@ class ExportJobSerializer(serializers.Serializer):
     error = serializers.CharField()
 
 
-def _refused(message: str, code: int = status.HTTP_403_FORBIDDEN) -> Response:
+def _refused(request: Request, message: str, code: int = status.HTTP_403_FORBIDDEN) -> Response:
+    """The API's refusal, audited like a refusal page (a media server that failed is not a refusal)."""
+    if code < 500:
+        refusal_audit(request=cast(HttpRequest, request), message=message, title="Refused by the API", status=code)
     return Response({"detail": message}, status=code)
 
 
@@ -88,11 +91,11 @@ class RecordingStart(APIView):
         try:
             recording = services.recording_start(session=session, by=request.user)
         except consent_services.ConsentError:
-            return _refused("The patient's consent does not cover recording: the recording was not started.", 409)
+            return _refused(request, "The patient's consent does not cover recording: the recording was not started.", 409)
         except services.RecordingAccessDenied as refusal:
-            return _refused(str(refusal))
+            return _refused(request, str(refusal))
         except services.RecordingError as error:
-            return _refused(str(error), status.HTTP_409_CONFLICT)
+            return _refused(request, str(error), status.HTTP_409_CONFLICT)
         return Response(RecordingSerializer(recording).data, status=status.HTTP_201_CREATED)
 
 
@@ -106,9 +109,9 @@ class RecordingStop(APIView):
             services.recording_stop_check(recording=recording, user=request.user)
             recording = services.recording_stop(recording=recording, by=request.user)
         except services.RecordingAccessDenied as refusal:
-            return _refused(str(refusal))
+            return _refused(request, str(refusal))
         except services.RecordingEdgeUnavailable as failure:
-            return _refused(str(failure), status.HTTP_502_BAD_GATEWAY)
+            return _refused(request, str(failure), status.HTTP_502_BAD_GATEWAY)
         return Response(RecordingSerializer(recording).data)
 
 
@@ -124,7 +127,7 @@ class RecordingExport(APIView):
         try:
             job = services.export_request(recording=recording, destination=Path(data.validated_data["destination"]), by=request.user)
         except services.RecordingAccessDenied as refusal:
-            return _refused(str(refusal))
+            return _refused(request, str(refusal))
         except services.RecordingError as problem:
             return Response({"destination": [str(problem)]}, status=status.HTTP_400_BAD_REQUEST)
         job.refresh_from_db()
@@ -141,7 +144,7 @@ class RecordingDownload(APIView):
         try:
             media = services.recording_download_open(recording=recording, index=index, user=request.user)
         except services.RecordingAccessDenied as refusal:
-            return _refused(str(refusal))
+            return _refused(request, str(refusal))
         except services.RecordingError:
             raise Http404("This recording has no such part.") from None
         response = FileResponse(media.handle, as_attachment=True, filename=media.name, content_type="video/mp4")

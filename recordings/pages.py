@@ -23,7 +23,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from orstream.pages import refused
+from orstream.pages import refusal_audit, refused
 
 from . import services, views
 from .models import Bookmark, Recording
@@ -81,6 +81,8 @@ def _wants_json(request: HttpRequest) -> bool:
 def _reply(request: HttpRequest, recording: Recording, *, ok: bool, message: str, status: int = 200, **extra: Any) -> HttpResponse:
     """JSON for the page's script, or back to the recording page with a message without it."""
     if _wants_json(request):
+        if status == 403:
+            refusal_audit(request=request, message=message, title="Refused", status=status)
         return JsonResponse({"ok": ok, "message": message, **extra}, status=status)
     if status == 403:
         return refused(request, message)

@@ -4,15 +4,17 @@ calls training.services (which applies the rules and audits) and shapes the repl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from django.http import Http404
+from django.http import Http404, HttpRequest
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from orstream.pages import refusal_audit
 
 from . import export, services
 from .models import Assessment
@@ -41,7 +43,9 @@ def card_json(card: services.AssessmentCard) -> dict[str, Any]:
     return body
 
 
-def _refused(message: str) -> Response:
+def _refused(request: Request, message: str) -> Response:
+    """The API's refusal, audited like a refusal page."""
+    refusal_audit(request=cast(HttpRequest, request), message=message, title="Refused by the API", status=403)
     return Response({"detail": message}, status=status.HTTP_403_FORBIDDEN)
 
 
@@ -58,7 +62,7 @@ def _opened(request: Request, public_id: Any) -> Assessment | Response:
     try:
         return services.assessment_open(assessment=_assessment(public_id), user=request.user)
     except services.TrainingAccessDenied as refusal:
-        return _refused(str(refusal))
+        return _refused(request, str(refusal))
 
 
 class AssessmentDetail(APIView):
@@ -91,7 +95,7 @@ class InstrumentList(APIView):
     @extend_schema(operation_id="training_instruments_list", responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         if not request.user.is_authenticated:
-            return _refused("Sign in to read the instruments.")
+            return _refused(request, "Sign in to read the instruments.")
         return Response([
             {"id": i.pk, "slug": i.slug, "version": i.version, "name": i.name, "short_name": i.short_name, "source": i.source,
              "items": [{"key": it.key, "name": it.name, "min": it.min_score, "max": it.max_score, "anchors": it.anchors}
@@ -106,7 +110,7 @@ class InstrumentFhir(APIView):
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, pk: int) -> Response:
         if not request.user.is_authenticated:
-            return _refused("Sign in to read the instruments.")
+            return _refused(request, "Sign in to read the instruments.")
         instrument = services.instrument_get(pk=pk)
         if instrument is None:
             raise Http404("No such instrument.")

@@ -91,3 +91,13 @@ def test_a_stop_the_edge_does_not_answer_is_a_502_in_words_and_the_recording_goe
     assert stopped.status_code == 502
     assert stopped.json()["detail"] == "The media server did not stop the recording, so it is still recording: try stopping it again in a moment."
     assert Recording.objects.get(public_id=recording["id"]).status == Recording.Status.RECORDING
+
+
+def test_each_api_refusal_is_audited_exactly_once(session: Any, consenting_patient: Any, alice: Any, eve: Any, fake_edge: FakeEdge) -> None:
+    mentoring_services.session_start(session=session, by=alice)
+    recording = signed_in(alice).post(f"/api/sessions/{session.public_id}/recording/start/").json()
+    client = signed_in(eve)
+    for path in (f"/api/sessions/{session.public_id}/recording/start/", f"/api/recordings/{recording['id']}/stop/"):
+        before = AuditEvent.objects.filter(outcome="refused", actor=f"user:{eve.pk}").count()
+        assert client.post(path).status_code == 403
+        assert AuditEvent.objects.filter(outcome="refused", actor=f"user:{eve.pk}").count() == before + 1

@@ -154,3 +154,14 @@ def test_recording_who_operated_through_the_page(recording: Any, programme: Any,
     assert response.status_code == 302
     [performance] = services.performances_for(recording=recording)
     assert [(p.start, p.end, p.label) for p in performance.parts.all()] == [(10.0, 50.0, "closure")]
+
+
+def test_a_blind_read_through_the_api_is_refused_and_audited_once(assigned: Any, frank: Any, grace: Any, osats: Instrument) -> None:
+    from consent.models import AuditEvent
+
+    mine, _ = assigned  # frank's, not submitted: grace may not read it
+    before = AuditEvent.objects.filter(outcome="refused", actor=f"user:{grace.pk}").count()
+    assert signed_in(grace).get(f"/api/training/assessments/{mine.public_id}/").status_code == 403
+    refusals = AuditEvent.objects.filter(outcome="refused", actor=f"user:{grace.pk}")
+    assert refusals.count() == before + 1
+
