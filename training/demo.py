@@ -139,6 +139,8 @@ def training_demo_seed(cast: DemoCast) -> list[str]:
     services.programme_member_add(programme=programme, user=resident, role="resident", year=2)
     session = _session(cast, resident)
     recording = _recording(session, cast.surgeon)
+    if recording.status != Recording.Status.AVAILABLE:  # e.g. a worker elsewhere took its verification
+        return [f"  training: the demo recording is {recording.get_status_display().lower()}; run seed_demo again once it is available"]
     if not Performance.objects.filter(session=session, resident=resident).exists():
         services.performance_record(
             session=session, programme=programme, resident=resident, by=cast.surgeon,

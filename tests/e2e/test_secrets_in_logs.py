@@ -20,6 +20,7 @@ import secrets
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +111,17 @@ def embedded_stack(tmp_path: Path) -> Stack:
     return stack
 
 
+def own_redis_db(url: str) -> str:
+    """Another database of the same Redis, emptied: the session's own Celery worker (other journeys
+    use it) must not take this stack's jobs, whose files it cannot see."""
+    import redis
+
+    parts = urllib.parse.urlsplit(url)
+    other = parts._replace(path=f"/{(int(parts.path.strip('/') or 0) + 8) % 16}").geturl()
+    redis.Redis.from_url(other).flushdb()
+    return other
+
+
 def production_stack(tmp_path: Path) -> Stack:
     env = base_env(tmp_path)
     db = settings.DATABASES["default"]
@@ -120,7 +132,7 @@ def production_stack(tmp_path: Path) -> Stack:
         ORSTREAM_PROFILE="production",
         SECRET_KEY=secrets.token_urlsafe(40),
         DATABASE_URL=f"postgres://{user}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        REDIS_URL=os.environ["REDIS_URL"],
+        REDIS_URL=own_redis_db(os.environ["REDIS_URL"]),
         ORSTREAM_CHANNEL_PREFIX=f"secrets-{secrets.token_hex(4)}",
         ALLOWED_HOSTS="127.0.0.1",
         ORSTREAM_PUBLIC_URL=url,
