@@ -598,7 +598,7 @@ def ensure_clip(config: BenchConfig, work: Path) -> Path:
 
 def tree_info() -> dict[str, Any]:
     """Which edge code was measured: the commit, and edge modules changed since (work in progress)."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                                 text=True, timeout=10).stdout.strip()
