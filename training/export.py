@@ -48,11 +48,11 @@ def instrument_to_fhir(instrument: Instrument) -> dict[str, Any]:
     for the rater's time-stamped comments."""
     items = []
     for item in instrument.items.all():
-        anchors = "; ".join(f"{score}: {text}" for score, text in sorted(item.anchors.items()))
+        anchors = "; ".join(f"{score}: {text}" for score, text in item.anchor_list)
         items.append(QuestionnaireItem(
             linkId=item.key, text=item.name + (f" ({anchors})" if anchors else ""), type="integer", required=True,
             answerConstraint="optionsOnly",
-            answerOption=[QuestionnaireItemAnswerOption(valueInteger=v) for v in range(item.min_score, item.max_score + 1)],
+            answerOption=[QuestionnaireItemAnswerOption(valueInteger=v) for v in item.scores],
         ))
     items.append(QuestionnaireItem(linkId=COMMENTS_LINK_ID, text="Comments at moments of the video", type="text", repeats=True))
     resource = Questionnaire(

@@ -106,8 +106,9 @@ class Instrument(models.Model):
 
 
 class InstrumentItem(models.Model):
-    """One item (domain) of an instrument, scored on ``min_score``..``max_score``; ``anchors``
-    maps a score (as text, "1", "3", "5") to the behaviour that earns it."""
+    """One item (domain) of an instrument, scored on ``min_score``..``max_score`` (1..5 for most
+    scales, 0..2 for MARS10); ``anchors`` maps a score (as text, "1", "3", "5") to the behaviour
+    that earns it."""
 
     instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="items")
     order = models.PositiveSmallIntegerField()
@@ -127,6 +128,16 @@ class InstrumentItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.min_score}-{self.max_score})"
+
+    @property
+    def scores(self) -> range:
+        """Every score the item allows, lowest first."""
+        return range(self.min_score, self.max_score + 1)
+
+    @property
+    def anchor_list(self) -> list[tuple[str, str]]:
+        """The anchors in score order (by number: "10" after "9")."""
+        return sorted(self.anchors.items(), key=lambda pair: (int(pair[0]) if pair[0].lstrip("-").isdigit() else 0, pair[0]))
 
 
 class Assessment(models.Model):

@@ -360,7 +360,10 @@ def assessment_score(*, assessment: Assessment, user: Any, scores: dict[str, int
             if item is None:
                 raise TrainingError(f"{assessment.instrument} has no item {key!r}.")
             if not item.min_score <= int(score) <= item.max_score:
-                raise TrainingError(f"Score “{item.name}” from {item.min_score} to {item.max_score}.")
+                raise TrainingError(
+                    f"{assessment.instrument.short_name} scores “{item.name}” from {item.min_score} to {item.max_score}; "
+                    f"{score} is outside that range. Nothing was saved: choose a score in the range and save again."
+                )
             ItemScore.objects.update_or_create(assessment=assessment, item=item, defaults={"score": int(score)})
         if summary is not None:
             assessment.summary = summary.strip()[:COMMENT_MAX]

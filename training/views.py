@@ -161,8 +161,7 @@ def assessment_page(request: HttpRequest, public_id: UUID) -> HttpResponse:
               if c.assessment.pk != assessment.pk and c.assessment.instrument_id == assessment.instrument_id]
     return render(request, "training/assess.html", {
         "assessment": assessment, "card": card, "editing": editing, "others": others,
-        "items": [(item, card.scores.get(item.key), sorted(item.anchors.items())) for item in assessment.instrument.items.all()],
-        "scale": range(1, 6),
+        "items": [(item, card.scores.get(item.key), item.anchor_list) for item in assessment.instrument.items.all()],
         "playback": {**playback, "start": assessment.part_start or 0,
                      "comments": [{"t": c.media_time, "text": c.text, "item": c.item.name if c.item else ""} for c in card.comments]},
     })
@@ -173,7 +172,13 @@ def assessment_page(request: HttpRequest, public_id: UUID) -> HttpResponse:
 def assessment_save(request: HttpRequest, public_id: UUID) -> HttpResponse:
     """Save the scores (and submit, with submit=1)."""
     assessment = _assessment(public_id)
-    scores = {key[6:]: int(v) for key in request.POST if key.startswith("score-") and (v := request.POST.get(key, "")).isdigit()}
+    scores = {}
+    for key in request.POST:
+        if key.startswith("score-") and (value := request.POST.get(key, "").strip()):
+            try:
+                scores[key[6:]] = int(value)
+            except ValueError:
+                raise services.TrainingError(f"A score is a whole number; “{value[:20]}” is not one.") from None
     services.assessment_score(assessment=assessment, user=request.user, scores=scores, summary=request.POST.get("summary"))
     if request.POST.get("submit") == "1":
         services.assessment_submit(assessment=assessment, user=request.user)

@@ -81,3 +81,50 @@ def test_the_table_covers_recordings_with_two_raters_and_ignores_drafts(
     # One recording: an item has one target, too few for an ICC or an alpha.
     assert all(item.single is None and item.alpha is None for item in table.items)
     assert reliability.reliability_for(user=ivan) == []
+
+
+# MARS10's 0-2 range, worked by hand: two raters, five targets (the five items of one anastomosis).
+MARS_FIRST = [2, 1, 0, 2, 1]
+MARS_SECOND = [2, 1, 1, 2, 0]
+
+
+def test_quadratic_kappa_and_ordinal_alpha_on_a_0_to_2_scale_match_the_hand_computation() -> None:
+    # Kappa, weights (i-j)^2: two of the five pairs are one point apart, observed 2 / 5 = 0.4; both
+    # raters' marginals are (0.2, 0.4, 0.4), expected 2 * (0.08 * 1 + 0.08 * 4 + 0.16 * 1) = 1.12;
+    # 1 - 0.4 / 1.12 = 9/14.
+    assert reliability.kappa_quadratic(MARS_FIRST, MARS_SECOND, labels=[0, 1, 2]) == pytest.approx(9 / 14)
+    # Alpha, ordinal: value counts n0 = 2, n1 = 4, n2 = 4 (n = 10); distances d(0,1) = 9, d(0,2) = 49,
+    # d(1,2) = 16; observed 2 * 2 * 9 = 36, expected 2 * (8 * 9 + 8 * 49 + 16 * 16) = 1440;
+    # 1 - (10 - 1) * 36 / 1440 = 0.775.
+    assert reliability.alpha_ordinal([MARS_FIRST, MARS_SECOND], value_domain=[0, 1, 2]) == pytest.approx(0.775)
+    # A 1-5 label range would drop every pair with a 0 (kappa 1.0) or refuse the data (alpha).
+    assert reliability.kappa_quadratic(MARS_FIRST, MARS_SECOND, labels=[1, 2, 3, 4, 5]) == 1.0
+    assert reliability.alpha_ordinal([MARS_FIRST, MARS_SECOND], value_domain=[1, 2, 3, 4, 5]) is None
+
+
+@pytest.mark.django_db
+def test_the_table_for_mars10_uses_its_0_to_2_range(
+    performance: Any, recording: Any, trainee: Any, frank: Any, grace: Any, henry: Any
+) -> None:
+    import pandas as pd
+    import pingouin
+
+    mars = Instrument.objects.get(slug="mars10")
+    keys = [i.key for i in mars.items.all()]
+    for rater, values in ((frank, MARS_FIRST), (grace, MARS_SECOND)):
+        assessment = services.assessment_assign(recording=recording, resident=trainee, rater=rater, instrument=mars, by=henry)
+        services.assessment_score(assessment=assessment, user=rater, scores=dict(zip(keys, values, strict=True)))
+        services.assessment_submit(assessment=assessment, user=rater)
+
+    [table] = reliability.reliability_for(user=henry)
+    overall = table.overall
+    assert table.instrument == mars and overall.targets == 5 and overall.raters == 2
+    [(_, _, kappa)] = overall.kappas
+    assert kappa == pytest.approx(9 / 14)
+    assert overall.alpha == pytest.approx(0.775)
+    frame = pd.DataFrame(
+        [(t, r, float(v)) for t, pair in enumerate(zip(MARS_FIRST, MARS_SECOND, strict=True)) for r, v in enumerate(pair)],
+        columns=["target", "rater", "score"],
+    )
+    direct = pingouin.intraclass_corr(data=frame, targets="target", raters="rater", ratings="score").set_index("Type")
+    assert overall.single is not None and overall.single.value == pytest.approx(float(direct.loc["ICC(A,1)", "ICC"]))

@@ -3,6 +3,7 @@ by default), the consent limit, progress and the model-procedure library."""
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 from typing import Any
 
@@ -46,6 +47,33 @@ def test_the_published_instruments_are_loaded_with_their_items_and_ranges(db: An
     assert "9 categories, each graded on a 5-point Likert scale" in smart.source
     assert "item names below are not verified" in smart.source
     assert smart.items.count() == 9
+
+
+def test_mars10_is_loaded_with_its_five_published_items_scored_0_to_2(db: Any) -> None:
+    mars = Instrument.objects.get(slug="mars10", version="1")
+    assert mars.short_name == "MARS10" and mars.is_active
+    assert [(i.name, i.min_score, i.max_score) for i in mars.items.all()] == [
+        ("Anastomosis closure", 0, 2), ("Suture spacing", 0, 2), ("Bites size", 0, 2), ("Knot tying", 0, 2), ("Cut ends length", 0, 2),
+    ]
+    assert all(list(i.scores) == [0, 1, 2] for i in mars.items.all())
+    assert mars.items.first().anchor_list == [("0", "Not achieved"), ("1", "Partly achieved"), ("2", "Achieved")]
+    # The source says what was checked, where, what is orstream's, and that it scores the final product.
+    assert "discovery.researcher.life" in mars.source and "biocloudy.com" in mars.source
+    assert "those below are orstream's wording" in mars.source and "final-product scale" in mars.source
+
+
+def test_the_mars10_migration_is_reversible_and_keeps_a_version_in_use(performance: Any, recording: Recording, trainee: Any, frank: Any, henry: Any) -> None:
+    from django.apps import apps
+
+    migration = importlib.import_module("training.migrations.0005_mars10")
+    migration.mars10_unload(apps, None)
+    assert not Instrument.objects.filter(slug="mars10").exists()
+    migration.mars10_load(apps, None)
+    mars = Instrument.objects.get(slug="mars10")
+    assert mars.items.count() == 5
+    services.assessment_assign(recording=recording, resident=trainee, rater=frank, instrument=mars, by=henry)
+    migration.mars10_unload(apps, None)
+    assert Instrument.objects.filter(slug="mars10").exists()
 
 
 # ---------------------------------------------------------------- faculty and who operated
@@ -141,6 +169,18 @@ def test_submitting_needs_every_item_and_is_final(two_raters: Any, frank: Any) -
     services.assessment_submit(assessment=first, user=frank)
     with pytest.raises(services.TrainingError, match="final"):
         scored(first, frank, 5)
+
+
+def test_mars10_takes_a_0_and_refuses_a_3_without_saving_anything(performance: Any, recording: Recording, trainee: Any, frank: Any) -> None:
+    mars = Instrument.objects.get(slug="mars10")
+    assessment = services.assessment_assign(recording=recording, resident=trainee, rater=frank, instrument=mars, by=frank)
+    with pytest.raises(services.TrainingError, match="MARS10 scores “Knot tying” from 0 to 2; 3 is outside that range"):
+        services.assessment_score(assessment=assessment, user=frank, scores={"anastomosis-closure": 0, "knot-tying": 3})
+    assert not assessment.scores.exists()
+    scored(assessment, frank, 0)
+    services.assessment_submit(assessment=assessment, user=frank)
+    card = services.assessment_card(assessment=assessment, user=frank)
+    assert card.total == 0 and set(card.scores.values()) == {0}
 
 
 def test_only_the_rater_scores_their_assessment(two_raters: Any, grace: Any) -> None:

@@ -165,3 +165,77 @@ def test_a_blind_read_through_the_api_is_refused_and_audited_once(assigned: Any,
     refusals = AuditEvent.objects.filter(outcome="refused", actor=f"user:{grace.pk}")
     assert refusals.count() == before + 1
 
+
+
+@pytest.fixture
+def mars(db: Any) -> Instrument:
+    return Instrument.objects.get(slug="mars10")
+
+
+def test_faculty_score_a_consented_recording_with_mars10_where_0_counts_and_3_is_refused(
+    performance: Any, recording: Any, trainee: Any, frank: Any, mars: Instrument
+) -> None:
+    client = signed_in(frank)
+    assert client.post(f"/training/recordings/{recording.public_id}/assign/",
+                       {"resident": trainee.pk, "rater": frank.pk, "instrument": mars.pk}).status_code == 302
+    assessment = Assessment.objects.get(rater=frank, instrument=mars)
+    url = f"/training/assessments/{assessment.public_id}/"
+
+    page = client.get(url).content.decode()
+    for item in mars.items.all():
+        assert all(f'name="score-{item.key}" value="{v}"' in page for v in (0, 1, 2))
+        assert f'name="score-{item.key}" value="3"' not in page
+
+    refused = client.post(f"{url}save/", {**score_form(mars, 0, submit=True), "score-knot-tying": "3"}, HTTP_REFERER=url, follow=True)
+    assert refused.redirect_chain[-1][0] == url
+    assert "MARS10 scores “Knot tying” from 0 to 2; 3 is outside that range" in refused.content.decode()
+    not_a_number = client.post(f"{url}save/", {"score-knot-tying": "two", "submit": "0"}, HTTP_REFERER=url, follow=True)
+    assert "A score is a whole number; “two” is not one." in not_a_number.content.decode()
+    assessment.refresh_from_db()
+    assert not assessment.is_submitted and not assessment.scores.exists()
+
+    assert client.post(f"{url}save/", score_form(mars, 0, submit=True)).status_code == 302
+    assessment.refresh_from_db()
+    assert assessment.is_submitted and [s.score for s in assessment.scores.all()] == [0] * 5
+    page = client.get(url).content.decode()
+    scores = page[page.index('id="scores"'):page.index("</table>", page.index('id="scores"'))]
+    assert scores.count("<td>0</td>") == 5 and "—" not in scores
+    assert 'id="total">total 0<' in page
+    detail = client.get(f"/api/training/assessments/{assessment.public_id}/").json()
+    assert detail["total"] == 0 and set(detail["scores"].values()) == {0}
+
+
+def test_progress_chart_csv_and_fhir_carry_a_mars10_zero(
+    performance: Any, recording: Any, trainee: Any, frank: Any, grace: Any, henry: Any, mars: Instrument
+) -> None:
+    from training import charts
+
+    keys = [i.key for i in mars.items.all()]
+    for rater, values in ((frank, [0, 0, 0, 0, 0]), (grace, [2, 1, 0, 2, 1])):
+        assessment = services.assessment_assign(recording=recording, resident=trainee, rater=rater, instrument=mars, by=henry)
+        services.assessment_score(assessment=assessment, user=rater, scores=dict(zip(keys, values, strict=True)))
+        services.assessment_submit(assessment=assessment, user=rater)
+    zero = Assessment.objects.get(rater=frank)
+
+    [series] = services.progress_for(resident=trainee, user=trainee)
+    chart = charts.progress_chart(series)
+    assert (chart.minimum, chart.maximum) == (0, 10) and [v for _, v in chart.ticks] == [0, 2, 4, 6, 8, 10]
+    assert [p.total for p in chart.points] == [0, 6]
+    assert chart.points[0].y == chart.bottom and chart.points[1].y == pytest.approx(chart.bottom - (chart.bottom - chart.top) * 0.6, abs=0.1)
+    page = signed_in(trainee).get("/training/progress/").content.decode()
+    assert 'id="chart-mars10"' in page and "total from 0 to 10" in page and 'data-points="2"' in page
+    assert ">0 / 10</a>" in page and ">6 / 10</a>" in page and f'<circle class="point" cx="{chart.points[0].x}" cy="{chart.points[0].y}"' in page
+
+    rows = list(csv.DictReader(io.StringIO(signed_in(henry).get("/training/export/assessments.csv").content.decode())))
+    assert len(rows) == 10
+    assert [r["score"] for r in rows if r["rater"] == "frank"] == ["0"] * 5
+    assert [r["item"] for r in rows if r["rater"] == "grace"] == ["Anastomosis closure", "Suture spacing", "Bites size", "Knot tying", "Cut ends length"]
+
+    response = QuestionnaireResponse.model_validate(signed_in(henry).get(f"/api/training/assessments/{zero.public_id}/fhir/").json())
+    assert [i.answer[0].valueInteger for i in response.item] == [0] * 5
+    questionnaire = Questionnaire.model_validate(signed_in(frank).get(f"/api/training/instruments/{mars.pk}/fhir/").json())
+    assert [[o.valueInteger for o in i.answerOption] for i in questionnaire.item if i.type == "integer"] == [[0, 1, 2]] * 5
+    assert {i.linkId for i in response.item} <= {i.linkId for i in questionnaire.item}
+    cohort = signed_in(henry).get("/training/cohort/").content.decode()
+    assert "MARS10 6" in cohort
+
