@@ -97,7 +97,8 @@ class InstrumentList(APIView):
         if not request.user.is_authenticated:
             return _refused(request, "Sign in to read the instruments.")
         return Response([
-            {"id": i.pk, "slug": i.slug, "version": i.version, "name": i.name, "short_name": i.short_name, "source": i.source,
+            {"id": i.pk, "slug": i.slug, "version": i.version, "name": i.name, "short_name": i.short_name,
+             "description": i.description, "source": i.source,
              "items": [{"key": it.key, "name": it.name, "min": it.min_score, "max": it.max_score, "anchors": it.anchors}
                        for it in i.items.all()]}
             for i in services.instrument_list_active()

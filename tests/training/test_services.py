@@ -47,6 +47,8 @@ def test_the_published_instruments_are_loaded_with_their_items_and_ranges(db: An
     assert "9 categories, each graded on a 5-point Likert scale" in smart.source
     assert "item names below are not verified" in smart.source
     assert smart.items.count() == 9
+    # ... and so does the description a rater reads where they pick the instrument.
+    assert "item names are not checked against the paper" in smart.description
 
 
 def test_mars10_is_loaded_with_its_five_published_items_scored_0_to_2(db: Any) -> None:
@@ -60,6 +62,7 @@ def test_mars10_is_loaded_with_its_five_published_items_scored_0_to_2(db: Any) -
     # The source says what was checked, where, what is orstream's, and that it scores the final product.
     assert "discovery.researcher.life" in mars.source and "biocloudy.com" in mars.source
     assert "those below are orstream's wording" in mars.source and "final-product scale" in mars.source
+    assert "orstream's wording" in mars.description
 
 
 def test_the_mars10_migration_is_reversible_and_keeps_a_version_in_use(performance: Any, recording: Recording, trainee: Any, frank: Any, henry: Any) -> None:

@@ -239,3 +239,19 @@ def test_progress_chart_csv_and_fhir_carry_a_mars10_zero(
     cohort = signed_in(henry).get("/training/cohort/").content.decode()
     assert "MARS10 6" in cohort
 
+
+def test_a_rater_reads_each_instruments_note_where_they_pick_it_and_while_scoring(
+    performance: Any, recording: Any, trainee: Any, frank: Any
+) -> None:
+    client = signed_in(frank)
+    overview = client.get(f"/training/recordings/{recording.public_id}/").content.decode()
+    notes = overview[overview.index('id="instrument-notes"'):overview.index("</ul>", overview.index('id="instrument-notes"'))]
+    assert "<strong>SMaRT</strong>: Nine categories" in notes and "the item names are not checked against the paper" in notes
+    assert "<strong>MARS10</strong>: Five factors of the finished end-to-end anastomosis" in notes
+    smart = Instrument.objects.get(slug="smart")
+    assessment = services.assessment_assign(recording=recording, resident=trainee, rater=frank, instrument=smart, by=frank)
+    page = client.get(f"/training/assessments/{assessment.public_id}/").content.decode()
+    assert 'id="instrument-note"' in page and "item names are not checked against the paper" in page
+    listed = {i["slug"]: i for i in client.get("/api/training/instruments/").json()}
+    assert "item names are not checked against the paper" in listed["smart"]["description"]
+    assert "orstream's wording" in listed["mars10"]["description"]
