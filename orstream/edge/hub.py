@@ -13,8 +13,9 @@ it is heard again; one whose ICE fails is dropped. Recording runs on its own thr
 
 Layers: every viewer starts on the source's own bytes. ``_adapt`` reads each viewer's estimate
 (from its transport-cc feedback) a few times a second; a viewer whose estimate stays below what
-the source needs moves to the lower layer (layer.py: made once per session, in its own process,
-only while someone needs it), and back when a probe shows room for the source. Switches happen
+the source needs moves to the lower layer (layer.py: the encoder's own second stream when the
+room names one, ingested while the source is; otherwise made once per session, in its own
+process, only while someone needs it), and back when a probe shows room for the source. Switches happen
 only at a keyframe of the target layer that is newer than anything the viewer got. The last
 resort, for a link that cannot carry even the lower layer: "keyframes", the lower layer's
 keyframes only (each stands alone, so nothing shown depends on a frame not sent), a still
@@ -38,7 +39,7 @@ from .frames import AUDIO_CLOCK, VIDEO_CLOCK, EncodedFrame
 from .guard import InputDrops
 from .h264 import is_sps, profile_level_id, split_nal_units
 from .ingest import PyAVSource, SourceError
-from .layer import LowerLayer
+from .layer import FeedLayer, Layer, LowerLayer
 from .peer import (
     EdgePeerConnection,
     SdpError,
@@ -47,7 +48,7 @@ from .peer import (
     offer_media_kinds,
     restore_answer_profile,
 )
-from .protocol import PublisherOffer, RecordingStart, SourceAttach, ViewerOffer
+from .protocol import PublisherOffer, RecordingStart, SourceAttach, ViewerOffer, feed_url_problem
 from .receive import PassthroughReceiver
 from .recorder_thread import RecorderThread
 from .send import FrameFeed, PacketizedFrame, RtpStreamSender, packetize
@@ -240,7 +241,11 @@ class SessionHub:
         self._talk_last_wall = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._segments_closed = 0
-        self.lower: LowerLayer | None = None
+        self.lower: Layer | None = None
+        # the source's second, lower stream (SourceAttach.lower_url), ingested as the lower layer
+        self._lower_feed: SourceAttach | None = None
+        self._lower_offset: int | None = None  # a lower layer's own pts -> the source's
+        self._lower_last_pts: int | None = None
         self._lower_needed_at = 0.0
         self._video_sizes: list[tuple[float, int]] = []  # (ingest, bytes) of the last 2 s of source
         self._lower_keyframes: list[tuple[float, int]] = []  # (made, bytes) of the lower layer's last keyframes
@@ -343,6 +348,11 @@ class SessionHub:
     def _on_lower_frame(self, frame: EncodedFrame) -> None:
         if self.closed:
             return
+        if self.lower is not None and not self.lower.source_pts:
+            aligned = self._align_lower(frame)
+            if aligned is None:
+                return
+            frame = aligned
         packetized = packetize(frame)
         if frame.keyframe:
             now = time.monotonic()
@@ -353,6 +363,22 @@ class SessionHub:
         for viewer in self.viewers.values():
             if viewer.active and viewer.video is not None:
                 self._offer_video(viewer, packetized, LOWER)
+
+    def _align_lower(self, frame: EncodedFrame) -> EncodedFrame | None:
+        """A lower layer with timestamps of its own (a second feed): on the source's clock, by
+        arrival time, so RTP time carries on across a switch. Anchored once and kept (both come
+        from one encoder's clock), anchored again only when it drifts by over a second."""
+        last_pts, last_wall = self._last["video"]
+        if not last_wall:
+            return None  # no source frame yet to line it up with
+        expected = last_pts + round((frame.ingest_time - last_wall) * VIDEO_CLOCK)
+        if self._lower_offset is None or abs(frame.pts + self._lower_offset - expected) > VIDEO_CLOCK:
+            self._lower_offset = expected - frame.pts
+        pts = frame.pts + self._lower_offset
+        if self._lower_last_pts is not None and pts <= self._lower_last_pts:
+            pts = self._lower_last_pts + 1  # never back in time within the layer
+        self._lower_last_pts = pts
+        return EncodedFrame(frame.kind, frame.data, pts, frame.keyframe, frame.ingest_time)
 
     def full_layer_bps(self) -> float:
         """What the source's video has carried over the last two seconds, in bit/s."""
@@ -376,10 +402,19 @@ class SessionHub:
         else:
             self.request_keyframe()
 
+    def _new_lower(self) -> Layer:
+        """The encoder's second stream when the source has one, else the transcoder."""
+        feed = self._lower_feed
+        if feed is not None:
+            return FeedLayer(url=feed.lower_url, on_frame=self._on_lower_frame, loop_file=feed.loop,
+                             options=dict(feed.options))
+        return LowerLayer(on_frame=self._on_lower_frame)
+
     async def _start_lower(self) -> None:
         if self.lower is not None:
             return
-        self.lower = LowerLayer(on_frame=self._on_lower_frame)
+        self.lower = self._new_lower()
+        self._lower_offset = self._lower_last_pts = None
         self.counters.lower_layer_starts += 1
         try:
             await self.lower.start()
@@ -387,11 +422,12 @@ class SessionHub:
             logger.error("session %s: the lower layer cannot start (%s)", self.session_id, exc)
             self.lower = None
             return
-        # The current GOP first, so the decoder can start at once instead of at the next keyframe.
-        if self._gop_valid:
-            for packetized in self._gop:
-                self.lower.feed(packetized.frame)
-        self.lower.request_keyframe()
+        if self.lower.keyframe_on_request:
+            # The current GOP first, so the decoder can start at once instead of at the next keyframe.
+            if self._gop_valid:
+                for packetized in self._gop:
+                    self.lower.feed(packetized.frame)
+            self.lower.request_keyframe()
 
     async def _stop_lower(self) -> None:
         lower, self.lower = self.lower, None
@@ -499,7 +535,7 @@ class SessionHub:
             self._lower_needed_at = now
             if self.lower is None:
                 await self._start_lower()
-        elif self.lower is not None and now - self._lower_needed_at > LOWER_IDLE:
+        elif self.lower is not None and self.lower.stop_when_idle and now - self._lower_needed_at > LOWER_IDLE:
             await self._stop_lower()
 
     def _move_down(self, viewer: Viewer, now: float) -> None:
@@ -543,8 +579,15 @@ class SessionHub:
     # --- source --------------------------------------------------------------------------
 
     async def attach_source(self, attach: SourceAttach) -> None:
+        """Ingest ``attach.url``; with ``attach.lower_url``, that second stream is the lower layer."""
         if self.publisher is not None:
             raise HubError("the session has a WebRTC publisher; drop it before attaching a source", 409)
+        if attach.lower_url:
+            problem = feed_url_problem(attach.lower_url)
+            if problem is not None:
+                raise HubError(f"lower_url: {problem}", 400)
+            if attach.lower_url == attach.url:
+                raise HubError("lower_url is the source itself; it must be the encoder's second, lower stream", 400)
         source = PyAVSource(
             url=attach.url,
             on_frame=self.on_frame,
@@ -555,19 +598,43 @@ class SessionHub:
         loop = asyncio.get_running_loop()
         try:
             # Opening blocks (network sources can take seconds): keep it off the event loop.
-            await loop.run_in_executor(None, source.probe)
+            size = await loop.run_in_executor(None, source.probe)
         except SourceError as exc:
             raise HubError(str(exc), 422) from None
+        if attach.lower_url:
+            lower = PyAVSource(url=attach.lower_url, on_frame=self.on_frame, options=dict(attach.options))
+            try:
+                lower_size = await loop.run_in_executor(None, lower.probe)
+            except SourceError as exc:
+                raise HubError(f"the lower feed: {exc}", 422) from None
+            if lower_size[1] and size[1] and lower_size[1] >= size[1]:
+                raise HubError(
+                    f"the lower feed ({lower_size[0]}x{lower_size[1]}) is not smaller than the source "
+                    f"({size[0]}x{size[1]}); it must be the encoder's lower stream", 422
+                )
         await self.detach_source()
         self._new_video_source()
         self.source = source
         source.start()
+        if attach.lower_url:
+            self._lower_feed = attach
+            await self._stop_lower()  # a transcoder of the previous source, if one ran
+            await self._start_lower()
 
     async def detach_source(self) -> bool:
         """Stop the ingest source; False when there was none."""
         source, self.source = self.source, None
         if source is None:
             return False
+        if self._lower_feed is not None:
+            # The feed's second stream goes with it; its viewers return to the next source's
+            # keyframe (the transcoder takes over if a viewer still needs a lower layer).
+            self._lower_feed = None
+            await self._stop_lower()
+            for viewer in self.viewers.values():
+                if _made_of(viewer.target) == LOWER or _made_of(viewer.layer) == LOWER:
+                    viewer.target = FULL
+                    viewer.switched_at = time.monotonic()
         await source.stop()
         self.emit("publisher.down", {"kind": "source", "url": _redact(source.url)})
         return True
@@ -1052,11 +1119,18 @@ def _estimate(sender: RtpStreamSender | None) -> dict[str, Any]:
     }
 
 
-def _lower_stats(lower: LowerLayer | None) -> dict[str, Any] | None:
+def _lower_stats(lower: Layer | None) -> dict[str, Any] | None:
     if lower is None:
         return None
     stats = lower.stats
     return {
+        # "transcoder" (the edge decodes and encodes the source), "feed" (the encoder's second
+        # stream) or "simulcast" (the publisher's own lower encoding)
+        "source": lower.kind,
+        # False: a switch onto the layer waits for its next keyframe (keyframe_interval_s apart)
+        "keyframe_on_request": lower.keyframe_on_request,
+        "keyframe_interval_s": stats.keyframe_interval_s,
+        "keyframe_requests": stats.keyframe_requests,
         "running": lower.running,
         "resolution": f"{lower.width}x{lower.height}",
         "bitrate_bps": round(stats.bitrate(time.monotonic())),

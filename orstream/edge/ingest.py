@@ -30,13 +30,14 @@ from av.bitstream import BitStreamFilterContext
 
 from .frames import AUDIO_CLOCK, VIDEO_CLOCK, EncodedFrame
 from .h264 import ParameterSetKeeper, has_idr, join_nal_units, split_nal_units
+from .protocol import FEED_SCHEMES
 
 logger = logging.getLogger(__name__)
 
 FrameSink = Callable[[EncodedFrame], None]
 StateSink = Callable[[str], None]
 
-LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "srt://", "udp://", "rtp://", "tcp://", "http://", "https://")
+LIVE_SCHEMES = FEED_SCHEMES
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 OPUS_FRAME_SAMPLES = 960  # 20 ms at 48 kHz, what browsers send and expect
 
@@ -60,6 +61,8 @@ class SourceStats:
     profile_level_id: str | None = None
     width: int = 0
     height: int = 0
+    # CPU time of the demuxing thread so far (this source's own cost on the edge)
+    cpu_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -185,11 +188,14 @@ class PyAVSource:
     def live(self) -> bool:
         return is_live_url(self.url)
 
-    def probe(self) -> None:
-        """Open the source once and check its codecs; raises SourceError with a reason."""
+    def probe(self) -> tuple[int, int]:
+        """Open the source once and check its codecs; raises SourceError with a reason.
+        Returns the video's width and height (0, 0 when the container does not say)."""
         container = self._open()
         try:
             self._check_streams(container)
+            context = container.streams.video[0].codec_context
+            return int(context.width or 0), int(context.height or 0)
         finally:
             container.close()
 
@@ -316,6 +322,7 @@ class PyAVSource:
                 timeline.advance(seconds + duration)
                 pacer.wait_until(seconds, self._stop)
                 now = time.time()
+                self.stats.cpu_s = time.thread_time()
                 if packet.stream.index == video.index:
                     if raw is not None:
                         encoded = raw.encode(packet, seconds)

@@ -1,6 +1,11 @@
 """A lower layer of a session's video, made once for every viewer whose link cannot take the source.
 
-A hardware OR encoder sends one high-bitrate layer with no droppable frames, so a viewer behind a
+Where it comes from, cheapest first: the encoder's own second stream (``FeedLayer``: a room's
+``lower_ingest_url``, ingested like the source, no decode), or, for an encoder with one stream,
+the edge transcoding the source (``LowerLayer``). The hub drives both through the same members
+(``Layer``).
+
+A hardware OR encoder often sends one high-bitrate layer with no droppable frames, so a viewer behind a
 5-10 Mbit/s link can only be served by decoding the source and encoding it again smaller. The hub
 (hub.py) starts a ``LowerLayer`` when the first viewer needs it and stops it when none has for a
 while; it feeds every source video frame in and gets H.264 frames of the lower layer back, with
@@ -25,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from .frames import EncodedFrame
 from .tasks import cancel_and_wait
@@ -57,6 +62,23 @@ class LayerStats:
     bytes_out: int = 0
     last_error: str = ""
     recent: list[tuple[float, int]] = field(default_factory=list)
+    last_keyframe_at: float | None = None
+    # seconds between the layer's last two keyframes: how long a switch onto it may wait
+    keyframe_interval_s: float | None = None
+
+    def note(self, length: int, keyframe: bool) -> None:
+        """One frame of the layer went out."""
+        now = time.monotonic()
+        self.frames_out += 1
+        if self.first_output_at is None:
+            self.first_output_at = now
+        self.bytes_out += length
+        self.recent.append((now, length))
+        if keyframe:
+            self.keyframes_out += 1
+            if self.last_keyframe_at is not None:
+                self.keyframe_interval_s = round(now - self.last_keyframe_at, 2)
+            self.last_keyframe_at = now
 
     def bitrate(self, now: float) -> float:
         """What the layer sent over the last two seconds, in bit/s."""
@@ -67,18 +89,63 @@ class LayerStats:
         return sum(n for _, n in recent) * 8 / max(recent[-1][0] - recent[0][0], 0.5)
 
 
+class Layer(Protocol):
+    """What the hub needs of a lower layer, whatever makes it."""
+
+    # "transcoder", "feed" or "simulcast", for the stats
+    kind: str
+    # whether request_keyframe reaches whoever makes the layer (else a switch waits for the next one)
+    keyframe_on_request: bool
+    # whether the layer's pts are the source's own (else the hub lines them up by arrival time)
+    source_pts: bool
+    # whether it is worth stopping when no viewer has needed it for a while
+    stop_when_idle: bool
+    stats: LayerStats
+    running: bool
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def feed(self, frame: EncodedFrame) -> None: ...
+
+    def request_keyframe(self) -> None: ...
+
+    def cpu_seconds(self) -> float | None: ...
+
+
 class LowerLayer:
     """The child process making the lower layer, and the pipes to it."""
+
+    kind = "transcoder"
+    keyframe_on_request = True
+    source_pts = True
+    stop_when_idle = True  # it costs most of a core
 
     def __init__(self, *, on_frame: Callable[[EncodedFrame], None], width: int = WIDTH, height: int = HEIGHT,
                  bitrate: int = BITRATE) -> None:
         self.on_frame = on_frame
-        self.width, self.height, self.bitrate = width, height, bitrate
+        self._size = (width, height)
+        self.bitrate = bitrate
         self.stats = LayerStats()
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._skipping = True  # until the first source keyframe: the decoder needs one to start
         self.running = False
+
+    @property
+    def width(self) -> int:
+        return self._size[0]
+
+    @property
+    def height(self) -> int:
+        return self._size[1]
 
     async def start(self) -> None:
         if self.running:
@@ -137,13 +204,7 @@ class LowerLayer:
                 length, flags, pts, ingest = _RECORD.unpack(head)
                 data = await process.stdout.readexactly(length)
                 keyframe = bool(flags & FLAG_KEYFRAME)
-                stats = self.stats
-                stats.frames_out += 1
-                if stats.first_output_at is None:
-                    stats.first_output_at = time.monotonic()
-                stats.bytes_out += length
-                stats.keyframes_out += keyframe
-                stats.recent.append((time.monotonic(), length))
+                self.stats.note(length, keyframe)
                 try:
                     self.on_frame(EncodedFrame("video", data, pts, keyframe, ingest))
                 except Exception:  # a failing listener must not stop the layer
@@ -167,6 +228,79 @@ class LowerLayer:
                 process.kill()
                 await process.wait()
         await cancel_and_wait(reader)
+
+
+class FeedLayer:
+    """The lower layer as the encoder's own second, lower stream (a room's ``lower_ingest_url``).
+
+    Ingested like the source (ingest.py: demux only, in a thread), so it costs the edge next to
+    nothing (``cpu_seconds`` is the demuxing thread's CPU time). An RTSP or MPEG-TS encoder cannot
+    be asked for a keyframe: a viewer moving onto this layer waits for the encoder's next one,
+    at most the hub's switch wait (``keyframe_interval_s`` in the stats says how long it is). Its
+    timestamps are the feed's own: the hub lines them up with the source's by arrival time.
+    """
+
+    kind = "feed"
+    keyframe_on_request = False
+    source_pts = False
+    # Started with the source and kept while it runs: a demux costs little, and starting it
+    # only when a viewer needs it would add the feed's connection time to the keyframe wait.
+    stop_when_idle = False
+
+    def __init__(self, *, url: str, on_frame: Callable[[EncodedFrame], None], loop_file: bool = False,
+                 options: dict[str, str] | None = None) -> None:
+        from .ingest import PyAVSource  # PyAV: not needed by the transcoder's child process
+
+        self.on_frame = on_frame
+        self.stats = LayerStats()
+        self.running = False
+        self.source = PyAVSource(
+            url=url, on_frame=self._take, loop_file=loop_file, options=dict(options or {}), on_state=self._on_state
+        )
+
+    @property
+    def width(self) -> int:
+        return self.source.stats.width
+
+    @property
+    def height(self) -> int:
+        return self.source.stats.height
+
+    async def start(self) -> None:
+        if self.running:
+            return
+        self.running = True
+        self.stats.started_at = time.monotonic()
+        self.source.start()
+
+    def _on_state(self, state: str) -> None:
+        if state in ("ended", "failed") and self.running:
+            self.stats.last_error = f"the lower feed {state}: {self.source.stats.last_error}".rstrip(": ")
+            logger.warning("%s", self.stats.last_error)
+            self.running = False
+
+    def _take(self, frame: EncodedFrame) -> None:
+        if frame.kind != "video" or not self.running:
+            return  # the source's sound is the session's sound
+        self.stats.note(len(frame.data), frame.keyframe)
+        try:
+            self.on_frame(frame)
+        except Exception:  # a failing listener must not stop the layer
+            logger.exception("lower layer listener failed")
+
+    def feed(self, frame: EncodedFrame) -> None:
+        """The encoder makes this layer from its own picture: the source's frames are not needed."""
+
+    def request_keyframe(self) -> None:
+        """Counted only: the request cannot reach the encoder's stream."""
+        self.stats.keyframe_requests += 1
+
+    def cpu_seconds(self) -> float | None:
+        return self.source.stats.cpu_s
+
+    async def stop(self) -> None:
+        self.running = False
+        await self.source.stop()
 
 
 # --- the child process ----------------------------------------------------------------------

@@ -232,13 +232,45 @@ class PublisherOffer:
     type: str = "offer"
 
 
+# Feeds the edge reads from the network; anything else must be an absolute path (a file, or a
+# V4L2 device under /dev/).
+FEED_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "srt://", "udp://", "rtp://", "tcp://", "http://", "https://")
+FEED_URL_MAX = 500
+
+
+def feed_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot name a feed the edge ingests, in words for the person who typed it;
+    None when it can. The same rule on both sides: the room's form and the edge's API."""
+    if not url or url != url.strip():
+        return "a feed URL must not be empty or start or end with spaces"
+    if len(url) > FEED_URL_MAX:
+        return f"a feed URL has at most {FEED_URL_MAX} characters"
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        return "a feed URL must not contain control characters"
+    if "://" in url:
+        if not url.lower().startswith(FEED_SCHEMES):
+            schemes = ", ".join(s.removesuffix("://") for s in FEED_SCHEMES)
+            return f"a feed URL starts with one of {schemes} (or is an absolute file path)"
+        if not url.split("://", 1)[1].split("/", 1)[0]:
+            return "a network feed URL names its host, as in rtsp://encoder.or1/stream2"
+        return None
+    if not url.startswith("/"):
+        return "a feed is a network URL (rtsp://, srt://, udp://...) or an absolute file path"
+    return None
+
+
 @dataclass(frozen=True)
 class SourceAttach:
-    """POST /sessions/{session_id}/source: an ingest URL PyAV can open (file, rtsp://, srt://, udp://, v4l2)."""
+    """POST /sessions/{session_id}/source: an ingest URL PyAV can open (file, rtsp://, srt://, udp://, v4l2).
+
+    ``lower_url``: the same encoder's second, lower stream (e.g. 1280x720), ingested as the
+    session's lower layer instead of transcoding ``url``; empty when the encoder has none.
+    """
 
     url: str
     loop: bool = False
     options: dict[str, str] = field(default_factory=dict)
+    lower_url: str = ""
 
 
 @dataclass(frozen=True)
