@@ -43,6 +43,7 @@ class NoDelete:
 @admin.register(OperatingRoom)
 class OperatingRoomAdmin(NoDelete, admin.ModelAdmin):
     list_display = ["name", "location", "is_active", "edge_url"]
+    fields = ["name", "location", "is_active", "edge_url", "ingest_url", "lower_ingest_url"]
 
 
 class ParticipantInline(admin.TabularInline):

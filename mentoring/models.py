@@ -8,8 +8,36 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+
+from orstream.edge.protocol import FEED_URL_MAX, feed_url_problem
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+def validate_feed_url(value: str) -> None:
+    """A room's feed URL the edge can ingest (the edge checks the same rule, then opens it)."""
+    problem = feed_url_problem(value) if value else None
+    if problem is not None:
+        raise ValidationError(_sentence(problem), code="feed_url")
+
+
+def room_feed_problems(*, ingest_url: str, lower_ingest_url: str) -> dict[str, str]:
+    """What is wrong with a room's pair of feeds, by field (empty when nothing is)."""
+    problems: dict[str, str] = {}
+    for name, url in (("ingest_url", ingest_url), ("lower_ingest_url", lower_ingest_url)):
+        problem = feed_url_problem(url) if url else None
+        if problem is not None:
+            problems[name] = _sentence(problem)
+    if lower_ingest_url and not ingest_url:
+        problems["lower_ingest_url"] = "A lower feed needs the room's own feed (ingest_url) beside it."
+    elif lower_ingest_url and lower_ingest_url == ingest_url:
+        problems["lower_ingest_url"] = "The lower feed must be the encoder's second, smaller stream, not the room's feed itself."
+    return problems
 
 
 class OperatingRoom(models.Model):
@@ -19,7 +47,21 @@ class OperatingRoom(models.Model):
     edge_url = models.URLField(blank=True)
     # The room's own video feed, when the edge ingests it directly (rtsp://, srt://, udp://, a file
     # path for the demo); empty when the OR console publishes from a browser.
-    ingest_url = models.CharField(max_length=500, blank=True)
+    ingest_url = models.CharField(max_length=FEED_URL_MAX, blank=True, validators=[validate_feed_url])
+    # The same encoder's second, lower stream: viewers on weak links get it instead of a transcode.
+    lower_ingest_url = models.CharField(
+        "lower feed URL",
+        max_length=FEED_URL_MAX,
+        blank=True,
+        validators=[validate_feed_url],
+        help_text=(
+            "The room encoder's second, lower stream (for example 1280x720 at about 2.5 Mbit/s, "
+            "rtsp://encoder/stream2), smaller than the room's feed. Viewers whose link cannot take "
+            "the room's feed get this stream instead of one the media server transcodes, which costs "
+            "most of a processor core. Leave empty when the encoder sends one stream. Its keyframes "
+            "should come at most 3 seconds apart: a viewer moves onto it at its next one."
+        ),
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -27,6 +69,11 @@ class OperatingRoom(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        problems = room_feed_problems(ingest_url=self.ingest_url, lower_ingest_url=self.lower_ingest_url)
+        if problems:
+            raise ValidationError(problems)
 
 
 class Session(models.Model):

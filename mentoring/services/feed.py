@@ -37,6 +37,12 @@ FEED_PREPARING_MESSAGE = (
 )
 
 
+def _room_source(room: OperatingRoom) -> protocol.SourceAttach:
+    """What the edge is asked to ingest for the room: its feed, and its encoder's lower stream."""
+    url = room.ingest_url
+    return protocol.SourceAttach(url=url, loop="://" not in url, lower_url=room.lower_ingest_url)
+
+
 def room_feed_state(*, room: OperatingRoom) -> str:
     """How the room's own feed stands: "none" (the OR console publishes), "ready", "preparing"
     (a local file still being written), or "missing" (a local file that is not there; the edge
@@ -68,7 +74,7 @@ def room_feed_start(*, room: OperatingRoom) -> list[Session]:
             edgeclient.session_open(sid, edge_url=edge_url)
             stats = edgeclient.stats(sid, edge_url=edge_url)
             if stats.get("source") is None and stats.get("publisher") is None:
-                edgeclient.source_attach(sid, protocol.SourceAttach(url=url, loop="://" not in url), edge_url=edge_url)
+                edgeclient.source_attach(sid, _room_source(room), edge_url=edge_url)
                 started.append(session)
         except edgeclient.EdgeError as failure:
             log.warning("room feed not started in session %s: %s", session.public_id, failure)
@@ -87,7 +93,7 @@ def _edge_prepare(session: Session) -> bool:
     url = session.room.ingest_url
     # A feed still being prepared is started by room_feed_start once it is ready.
     if created and url and room_feed_state(room=session.room) != "preparing":
-        edgeclient.source_attach(sid, protocol.SourceAttach(url=url, loop="://" not in url), edge_url=edge_url)
+        edgeclient.source_attach(sid, _room_source(session.room), edge_url=edge_url)
     return created
 
 

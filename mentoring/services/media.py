@@ -22,7 +22,7 @@ from ..models import (
     Role,
     Session,
 )
-from .feed import FEED_PREPARING_MESSAGE, room_feed_state, session_reattach
+from .feed import FEED_PREPARING_MESSAGE, _room_source, room_feed_state, session_reattach
 
 
 def ice_servers_for(*, participant: Participant) -> list[dict[str, Any]]:
@@ -99,8 +99,7 @@ def _room_feed_restore(session: Session, participant: Participant) -> None:
         return
     if publisher:
         edgeclient.participant_remove(sid, str(participant.public_id), edge_url=edge_url)
-    url = session.room.ingest_url
-    edgeclient.source_attach(sid, protocol.SourceAttach(url=url, loop="://" not in url), edge_url=edge_url)
+    edgeclient.source_attach(sid, _room_source(session.room), edge_url=edge_url)
     _audit_source(session, participant, source="room_feed")
 
 

@@ -23,6 +23,7 @@ from ..models import (
     Participant,
     Role,
     Session,
+    room_feed_problems,
 )
 from .common import SchedulingError, _send_after_commit, session_group
 from .feed import _edge_prepare, _edge_session_close
@@ -30,10 +31,20 @@ from .invitations import _mail_after_commit
 from .times import _zone
 
 
-def room_create(*, name: str, location: str = "", edge_url: str = "", ingest_url: str = "") -> OperatingRoom:
+def room_create(
+    *, name: str, location: str = "", edge_url: str = "", ingest_url: str = "", lower_ingest_url: str = ""
+) -> OperatingRoom:
+    """A new operating room; ``lower_ingest_url`` is its encoder's second, lower stream, if any."""
     if OperatingRoom.objects.filter(name__iexact=name.strip()).exists():
         raise SchedulingError(f"An operating room called {name!r} already exists.", field="name")
-    return OperatingRoom.objects.create(name=name.strip(), location=location, edge_url=edge_url, ingest_url=ingest_url)
+    problems = room_feed_problems(ingest_url=ingest_url, lower_ingest_url=lower_ingest_url)
+    if problems:
+        field, problem = next(iter(problems.items()))
+        raise SchedulingError(problem, field=field)
+    return OperatingRoom.objects.create(
+        name=name.strip(), location=location, edge_url=edge_url, ingest_url=ingest_url,
+        lower_ingest_url=lower_ingest_url,
+    )
 
 
 def _check_times(

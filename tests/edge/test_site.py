@@ -114,6 +114,39 @@ async def test_a_room_feed_the_edge_cannot_open_keeps_the_session_scheduled(edge
     assert session.status == "scheduled"
 
 
+async def test_a_rooms_lower_feed_reaches_the_edge_as_its_lower_layer(edge_process, session, alice, tmp_path):
+    from orstream import edgeclient
+
+    from .conftest import make_clip
+
+    main = make_clip(tmp_path / "main.mp4", width=640, height=360)
+    lower = make_clip(tmp_path / "lower.mp4", width=320, height=180)
+    session.room.ingest_url, session.room.lower_ingest_url = str(main), str(lower)
+    await sync_to_async(session.room.save)()
+    await sync_to_async(services.session_start)(session=session, by=alice)
+    stats = await sync_to_async(edgeclient.stats)(str(session.public_id))
+    assert stats["source"]["state"] in ("connecting", "playing")
+    layer = stats["lower_layer"]
+    assert layer["source"] == "feed" and layer["running"], layer
+    deadline = time.monotonic() + 10
+    while layer["frames_out"] == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        layer = (await sync_to_async(edgeclient.stats)(str(session.public_id)))["lower_layer"]
+    assert layer["resolution"] == "320x180" and layer["frames_out"] > 0
+
+
+async def test_a_rooms_lower_feed_the_edge_cannot_open_keeps_the_session_scheduled(
+    edge_process, session, alice, aac_clip, tmp_path
+):
+    session.room.ingest_url = str(aac_clip)
+    session.room.lower_ingest_url = str(tmp_path / "no-such-stream2.mp4")
+    await sync_to_async(session.room.save)()
+    with pytest.raises(services.SchedulingError, match="could not be started: the lower feed: cannot open source"):
+        await sync_to_async(services.session_start)(session=session, by=alice)
+    await sync_to_async(session.refresh_from_db)()
+    assert session.status == "scheduled"
+
+
 async def test_a_withdrawal_mid_session_drops_the_external_mentor_and_stops_the_recording(
     edge_process, session, carol, alice, consenting_patient, aac_clip, monkeypatch, settings, tmp_path
 ):

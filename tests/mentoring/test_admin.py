@@ -101,3 +101,24 @@ def test_nothing_is_added_or_deleted_in_the_admin(path: str, session: Any, carol
     url = "/admin/mentoring/" + path.format(session=session.pk, carol=carol.pk)
     assert client.post(url, {"post": "yes"}).status_code == 403
     assert Session.objects.filter(pk=session.pk).exists() and Participant.objects.filter(pk=carol.pk).exists()
+
+
+def test_a_rooms_lower_feed_is_refused_in_the_admin_when_it_cannot_be_a_feed(room):
+    client = staff_client()
+    fields = {"name": room.name, "location": room.location, "is_active": "on", "edge_url": "",
+              "ingest_url": "rtsp://encoder.or3/main"}
+    for lower, message in [
+        ("encoder.or3/stream2", "a network URL (rtsp://, srt://, udp://...) or an absolute file path"),
+        ("ftp://encoder.or3/stream2", "starts with one of rtsp, rtsps"),
+        ("rtsp:///stream2", "names its host"),
+        ("rtsp://encoder.or3/main", "not the room&#x27;s feed itself"),
+    ]:
+        response = client.post(f"/admin/mentoring/operatingroom/{room.pk}/change/", {**fields, "lower_ingest_url": lower})
+        assert response.status_code == 200, lower
+        assert message in response.content.decode(), (lower, message)
+    response = client.post(
+        f"/admin/mentoring/operatingroom/{room.pk}/change/", {**fields, "lower_ingest_url": "rtsp://encoder.or3/stream2"}
+    )
+    assert response.status_code == 302
+    room.refresh_from_db()
+    assert room.lower_ingest_url == "rtsp://encoder.or3/stream2"

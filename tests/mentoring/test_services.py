@@ -302,3 +302,13 @@ def test_a_join_link_crosses_the_job_queue_sealed():
     sealed = services.link_seal(url)
     assert "secret-token-value" not in sealed
     assert services.link_unseal(sealed) == url
+
+
+def test_a_room_names_a_lower_feed_only_beside_its_own_feed(db):
+    with pytest.raises(services.SchedulingError, match="needs the room's own feed") as refused:
+        services.room_create(name="OR 9", lower_ingest_url="rtsp://encoder.or9/stream2")
+    assert refused.value.field == "lower_ingest_url"
+    with pytest.raises(services.SchedulingError, match="absolute file path"):
+        services.room_create(name="OR 9", ingest_url="rtsp://encoder.or9/main", lower_ingest_url="stream2")
+    room = services.room_create(name="OR 9", ingest_url="rtsp://encoder.or9/main", lower_ingest_url="rtsp://encoder.or9/stream2")
+    assert room.lower_ingest_url == "rtsp://encoder.or9/stream2"
