@@ -115,3 +115,87 @@ class ParameterSetKeeper:
     @property
     def profile_level_id(self) -> str | None:
         return profile_level_id(self.sps) if self.sps is not None and is_sps(self.sps) else None
+
+
+class _Bits:
+    """Exp-Golomb reading of a NAL unit's payload (emulation prevention bytes removed)."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.data = payload.replace(b"\x00\x00\x03", b"\x00\x00")
+        self.pos = 0
+
+    def bit(self) -> int:
+        byte = self.data[self.pos >> 3]  # IndexError past the end: a truncated SPS
+        self.pos += 1
+        return (byte >> (7 - ((self.pos - 1) & 7))) & 1
+
+    def bits(self, n: int) -> int:
+        value = 0
+        for _ in range(n):
+            value = (value << 1) | self.bit()
+        return value
+
+    def ue(self) -> int:
+        zeros = 0
+        while not self.bit():
+            zeros += 1
+            if zeros > 31:
+                raise ValueError("bad Exp-Golomb code")
+        return (1 << zeros) - 1 + self.bits(zeros)
+
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k & 1 else -(k // 2)
+
+
+def picture_size(units: list[bytes]) -> tuple[int, int] | None:
+    """Width and height of the picture an access unit's SPS describes (H.264 7.3.2.1.1), None
+    without a readable SPS. Reads the stream's header only: nothing is decoded."""
+    sps = next((u for u in units if is_sps(u)), None)
+    if sps is None:
+        return None
+    try:
+        r = _Bits(sps[4:])
+        r.ue()  # seq_parameter_set_id
+        chroma_format = 1
+        if sps[1] in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135):
+            chroma_format = r.ue()
+            if chroma_format == 3:
+                r.bit()  # separate_colour_plane_flag
+            r.ue()  # bit_depth_luma_minus8
+            r.ue()  # bit_depth_chroma_minus8
+            r.bit()  # qpprime_y_zero_transform_bypass_flag
+            if r.bit():  # seq_scaling_matrix_present_flag
+                for i in range(8 if chroma_format != 3 else 12):
+                    if r.bit():
+                        last = following = 8
+                        for _ in range(16 if i < 6 else 64):
+                            if following:
+                                following = (last + r.se()) % 256
+                            last = following or last
+        r.ue()  # log2_max_frame_num_minus4
+        order_type = r.ue()
+        if order_type == 0:
+            r.ue()
+        elif order_type == 1:
+            r.bit()
+            r.se()
+            r.se()
+            for _ in range(r.ue()):
+                r.se()
+        r.ue()  # max_num_ref_frames
+        r.bit()  # gaps_in_frame_num_value_allowed_flag
+        width_mbs = r.ue() + 1
+        height_units = r.ue() + 1
+        frame_mbs_only = r.bit()
+        if not frame_mbs_only:
+            r.bit()  # mb_adaptive_frame_field_flag
+        r.bit()  # direct_8x8_inference_flag
+        crop = (r.ue(), r.ue(), r.ue(), r.ue()) if r.bit() else (0, 0, 0, 0)
+    except (IndexError, ValueError):
+        return None
+    unit_x = 1 if chroma_format in (0, 3) else 2
+    unit_y = (2 - frame_mbs_only) * (2 if chroma_format == 1 else 1)
+    width = width_mbs * 16 - unit_x * (crop[0] + crop[1])
+    height = (2 - frame_mbs_only) * height_units * 16 - unit_y * (crop[2] + crop[3])
+    return width, height

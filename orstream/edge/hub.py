@@ -14,8 +14,9 @@ it is heard again; one whose ICE fails is dropped. Recording runs on its own thr
 Layers: every viewer starts on the source's own bytes. ``_adapt`` reads each viewer's estimate
 (from its transport-cc feedback) a few times a second; a viewer whose estimate stays below what
 the source needs moves to the lower layer (layer.py: the encoder's own second stream when the
-room names one, ingested while the source is; otherwise made once per session, in its own
-process, only while someone needs it), and back when a probe shows room for the source. Switches happen
+room names one, ingested while the source is; a WebRTC publisher's own lower encoding when it
+sends simulcast, the OR console's "h"; otherwise made once per session, in its own process,
+only while someone needs it), and back when a probe shows room for the source. Switches happen
 only at a keyframe of the target layer that is newer than anything the viewer got. The last
 resort, for a link that cannot carry even the lower layer: "keyframes", the lower layer's
 keyframes only (each stands alone, so nothing shown depends on a frame not sent), a still
@@ -39,13 +40,14 @@ from .frames import AUDIO_CLOCK, VIDEO_CLOCK, EncodedFrame
 from .guard import InputDrops
 from .h264 import is_sps, profile_level_id, split_nal_units
 from .ingest import PyAVSource, SourceError
-from .layer import FeedLayer, Layer, LowerLayer
+from .layer import FeedLayer, Layer, LowerLayer, SimulcastLayer
 from .peer import (
     EdgePeerConnection,
     SdpError,
     choose_publisher_video,
     choose_viewer_video,
     offer_media_kinds,
+    offered_simulcast,
     restore_answer_profile,
 )
 from .protocol import PublisherOffer, RecordingStart, SourceAttach, ViewerOffer, feed_url_problem
@@ -170,6 +172,8 @@ class Publisher:
     participant_id: str
     pc: EdgePeerConnection
     video_receiver: PassthroughReceiver | None = None
+    # simulcast: the receiver of the publisher's lower encoding (the video receiver's is the full)
+    lower_receiver: PassthroughReceiver | None = None
     audio_receiver: PassthroughReceiver | None = None
     talkback: FrameFeed | None = None
     up: bool = False
@@ -402,12 +406,23 @@ class SessionHub:
         else:
             self.request_keyframe()
 
+    def _lower_viewers_to_source(self) -> None:
+        """The lower layer is gone: its viewers move to the next source keyframe."""
+        now = time.monotonic()
+        for viewer in self.viewers.values():
+            if _made_of(viewer.target) == LOWER or _made_of(viewer.layer) == LOWER:
+                viewer.target = FULL
+                viewer.switched_at = now
+
     def _new_lower(self) -> Layer:
-        """The encoder's second stream when the source has one, else the transcoder."""
+        """The encoder's second stream when the source has one, the publisher's lower encoding
+        when it sends simulcast, else the transcoder."""
         feed = self._lower_feed
         if feed is not None:
             return FeedLayer(url=feed.lower_url, on_frame=self._on_lower_frame, loop_file=feed.loop,
                              options=dict(feed.options))
+        if self.publisher is not None and self.publisher.lower_receiver is not None:
+            return SimulcastLayer(receiver=self.publisher.lower_receiver, on_frame=self._on_lower_frame)
         return LowerLayer(on_frame=self._on_lower_frame)
 
     async def _start_lower(self) -> None:
@@ -631,10 +646,7 @@ class SessionHub:
             # keyframe (the transcoder takes over if a viewer still needs a lower layer).
             self._lower_feed = None
             await self._stop_lower()
-            for viewer in self.viewers.values():
-                if _made_of(viewer.target) == LOWER or _made_of(viewer.layer) == LOWER:
-                    viewer.target = FULL
-                    viewer.switched_at = time.monotonic()
+            self._lower_viewers_to_source()
         await source.stop()
         self.emit("publisher.down", {"kind": "source", "url": _redact(source.url)})
         return True
@@ -674,10 +686,11 @@ class SessionHub:
         munged, choice = choose_publisher_video(_checked_sdp(offer.sdp))
         if choice is None:
             raise HubError("the publisher's offer has no video", 400)
+        rids = offered_simulcast(munged)
         pc = EdgePeerConnection(ice_loopback=self.ice_loopback, drops=self.drops)
         directions = ["recvonly" if kind == "video" else "sendrecv" for kind in offer_media_kinds(munged)]
         try:
-            answer = await pc.answer(munged, directions=directions, transport_feedback=True)
+            answer = await pc.answer(munged, directions=directions, transport_feedback=True, simulcast=rids)
         except SdpError as exc:
             await pc.close()
             raise HubError(str(exc), 400) from None
@@ -699,6 +712,8 @@ class SessionHub:
                     receiver.on_frame = self.on_live_frame
                     receiver.on_record = self.on_record_frame
                     publisher.video_receiver = receiver
+                    if rids:
+                        publisher.lower_receiver = receiver.layers.get(rids[1])
                 elif transceiver.kind == "audio" and publisher.audio_receiver is None:
                     publisher.audio_receiver = receiver
                     sender = transceiver.sender
@@ -707,6 +722,11 @@ class SessionHub:
                     publisher.talkback.start()
         self._new_video_source()
         self.publisher = publisher
+        if publisher.lower_receiver is not None:
+            # Its own lower encoding is the lower layer from now on, in place of a transcoder.
+            logger.info("session %s: the publisher sends simulcast %s", self.session_id, "/".join(rids))
+            await self._stop_lower()
+            await self._start_lower()
         self._watch(pc, offer.participant_id)
         self._spawn(self._publisher_up(publisher))
         return restore_answer_profile(answer, choice)
@@ -928,6 +948,10 @@ class SessionHub:
         publisher, self.publisher = self.publisher, None
         if publisher is None:
             return False
+        if self.lower is not None and self.lower.kind == "simulcast":
+            # Its lower encoding goes with it: viewers return to the next source's keyframe.
+            await self._stop_lower()
+            self._lower_viewers_to_source()
         if publisher.talkback is not None:
             await publisher.talkback.stop()
         await publisher.pc.close()
@@ -1056,10 +1080,16 @@ class SessionHub:
         publisher = None
         if self.publisher is not None:
             receiver = self.publisher.video_receiver
+            simulcast: dict[str, Any] | None = None
+            if receiver is not None and receiver.layers:
+                simulcast = {str(receiver.rid): dict(receiver.stats.__dict__)}
+                simulcast.update({rid: dict(r.stats.__dict__) for rid, r in receiver.layers.items()})
             publisher = {
                 "participant_id": self.publisher.participant_id,
                 "connection": self.publisher.pc.connectionState,
                 "video": dict(receiver.stats.__dict__) if receiver else None,
+                # simulcast: each encoding's own receiver, by rid (the full one is "video")
+                "simulcast": simulcast,
             }
         return {
             "session_id": self.session_id,

@@ -303,6 +303,67 @@ class FeedLayer:
         await self.source.stop()
 
 
+class SimulcastLayer:
+    """The lower layer as a WebRTC publisher's own lower encoding (simulcast, e.g. the OR
+    console's "h"), reassembled by its receiver (receive.py); no decode, no encode on the edge.
+    A keyframe request is a PLI to that encoding's SSRC. Its RTP timestamps have an origin of
+    their own: the hub lines them up with the source's by arrival time."""
+
+    kind = "simulcast"
+    keyframe_on_request = True
+    source_pts = False
+    # The publisher sends it whether or not a viewer takes it: nothing to save by stopping.
+    stop_when_idle = False
+
+    def __init__(self, *, receiver: Any, on_frame: Callable[[EncodedFrame], None]) -> None:
+        self.receiver = receiver  # a PassthroughReceiver (not imported: aiortc stays out of the child)
+        self.on_frame = on_frame
+        self.stats = LayerStats()
+        self.running = False
+        self._size = (0, 0)
+
+    @property
+    def width(self) -> int:
+        return self._size[0]
+
+    @property
+    def height(self) -> int:
+        return self._size[1]
+
+    async def start(self) -> None:
+        self.running = True
+        self.stats.started_at = time.monotonic()
+        self.receiver.on_frame = self._take
+        self.receiver.request_keyframe()
+
+    def _take(self, frame: EncodedFrame) -> None:
+        if not self.running:
+            return
+        if frame.keyframe:
+            from .h264 import picture_size, split_nal_units
+
+            self._size = picture_size(split_nal_units(frame.data)) or self._size
+        self.stats.note(len(frame.data), frame.keyframe)
+        try:
+            self.on_frame(frame)
+        except Exception:  # a failing listener must not stop the layer
+            logger.exception("lower layer listener failed")
+
+    def feed(self, frame: EncodedFrame) -> None:
+        """The publisher encodes this layer itself: the source's frames are not needed."""
+
+    def request_keyframe(self) -> None:
+        self.stats.keyframe_requests += 1
+        self.receiver.request_keyframe()
+
+    def cpu_seconds(self) -> float | None:
+        return 0.0  # reassembled on the event loop like the source, no process or thread of its own
+
+    async def stop(self) -> None:
+        self.running = False
+        self.receiver.on_frame = None
+
+
 # --- the child process ----------------------------------------------------------------------
 
 

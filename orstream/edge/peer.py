@@ -6,7 +6,10 @@ never encodes) instead of aiortc's decoding receiver and encoding sender. The sw
 peer connection, so any other aiortc user in the same process keeps stock behaviour.
 
 SDP helpers here choose the H.264 payload type that matches what the source really sends (its
-profile-level-id, read from the SPS) rather than aiortc's fixed Constrained Baseline 3.1.
+profile-level-id, read from the SPS) rather than aiortc's fixed Constrained Baseline 3.1, and
+accept a publisher's simulcast (``a=simulcast``/``a=rid``, which aiortc ignores): the answer
+says which encodings the edge takes and keeps the rtp-stream-id header extensions that name them
+in each packet.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 AIORTC_H264_PROFILE = "42e01f"
 # Level 5.2: the most a publisher may send us (4K60), announced in the publisher's answer.
 MAX_RECEIVE_LEVEL = "34"
+# The header extensions that name a simulcast packet's encoding, and its retransmission's.
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+# Simulcast encodings taken from a publisher: its full picture and one lower layer.
+SIMULCAST_LAYERS = 2
 
 
 class SdpError(ValueError):
@@ -255,6 +263,45 @@ def restore_answer_profile(answer_sdp: str, choice: VideoChoice | None) -> str:
     return _join(session, sections)
 
 
+def offered_simulcast(offer_sdp: str) -> list[str]:
+    """The rids of the encodings a publisher's video offers to send as simulcast, the full
+    picture first as the offer lists it (the OR console: "f", then "h"), at most
+    SIMULCAST_LAYERS of them; empty when it offers one stream (or a single encoding)."""
+    for section in _split(offer_sdp)[1]:
+        if section.kind != "video":
+            continue
+        offered = {line[len("a=rid:") :].split(" ")[0]: line.split(" ")[1:2] for line in section.lines
+                   if line.startswith("a=rid:")}
+        sending = {rid for rid, direction in offered.items() if direction == ["send"]}
+        header = next((line for line in section.lines if line.startswith("a=simulcast:")), "")
+        parts = header[len("a=simulcast:") :].split()
+        if len(parts) < 2 or parts[0] != "send":
+            return []
+        if not any(line.startswith("a=extmap:") and RID_URI in line for line in section.lines):
+            return []  # no way to tell the encodings' packets apart
+        rids = []
+        for stream in parts[1].split(";"):
+            rid = stream.split(",")[0]
+            if rid and not rid.startswith("~") and rid in sending:
+                rids.append(rid)
+        return rids[:SIMULCAST_LAYERS] if len(rids) >= 2 else []
+    return []
+
+
+def accept_simulcast(answer_sdp: str, rids: list[str]) -> str:
+    """The edge's answer, taking the publisher's simulcast encodings ``rids``."""
+    if not rids:
+        return answer_sdp
+    session, sections = _split(answer_sdp)
+    for section in sections:
+        if section.kind != "video":
+            continue
+        section.lines = [line for line in section.lines if not line.startswith(("a=rid:", "a=simulcast:"))]
+        section.lines += [f"a=rid:{rid} recv" for rid in rids] + [f"a=simulcast:recv {';'.join(rids)}"]
+        break
+    return _join(session, sections)
+
+
 def offer_media_kinds(offer_sdp: str) -> list[str]:
     return [s.kind for s in _split(offer_sdp)[1]]
 
@@ -312,7 +359,8 @@ class EdgePeerConnection(RTCPeerConnection):
         return transceiver
 
     async def answer(
-        self, offer_sdp: str, *, directions: list[str], transport_cc: bool = False, transport_feedback: bool = False
+        self, offer_sdp: str, *, directions: list[str], transport_cc: bool = False, transport_feedback: bool = False,
+        simulcast: list[str] | None = None,
     ) -> str:
         """Apply an offer, set each transceiver's direction (in m-line order), return the answer.
 
@@ -321,6 +369,8 @@ class EdgePeerConnection(RTCPeerConnection):
         ``transport_feedback``: where the offer allows it, let the peer number the video it
         sends and send it transport-cc feedback (a publisher: its congestion control ramps up
         on it).
+        ``simulcast``: the rids of the publisher's encodings to take (``offered_simulcast``):
+        the answer accepts them and the receiver is told which encoding each packet is.
         """
         from aiortc import RTCSessionDescription
 
@@ -334,6 +384,8 @@ class EdgePeerConnection(RTCPeerConnection):
             self._keep_offered_payload_types()
             if transport_cc or transport_feedback:
                 self._accept_transport_cc(sending=transport_cc)
+            if simulcast:
+                self._accept_rids()
             transceivers = self.getTransceivers()
             for transceiver, direction in zip(transceivers, directions, strict=False):
                 transceiver.direction = direction
@@ -345,7 +397,25 @@ class EdgePeerConnection(RTCPeerConnection):
             await self.setLocalDescription(answer)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:  # the answer mirrors a malformed offer
             raise SdpError(f"cannot answer the offer: {exc}") from None
+        if simulcast:
+            for transceiver in self.getTransceivers():
+                if transceiver.kind == "video" and isinstance(transceiver.receiver, PassthroughReceiver):
+                    transceiver.receiver.simulcast(simulcast)
+                    break
+            return accept_simulcast(self.localDescription.sdp, simulcast)
         return self.localDescription.sdp
+
+    def _accept_rids(self) -> None:
+        """Answer the offer's rtp-stream-id extensions on video, so each packet says its encoding."""
+        remote = self._RTCPeerConnection__remoteDescription()  # type: ignore[attr-defined]
+        for transceiver in self.getTransceivers():
+            if transceiver.kind != "video":
+                continue
+            media = remote.media[transceiver._get_mline_index()]
+            for uri in (RID_URI, REPAIRED_RID_URI):
+                offered = next((x for x in media.rtp.headerExtensions if x.uri == uri), None)
+                if offered is not None and not any(x.uri == uri for x in transceiver._headerExtensions):
+                    transceiver._headerExtensions.append(RTCRtpHeaderExtensionParameters(id=offered.id, uri=uri))
 
     def _keep_offered_payload_types(self) -> None:
         """Answer with the payload types the peer offered.

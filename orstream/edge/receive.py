@@ -13,6 +13,14 @@ in order, down a second path that waits up to ``RECORD_WAIT`` for a frame the li
 for a missing packet repeat every 1.5 round trips (measured from NACK to retransmission) until
 a retransmission could no longer arrive within that wait: then it is lost for good.
 
+Simulcast (a publisher sending one picture as several encodings, each on an SSRC of its own,
+named by the rtp-stream-id header extension; aiortc routes them all to this one receiver):
+after ``simulcast(rids)`` the receiver keeps the first rid's stream for itself and hands every
+other rid's packets to a receiver of that encoding's own (``layers``), learning SSRC -> rid
+from the extension (and repaired-rtp-stream-id for each encoding's retransmissions). Each
+reassembles, NACKs, asks for keyframes (PLI to its own SSRC) and reports (RR) on its own
+stream; the transport-wide arrivals are logged once, here, for all of them.
+
 Never decodes. Sends RTCP receiver reports so the remote sender sees loss and RTT.
 """
 
@@ -82,6 +90,8 @@ class ReceiverStats:
     plis_sent: int = 0
     feedback_sent: int = 0
     nacks_repeated: int = 0
+    # simulcast: packets of an encoding not (or not yet) known by its rid, dropped
+    packets_unrouted: int = 0
     packets_lost_for_good: int = 0
     frames_recorded: int = 0
     frames_recovered_for_recording: int = 0
@@ -179,6 +189,12 @@ class PassthroughReceiver:
         # Set by the peer when the publisher numbers its packets transport-wide (one log per
         # transport, shared by its receivers; the video receiver sends the feedback).
         self.arrivals: ArrivalLog | None = None
+        # Simulcast: this receiver's own rid, the other encodings' receivers by rid, and which
+        # receiver each SSRC (media or retransmission) belongs to.
+        self.rid: str | None = None
+        self.layers: dict[str, PassthroughReceiver] = {}
+        self._ssrc_owner: dict[int, PassthroughReceiver] = {}
+        self._registered = False
 
     # --- what aiortc calls ---------------------------------------------------------------
 
@@ -207,17 +223,44 @@ class PassthroughReceiver:
             if encoding.rtx:
                 self._rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
         self._transport._register_rtp_receiver(self, parameters)
+        self._registered = True
         self._rtcp_task = asyncio.ensure_future(self._run_rtcp())
         if self.kind == "video":
             self.request_keyframe()
+        for layer in self.layers.values():
+            layer._codecs = dict(self._codecs)
+            layer._start_layer()
+
+    def simulcast(self, rids: list[str]) -> None:
+        """The publisher sends these encodings (rid), the first one this receiver's own; the
+        others each get a receiver of their own (``layers``), on the same transport."""
+        self.rid = rids[0]
+        for rid in rids[1:]:
+            layer = PassthroughReceiver(kind=self.kind, transport=self._transport)
+            layer.rid = rid
+            layer._codecs = dict(self._codecs)
+            layer._rtcp_ssrc = self._rtcp_ssrc
+            self.layers[rid] = layer
+            if self._started:
+                layer._start_layer()
+
+    def _start_layer(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._rtcp_task = asyncio.ensure_future(self._run_rtcp())
 
     async def stop(self) -> None:
         if not self._started:
             return
         self._started = False
-        self._transport._unregister_rtp_receiver(self)
+        if self._registered:
+            self._transport._unregister_rtp_receiver(self)
+            self._registered = False
         task, self._rtcp_task = self._rtcp_task, None
         await cancel_and_wait(task)
+        for layer in self.layers.values():
+            await layer.stop()
 
     def _handle_disconnect(self) -> None:
         pass
@@ -242,6 +285,10 @@ class PassthroughReceiver:
 
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
         if isinstance(packet, RtcpSrPacket):
+            owner = self._ssrc_owner.get(packet.ssrc)
+            if owner is not None and owner is not self:
+                await owner._handle_rtcp_packet(packet)  # another encoding's sender report
+                return
             info = packet.sender_info
             self._lsr[packet.ssrc] = (info.ntp_timestamp >> 16) & 0xFFFFFFFF
             self._lsr_time[packet.ssrc] = time.time()
@@ -261,6 +308,14 @@ class PassthroughReceiver:
             self.arrivals.note(
                 packet.extensions.transport_sequence_number, int(time.monotonic() * 1e6)
             )
+        if self.layers:
+            owner = self._owner(packet, codec)
+            if owner is None:
+                self.stats.packets_unrouted += 1
+                return
+            if owner is not self:
+                await owner._handle_rtp_packet(packet, arrival_time_ms)
+                return
         stream = self._streams.get(packet.ssrc)
         if stream is None:
             stream = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
@@ -282,6 +337,29 @@ class PassthroughReceiver:
             self._handle_audio(packet)
         else:
             self._handle_video(packet, codec)
+
+    def _owner(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> PassthroughReceiver | None:
+        """Simulcast: the receiver of the encoding ``packet`` belongs to, learnt from its rid."""
+        owner = self._ssrc_owner.get(packet.ssrc)
+        if owner is not None:
+            return owner
+        if is_rtx(codec):
+            rid = packet.extensions.repaired_rtp_stream_id
+            owner = self._by_rid(rid)
+            if owner is None or owner._media_ssrc is None:
+                return None  # its encoding's own packets first: the RTX SSRC maps onto theirs
+            owner._rtx_ssrc[packet.ssrc] = owner._media_ssrc
+        else:
+            owner = self._by_rid(packet.extensions.rtp_stream_id)
+            if owner is None:
+                return None
+        self._ssrc_owner[packet.ssrc] = owner
+        return owner
+
+    def _by_rid(self, rid: str | None) -> PassthroughReceiver | None:
+        if rid is None:
+            return None
+        return self if rid == self.rid else self.layers.get(rid)
 
     # --- frames --------------------------------------------------------------------------
 
@@ -510,7 +588,10 @@ class PassthroughReceiver:
         assert self.arrivals is not None
         if self._rtcp_ssrc is None:
             return
-        for packet in self.arrivals.feedback(sender_ssrc=self._rtcp_ssrc, media_ssrc=self._media_ssrc or 0):
+        # Simulcast: any encoding's SSRC will do (the feedback covers all the transport's packets),
+        # but not 0 while the full encoding has not started.
+        media_ssrc = self._media_ssrc or next((x._media_ssrc for x in self.layers.values() if x._media_ssrc), 0)
+        for packet in self.arrivals.feedback(sender_ssrc=self._rtcp_ssrc, media_ssrc=media_ssrc):
             self.stats.feedback_sent += 1
             self._send_rtcp(packet)
 

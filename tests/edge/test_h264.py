@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from bench.fuzz import PacketTrack
-from orstream.edge.h264 import ParameterSetKeeper, join_nal_units, nal_type, profile_level_id, split_nal_units
+from orstream.edge.h264 import (
+    ParameterSetKeeper,
+    join_nal_units,
+    nal_type,
+    picture_size,
+    profile_level_id,
+    split_nal_units,
+)
 from orstream.edge.hub import Edge
 from orstream.edge.protocol import PublisherOffer
 
@@ -57,3 +64,20 @@ async def test_a_publisher_sending_a_short_sps_keeps_publishing(source_video_uni
     finally:
         await publisher.close()
         await edge.close()
+
+
+@pytest.mark.parametrize(("width", "height", "profile"), [(1280, 720, "high"), (1920, 1080, "baseline"), (3840, 2160, "high"), (640, 360, "main")])
+def test_the_picture_size_is_read_from_the_sps(width: int, height: int, profile: str) -> None:
+    from fractions import Fraction
+
+    import av
+
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.time_base = Fraction(1, 30)
+    encoder.options = {"profile": profile, "x264-params": "repeat-headers=1:annexb=1"}
+    picture = av.VideoFrame(width, height, "yuv420p")
+    picture.pts = 0
+    packets = [*encoder.encode(picture), *encoder.encode(None)]
+    assert picture_size(split_nal_units(bytes(packets[0]))) == (width, height)
+    assert picture_size(split_nal_units(bytes(packets[0]))[-1:]) is None, "no SPS, no size"

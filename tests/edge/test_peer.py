@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from orstream.edge.peer import EdgePeerConnection, SdpError, choose_viewer_video, restore_answer_profile
+from orstream.edge.peer import (
+    EdgePeerConnection,
+    SdpError,
+    accept_simulcast,
+    choose_viewer_video,
+    offered_simulcast,
+    restore_answer_profile,
+)
 
 # The H.264 lines Debian's Chromium 156 offers for a receive-only video transceiver.
 CHROMIUM_VIDEO = "\r\n".join(
@@ -62,3 +69,27 @@ async def test_the_answer_keeps_chromiums_payload_types_below_96():
     assert video[0].endswith("SAVPF 41 42")
     assert "a=rtpmap:41 H264/90000" in video and "a=fmtp:42 apt=41" in video
     assert "a=fmtp:41 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=f40033" in video
+
+
+def _simulcast_offer(*lines: str) -> str:
+    return CHROMIUM_VIDEO.replace("a=recvonly", "a=sendonly\r\n" + "\r\n".join(lines))
+
+
+RID_EXTMAP = "a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+
+
+def test_a_simulcast_offer_is_taken_full_encoding_first_and_answered_for_both():
+    offer = _simulcast_offer(RID_EXTMAP, "a=rid:f send", "a=rid:h send", "a=simulcast:send f;h")
+    assert offered_simulcast(offer) == ["f", "h"]
+    answer = accept_simulcast(CHROMIUM_VIDEO, ["f", "h"])
+    assert "a=rid:f recv\r\na=rid:h recv\r\na=simulcast:recv f;h\r\n" in answer
+
+
+def test_an_offer_without_simulcast_or_without_rids_in_its_packets_is_one_stream():
+    assert offered_simulcast(CHROMIUM_VIDEO) == []
+    # no rtp-stream-id extension: the encodings' packets could not be told apart
+    assert offered_simulcast(_simulcast_offer("a=rid:f send", "a=rid:h send", "a=simulcast:send f;h")) == []
+    # a paused encoding, or one the offer does not describe, is not taken
+    assert offered_simulcast(_simulcast_offer(RID_EXTMAP, "a=rid:f send", "a=rid:h send", "a=simulcast:send f;~h")) == []
+    assert offered_simulcast(_simulcast_offer(RID_EXTMAP, "a=rid:f send", "a=simulcast:send f;h")) == []
+    assert accept_simulcast(CHROMIUM_VIDEO, []) == CHROMIUM_VIDEO
