@@ -6,6 +6,7 @@
 
 import { $, Presence, FrameFit, api, consentText, mediaMessage, recordingText, startPage } from "./page.js";
 import { MediaLink, preferH264 } from "./signalling.js";
+import { publishEncodings } from "./encodings.js";
 import { Telestration, buildPickers } from "./telestration.js";
 import { watch } from "./watch.js";
 
@@ -123,13 +124,6 @@ function closeCamera() {
 }
 
 // ---------------------------------------------------------------- publishing the camera
-// What the surgeon's field needs in H.264: about 0.13 bit per pixel, 8 Mbit/s for 1080p30,
-// 25 Mbit/s (what the edge's viewers are sized for) from 4K30 up. The edge's feedback lets
-// the browser reach it within seconds.
-function fieldBitrate({ width = 1920, height = 1080, frameRate = 30 }) {
-  return Math.round(Math.min(25_000_000, Math.max(2_500_000, width * height * Math.min(frameRate, 60) * 0.13)));
-}
-
 const publisher = new MediaLink(link, {
   offerFields: { media: "publish" },
   setup: async (pc) => {
@@ -139,7 +133,7 @@ const publisher = new MediaLink(link, {
       direction: "sendonly",
       streams: [camera],
       // Far more than the browser's default cap; keep the resolution, drop frames if short.
-      sendEncodings: [{ maxBitrate: fieldBitrate(settings), maxFramerate: Math.min(60, settings.frameRate || 60) }],
+      sendEncodings: publishEncodings(settings),
     });
     preferH264(picture, "send");
     const params = picture.sender.getParameters();
