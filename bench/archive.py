@@ -19,6 +19,10 @@ fixed CRF, no search, no second try. Figures:
 - ``archive_cpu_s_per_min_4k``: CPU seconds (encode + scoring, every try) per minute of 4K30, the
   chunks (the search is counted apart);
 - ``archive_speedup_2_workers``: wall time of the chunks with one worker / with two (textured);
+  the workers are started and their code loaded before the clock starts, as Celery's are;
+- ``archive_speedup_ceiling_2_workers``: the same for one textured chunk's job twice (identical,
+  perfectly balanced jobs, nothing to join): the most two workers gain with this encoder on these
+  cores, the ceiling ``archive_speedup_2_workers`` is read against;
 - ``archive_realtime_factor``: minutes of video per wall minute of the chunks with two workers;
 - ``archive_floor``: size, VMAF, encode speed and gate of the floor, per clip.
 
@@ -84,6 +88,34 @@ def quality_search(clip: Path, folder: Path, *, conf: Any) -> dict[str, Any]:
     return {"choice": choice, "wall_s": time.monotonic() - started, "chunks": chunks, "probe": probe, "model": model}
 
 
+def _warm(_: int) -> None:
+    """Load the archive's code in a worker before timing, as a running Celery worker has it loaded."""
+    from recordings import encode  # noqa: F401
+
+
+def _warm_pool(pool: ProcessPoolExecutor, workers: int) -> None:
+    list(pool.map(_warm, range(2 * workers)))
+
+
+def parallel_ceiling(chunk: Path, folder: Path, *, preset: str, crf: int, model: str, workers: int = 2) -> dict[str, float]:
+    """The same chunk's job ``workers`` times, one after the other, then all at once: identical,
+    perfectly balanced jobs with nothing to join, the most ``workers`` workers can gain with this
+    encoder on these cores."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def jobs(tag: str) -> list[tuple[str, str, str, str, int, int, float, str]]:
+        return [(str(chunk), str(folder / f"{tag}-{i}.mp4"), "av1", preset, crf, crf, 0.0, model) for i in range(workers)]
+
+    walls = {}
+    for label, size in (("one", 1), ("many", workers)):
+        with ProcessPoolExecutor(max_workers=size) as pool:
+            _warm_pool(pool, size)
+            started = time.monotonic()
+            list(pool.map(_chunk_job, jobs(label)))
+            walls[label] = time.monotonic() - started
+    return {"one_worker_s": walls["one"], "workers_s": walls["many"], "speedup": walls["one"] / walls["many"]}
+
+
 def archive_clip(clip: Path, folder: Path, *, workers: int, preset: str, crf: int, retry_crf: int, retry_below: float,
                  conf: Any, chunks: list[Path]) -> dict[str, Any]:
     """Encode ``chunks`` of ``clip`` at ``crf`` (each once more at ``retry_crf`` under ``retry_below``)
@@ -95,10 +127,11 @@ def archive_clip(clip: Path, folder: Path, *, workers: int, preset: str, crf: in
     outputs = [folder / "out" / c.name for c in chunks]
     outputs[0].parent.mkdir(parents=True, exist_ok=True)
     jobs = [(str(c), str(o), "av1", preset, crf, retry_crf, retry_below, model) for c, o in zip(chunks, outputs, strict=True)]
-    started = time.monotonic()
     with ProcessPoolExecutor(max_workers=workers) as pool:
+        _warm_pool(pool, workers)
+        started = time.monotonic()
         results = list(pool.map(_chunk_job, jobs))
-    wall = time.monotonic() - started
+        wall = time.monotonic() - started
     joined = folder / "archive.mp4"
     encode.chunks_join(outputs, [clip], joined, video_offset=probe.video_start)
     copy = encode.media_probe([joined])
@@ -161,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
                     retry_crf=max(0, crf - step), retry_below=conf.ARCHIVE_VMAF_CHUNK_MIN, conf=conf,
                     chunks=search["chunks"],
                 )
+        textured_crf = searches["textured"]["choice"].crf
+        ceiling = parallel_ceiling(searches["textured"]["chunks"][0], root / "ceiling", preset=preset, crf=textured_crf,
+                                   model=encode.vmaf_model_for(3840, 2160))
         for name in clips:  # the floor: preset 10 at a fixed CRF, no search and no second try
             runs[f"floor_{name}"] = archive_clip(
                 clips[name], root / f"floor-{name}", workers=2, preset=FLOOR_PRESET, crf=FLOOR_CRF, retry_crf=FLOOR_CRF,
@@ -179,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"search {name}: {len(c.samples)} samples of {c.samples[0]['frames']} frames; {tried}; chose CRF {c.crf}, "
               f"predicted VMAF {c.predicted_vmaf_mean:.2f}, size {c.predicted_size_ratio:.3f}; "
               f"{c.cpu_seconds:.1f} CPU s, {search['wall_s']:.1f} s wall")
+    print(f"ceiling: one textured chunk's job twice, one worker {ceiling['one_worker_s']:.1f} s, two workers "
+          f"{ceiling['workers_s']:.1f} s: {ceiling['speedup']:.2f}x")
     textured, one = runs["textured"], runs["textured_1"]
     minutes = textured["seconds"] / 60
 
@@ -206,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         "archive_search_wall_s": {name: round(s["wall_s"], 1) for name, s in
                                   (("demo_4k", searches["demo"]), ("textured_4k", searches["textured"]))},
         "archive_speedup_2_workers": round(one["wall_s"] / textured["wall_s"], 2) if textured["wall_s"] else None,
+        "archive_speedup_ceiling_2_workers": round(ceiling["speedup"], 2),
         "archive_realtime_factor": round(minutes / (textured["wall_s"] / 60), 4) if textured["wall_s"] else None,
         "archive_frames_ok": all(r["frames_ok"] for r in runs.values()),
         "archive_gate": {"demo_4k": runs["demo"]["gate"], "textured_4k": textured["gate"]},
