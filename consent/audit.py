@@ -103,10 +103,11 @@ def _refusal_counted() -> None:
 
 
 def audit_refusal_page(*, request: HttpRequest, message: str, title: str, status: int) -> None:
-    """Audit the refusal page shown to ``request``'s user, unless this request's refusal is audited.
+    """Audit the refusal page (or API reply) shown to ``request``'s user, unless this request's
+    refusal is audited. The refusals of anonymous clients are aggregated (audit_refusal_aggregated).
 
-    The event names the page (its URL name) and the public ids in its URL, never the path itself,
-    which may carry a join token; the reason is the message the person read.
+    The event names the page (its URL name), the method and the public ids in its URL, never the
+    path itself, which may carry a join token; the reason is the message the person read.
     """
     scope = _request_refusals.get()
     if scope is not None and scope.audited:
@@ -114,7 +115,7 @@ def audit_refusal_page(*, request: HttpRequest, message: str, title: str, status
     match = request.resolver_match
     page = match.view_name if match else "unknown"
     ids = {name: str(value) for name, value in (match.kwargs.items() if match else ()) if isinstance(value, UUID)}
-    detail = {"page": page, "status": status, "title": title, **ids}
+    detail = {"page": page, "method": request.method, "status": status, "title": title, **ids}
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         audit_record(

@@ -1,5 +1,5 @@
-"""The refusal every page shows, the coordinator gate in front of coordinators' pages, and the 404
-of a row a URL names that is not there.
+"""The refusal every page shows, the coordinator gate in front of coordinators' pages, the 404
+of a row a URL names that is not there, and the API's refusals that DRF raises itself.
 
 Below every app (it imports none of them): consent, mentoring, recordings, training, hospital and
 the live pages all refuse through ``refused``, so a person sees the same page, in the same words'
@@ -8,7 +8,9 @@ shape, wherever they are turned away.
 Every refusal page is audited, but the core cannot import the audit trail (consent.audit): consent
 registers its refusal audit in ``refusal_audit`` from its ``AppConfig.ready()``, as the apps
 register their consent effects. The audit writes one event per refusal: none when the service that
-refused has already audited it during the same request.
+refused has already audited it during the same request. The API's own refusals (sign-in missing
+or failed, a permission class saying no) reach ``api_exception_handler`` and are audited through the
+same hook, so an anonymous flood of them is aggregated like the pages'.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ImproperlyConfigured
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
 
 from orstream import roles
 
@@ -57,6 +61,23 @@ def refused(request: HttpRequest, message: str, *, title: str = "You cannot open
     """The site's refusal page: ``title``, then ``message`` saying what to do; audited."""
     refusal_audit(request=request, message=message, title=title, status=status)
     return render(request, "refused.html", {"title": title, "message": message}, status=status)
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's own reply to ``exc``; a refusal (401 or 403: no or failed sign-in, a permission class
+    saying no) is audited with the message the client reads. REST_FRAMEWORK's EXCEPTION_HANDLER.
+
+    A view that refuses itself replies without raising and has audited already; a service that
+    audited and then raised is not audited twice (the hook writes nothing when this request's
+    refusal is audited). A 404 is not a refusal, as for the pages.
+    """
+    response = exception_handler(exc, context)
+    request = context.get("request")
+    if response is not None and request is not None and response.status_code in (401, 403):
+        data = response.data
+        message = str(data.get("detail", "")) if isinstance(data, dict) else ""
+        refusal_audit(request=request, message=message, title="Refused by the API", status=response.status_code)
+    return response
 
 
 def found(row: Row | None, what: str) -> Row:

@@ -333,6 +333,9 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # The refusals DRF replies to (no sign-in, a permission class, a view's PermissionDenied) are
+    # audited like a refusal page, through the same hook.
+    "EXCEPTION_HANDLER": "orstream.pages.api_exception_handler",
     # The browsable API without its inline style: every page keeps the Content-Security-Policy.
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "orstream.csp.BrowsableAPIRenderer"],
 }

@@ -8,6 +8,7 @@ import pytest
 import yaml
 from django.utils import timezone
 
+from consent.models import AuditEvent
 from mentoring import services
 from mentoring.models import Session
 
@@ -143,6 +144,8 @@ def test_schema_and_docs_need_a_sign_in_in_production(client, settings, dave):
     settings.PRODUCTION = True
     assert client.get("/api/schema/").status_code == 403
     assert client.get("/api/docs/").status_code == 403
+    refusals = AuditEvent.objects.filter(actor="anonymous", outcome="refused").order_by("id")
+    assert [e.detail["page"] for e in refusals] == ["api-schema", "api-docs"]
     client.force_login(dave)
     assert client.get("/api/schema/").status_code == 200
     assert client.get("/api/docs/").status_code == 200

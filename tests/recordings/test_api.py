@@ -101,3 +101,15 @@ def test_each_api_refusal_is_audited_exactly_once(session: Any, consenting_patie
         before = AuditEvent.objects.filter(outcome="refused", actor=f"user:{eve.pk}").count()
         assert client.post(path).status_code == 403
         assert AuditEvent.objects.filter(outcome="refused", actor=f"user:{eve.pk}").count() == before + 1
+
+
+def test_an_anonymous_api_request_is_refused_before_the_view_and_audited_once(session: Any, consenting_patient: Any, alice: Any, fake_edge: FakeEdge) -> None:
+    mentoring_services.session_start(session=session, by=alice)
+    recording = signed_in(alice).post(f"/api/sessions/{session.public_id}/recording/start/").json()
+    for path, page in ((f"/api/sessions/{session.public_id}/recording/start/", "api-recording-start"),
+                       (f"/api/recordings/{recording['id']}/stop/", "api-recording-stop")):
+        before = AuditEvent.objects.filter(outcome="refused").count()
+        assert Client().post(path).status_code == 403
+        [event] = AuditEvent.objects.filter(outcome="refused").order_by("id")[before:]
+        assert (event.action, event.actor, event.detail["page"]) == ("page.refused", "anonymous", page)
+    assert Recording.objects.get(public_id=recording["id"]).status == Recording.Status.RECORDING
