@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,6 +20,9 @@ from orstream.pages import found
 
 from . import services
 from .models import OperatingRoom, Participant, Role, Session
+
+# Raised, not returned: DRF's reply to it is audited like every refusal (orstream.pages).
+NOT_A_PARTICIPANT = "You are not part of this session."
 
 
 class IsCoordinator(permissions.BasePermission):
@@ -173,7 +177,7 @@ class SessionDetail(APIView):
         session = _session(public_id)
         if not (roles.user_runs_session(request.user, session)
                 or session.participants.filter(user=request.user).exists()):
-            return Response({"detail": "You are not part of this session."}, status=status.HTTP_403_FORBIDDEN)
+            raise PermissionDenied(NOT_A_PARTICIPANT)
         return Response(_session_data(request.user, session))
 
 
@@ -277,5 +281,5 @@ class SessionCalendar(APIView):
         session = _session(public_id)
         if not (roles.user_runs_session(request.user, session)
                 or session.participants.filter(user=request.user).exists()):
-            return Response({"detail": "You are not part of this session."}, status=status.HTTP_403_FORBIDDEN)
+            raise PermissionDenied(NOT_A_PARTICIPANT)
         return HttpResponse(services.session_ics(session=session), content_type="text/calendar; charset=utf-8")

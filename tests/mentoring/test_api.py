@@ -149,3 +149,14 @@ def test_schema_and_docs_need_a_sign_in_in_production(client, settings, dave):
     client.force_login(dave)
     assert client.get("/api/schema/").status_code == 200
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_someone_outside_the_session_is_refused_and_audited_once(client, session, eve):
+    client.force_login(eve)
+    for path in (f"/api/sessions/{session.public_id}/", f"/api/sessions/{session.public_id}/calendar.ics"):
+        reply = client.get(path)
+        assert reply.status_code == 403 and reply.json()["detail"] == "You are not part of this session."
+    refusals = AuditEvent.objects.filter(actor=f"user:{eve.pk}", outcome="refused").order_by("id")
+    assert [(e.detail["page"], e.detail["reason"]) for e in refusals] == [
+        ("api-session", "You are not part of this session."), ("api-session-calendar", "You are not part of this session."),
+    ]
