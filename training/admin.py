@@ -8,10 +8,29 @@ from django.contrib import admin
 from .models import Collection, CollectionEntry, Instrument, InstrumentItem, Programme, ProgrammeMember
 
 
+def _in_use(instrument: Instrument | None) -> bool:
+    """An instrument version someone has been scored with: its items are what those scores mean."""
+    return instrument is not None and instrument.pk is not None and instrument.assessments.exists()
+
+
 class InstrumentItemInline(admin.TabularInline):
     model = InstrumentItem
     extra = 1
     fields = ["order", "key", "name", "description", "min_score", "max_score", "anchors"]
+
+    # A version in use keeps its items as they were scored (a change of range or wording would
+    # change what the existing scores mean): a change is a new version.
+    def get_readonly_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return self.fields if _in_use(obj) else []
+
+    def get_extra(self, request, obj=None, **kwargs):  # type: ignore[no-untyped-def]
+        return 0 if _in_use(obj) else self.extra
+
+    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return not _in_use(obj) and super().has_add_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return not _in_use(obj) and super().has_delete_permission(request, obj)
 
 
 @admin.register(Instrument)
@@ -23,7 +42,7 @@ class InstrumentAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
         # A version already used for scores is frozen: a change is a new version.
-        if obj is not None and obj.assessments.exists():
+        if _in_use(obj):
             return ["slug", "version", "name", "short_name"]
         return []
 
